@@ -1,0 +1,45 @@
+# Every target has a `## comment`; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# Rebuilt whenever the pins change; the project itself is installed editable.
+ENV_STAMP := $(VENV)/.env-ready
+
+$(ENV_STAMP): pyproject.toml requirements.lock
+	@echo "Building the environment in $(VENV) (first run only: a few minutes)..."
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.lock
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(ENV_STAMP)
+
+.PHONY: help env run test lint compile bench schema clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+env: $(ENV_STAMP) ## Build the virtual environment (done for you by run and test)
+
+run: $(ENV_STAMP) ## Run the training pipeline locally end to end (DATA_URI=... for another partition)
+	$(PYTHON) runner.py --run local $(if $(DATA_URI),--data-uri $(DATA_URI))
+
+test: $(ENV_STAMP) lint ## Lint, then every test (what CI runs)
+	$(PYTHON) -m pytest
+
+lint: $(ENV_STAMP) ## ruff over the whole tree
+	$(VENV)/bin/ruff check .
+
+compile: $(ENV_STAMP) ## Compile every pipeline into compiled/*.json
+	$(PYTHON) runner.py --compile
+
+bench: $(ENV_STAMP) ## Print the benchmark figures the docs record
+	$(PYTHON) -m bench
+
+schema: $(ENV_STAMP) ## Infer the data set's schema from the sample (first use only; then review it)
+	$(PYTHON) runner.py --infer-schema
+
+clean: ## Remove local mode's state (pipeline root, registry, endpoint, reports)
+	rm -rf local/

@@ -1,0 +1,56 @@
+"""The one command-line entry point for both platforms.
+
+    python runner.py --compile                       # compiled/*.json for Vertex AI Pipelines
+    python runner.py --run local [--data-uri DIR]    # the training pipeline on this machine (kfp.local)
+    python runner.py --infer-schema                  # first use: infer the data contract to review
+    python runner.py --submit ...                    # submit a run to Vertex AI (see triggers/)
+    python runner.py endpoint serve|status|split ... # the local prediction endpoint (see serving/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Each concern owns its command line; this file only routes to it.
+    if argv[:1] == ["endpoint"]:
+        from serving.cli import main as endpoint_main
+
+        return endpoint_main(argv[1:])
+    if "--submit" in argv:
+        from triggers.cli import main as submit_main
+
+        return submit_main([arg for arg in argv if arg != "--submit"])
+
+    parser = argparse.ArgumentParser(prog="runner.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--compile", action="store_true", help="compile every pipeline into compiled/")
+    action.add_argument("--run", choices=["local"], help="run the training pipeline on this machine")
+    action.add_argument("--infer-schema", action="store_true", help="infer the schema from the sample data")
+    parser.add_argument("--data-uri", default=None,
+                        help="partition(s) to train on: a folder or gs:// prefix (default: the whole sample)")
+    parser.add_argument("--dataset-config", default=None, help="data set description (YAML)")
+    parser.add_argument("--output", default=None, help="where compiled templates go (default: compiled/)")
+    args = parser.parse_args(argv)
+
+    if args.compile:
+        from pipelines.compile import compile_all
+
+        for path, seconds in compile_all(args.output):
+            print(f"compiled {path} in {seconds:.2f} s")
+        return 0
+    if args.infer_schema:
+        from mlops.data_validation import infer_schema_cli
+
+        return infer_schema_cli(args.data_uri, args.dataset_config)
+    from pipelines.local_run import run_training_locally
+
+    return run_training_locally(data_uri=args.data_uri, dataset_config=args.dataset_config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
