@@ -13,7 +13,7 @@ $(ENV_STAMP): pyproject.toml requirements.lock
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.lock
-	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $(ENV_STAMP)
 
 .PHONY: help env run test lint compile bench schema clean

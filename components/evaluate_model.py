@@ -1,0 +1,44 @@
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from components import project_component
+
+
+@project_component
+def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config: str, champion_uri: str,
+                   min_auc: float, max_auc_regression: float, data_uri: str, metrics: Output[Metrics],
+                   classification_metrics: Output[ClassificationMetrics], report: Output[HTML],
+                   evaluation: Output[Artifact]) -> bool:
+    """TFMA against the champion. Returns the blessing, which decides whether the
+    model is registered (a single output: kfp.local resolves only `Output` in a
+    dsl.If condition, not a named output)."""
+    from pathlib import Path
+
+    from mlops.dataset import load_dataset_config
+    from mlops.evaluation import OVERALL, Thresholds, evaluate, predict
+    from mlops.ingest import load_split
+    from mlops.report import evaluation_report
+
+    config = load_dataset_config(dataset_config)
+    eval_frame = load_split(examples.path, "eval")
+    candidate = predict(model.path, eval_frame)
+    champion = predict(champion_uri, eval_frame) if champion_uri else None
+    outcome = evaluate(eval_frame, candidate, champion, config,
+                       Thresholds(min_auc=min_auc, max_auc_regression=max_auc_regression), evaluation.path)
+    (Path(evaluation.path) / "outcome.json").write_text(outcome.to_json())
+    evaluation.metadata.update({"blessed": outcome.blessed, "failures": outcome.failures})
+
+    for name, value in outcome.overall().items():
+        metrics.log_metric(name, round(value, 4))
+    metrics.log_metric("blessed", outcome.blessed)
+    roc = outcome.roc["candidate"]
+    classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], [i / (len(roc["fpr"]) - 1 or 1)
+                                                                  for i in range(len(roc["fpr"]))])
+    c = outcome.confusion
+    classification_metrics.log_confusion_matrix(["no", "yes"], [[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+
+    lineage = {"data_uri": data_uri, "model": model.uri, "champion": champion_uri or "(none: first run)",
+               "schema": str(config.schema_path.name), "eval rows": str(len(eval_frame))}
+    Path(report.path).write_text(evaluation_report(outcome, f"Evaluation of {config.model_name}", lineage))
+    verdict = "BLESSED" if outcome.blessed else "NOT BLESSED: " + "; ".join(outcome.failures)
+    print(f"{verdict} (AUC {outcome.metrics[OVERALL]['candidate']['auc']:.4f})")
+    return outcome.blessed

@@ -1,0 +1,29 @@
+from typing import NamedTuple
+
+from kfp.dsl import Artifact, Dataset, Input, Model
+
+from components import project_component
+
+
+@project_component
+def register_model(model: Input[Model], evaluation: Input[Artifact], examples: Input[Dataset],
+                   schema: Input[Artifact], model_name: str, registry_uri: str, project: str, location: str,
+                   serving_image: str, data_uri: str, pipeline_run: str) -> NamedTuple("Registered", version=str, aliases=str):
+    """A new version of the model, alias challenger (the first one also champion), with its lineage."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from mlops.registry import open_registry, register_blessed_model
+
+    outcome = json.loads((Path(evaluation.path) / "outcome.json").read_text())
+    if not outcome["blessed"]:  # the pipeline only calls this when blessed; refuse loudly if not
+        raise RuntimeError(f"refusing to register an unblessed model: {outcome['failures']}")
+    lineage = {"data_uri": data_uri, "examples": examples.uri, "schema": schema.uri, "evaluation": evaluation.uri,
+               "metrics": outcome["metrics"]["overall"]["candidate"],
+               "pipeline_run": pipeline_run, "labels": {"data_uri": data_uri}}
+    registry = open_registry(registry_uri, project, location, serving_image)
+    version = register_blessed_model(registry, model_name, model.path if registry_uri != "vertex" else model.uri,
+                                     lineage)
+    print(f"registered {model_name} version {version.version} as {', '.join(version.aliases)}")
+    return namedtuple("Registered", ["version", "aliases"])(version.version, ",".join(version.aliases))

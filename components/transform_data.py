@@ -1,0 +1,14 @@
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+from components import project_component
+
+
+@project_component
+def transform_data(examples: Input[Dataset], schema: Input[Artifact], dataset_config: str,
+                   transform_graph: Output[Artifact], transformed_examples: Output[Dataset]):
+    """tf.Transform: analyze train, transform both splits, keep the graph for serving."""
+    from mlops.transform import run_transform
+
+    result = run_transform(examples.path, dataset_config, f"{schema.path}/schema.pbtxt",
+                           transform_graph.path, transformed_examples.path)
+    transformed_examples.metadata.update({"train_rows": result["train_rows"], "eval_rows": result["eval_rows"]})

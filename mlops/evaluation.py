@@ -1,0 +1,182 @@
+"""Evaluate with TFMA against the champion; decide the blessing.
+
+Both models are scored through their exported serving signatures on the raw
+eval split (the very path serving takes), then TFMA computes the metrics per
+slice and checks the thresholds: an absolute floor on AUC, and a change
+threshold against the champion. The change threshold is ignored on the first
+run, when there is no champion to compare with. TFMA's validation result is the
+blessing: a model that fails it is never registered, so it never gets traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops.dataset import DatasetConfig
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+OVERALL = "overall"
+GATED_METRIC = "auc"
+_PREDICTION_BATCH = 4096
+# Metric names as TFMA reports them -> the names this project shows.
+_METRICS = {"example_count": "example_count", "auc": "auc", "binary_accuracy": "accuracy",
+            "precision": "precision", "recall": "recall", "calibration": "calibration",
+            "mean_label": "mean_label", "mean_prediction": "mean_prediction"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    min_auc: float = 0.7
+    # The candidate's AUC may be at most this much below the champion's.
+    max_auc_regression: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_auc <= 1.0:
+            raise ValueError(f"min_auc must be within [0, 1], got {self.min_auc}")
+        if self.max_auc_regression < 0:
+            raise ValueError(f"max_auc_regression must be >= 0, got {self.max_auc_regression}")
+
+
+@dataclasses.dataclass
+class EvaluationOutcome:
+    blessed: bool
+    has_champion: bool
+    thresholds: Thresholds
+    # slice name -> model name -> metric name -> value
+    metrics: dict[str, dict[str, dict[str, float]]]
+    failures: list[str]
+    roc: dict[str, dict[str, list[float]]]  # model -> {"fpr": [...], "tpr": [...]}
+    calibration: dict[str, dict[str, list[float]]]  # model -> {"predicted": [...], "observed": [...]}
+    confusion: dict[str, int]  # candidate at threshold 0.5: tp, fp, tn, fn
+
+    def overall(self, model: str = CANDIDATE) -> dict[str, float]:
+        return self.metrics[OVERALL][model]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, default=float)
+
+
+def predict(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
+    """Probabilities from the exported serving signature, in row order."""
+    import tensorflow as tf
+
+    from trainer.features import PROBABILITY_OUTPUT, read_input_spec, to_model_inputs
+
+    signature = tf.saved_model.load(model_dir).signatures["serving_default"]
+    inputs = to_model_inputs(frame, read_input_spec(model_dir))
+    outputs = []
+    for start in range(0, len(frame), _PREDICTION_BATCH):
+        batch = {name: tf.constant(values[start:start + _PREDICTION_BATCH]) for name, values in inputs.items()}
+        outputs.append(signature(**batch)[PROBABILITY_OUTPUT].numpy())
+    return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+
+
+def _eval_config(config: DatasetConfig, min_auc: float | None):
+    """One model per TFMA run: in raw-prediction mode TFMA cannot mark a baseline
+    (it knows one only when it loads models itself), so the change threshold is
+    applied to the two runs' AUCs in `_change_failures`. The floor applies to
+    the overall slice only: a small slice's AUC is too noisy to gate on."""
+    from google.protobuf import text_format
+    from tensorflow_model_analysis.proto import config_pb2
+
+    floor = ("per_slice_thresholds { slicing_specs {} threshold { value_threshold { lower_bound { value: "
+             f"{min_auc} }} }} }} }}" if min_auc is not None else "")
+    slices = ["slicing_specs {}"] + [
+        "slicing_specs { " + " ".join(f'feature_keys: "{key}"' for key in keys) + " }" for keys in config.slices]
+    text = "\n".join([f'model_specs {{ label_key: "{config.label.name}" prediction_key: "prediction" }}',
+                      *slices, f"""
+metrics_specs {{
+  metrics {{ class_name: "ExampleCount" }}
+  metrics {{ class_name: "AUC" {floor} }}
+  metrics {{ class_name: "BinaryAccuracy" }}
+  metrics {{ class_name: "Precision" }}
+  metrics {{ class_name: "Recall" }}
+  metrics {{ class_name: "Calibration" }}
+  metrics {{ class_name: "MeanLabel" }}
+  metrics {{ class_name: "MeanPrediction" }}
+  metrics {{ class_name: "CalibrationPlot" config: '"num_buckets": 10' }}
+  metrics {{ class_name: "ConfusionMatrixPlot" config: '"num_thresholds": 50' }}
+}}"""])
+    return text_format.Parse(text, config_pb2.EvalConfig())
+
+
+def _change_failures(metrics: dict[str, dict[str, dict[str, float]]], thresholds: Thresholds) -> list[str]:
+    candidate = metrics[OVERALL][CANDIDATE][GATED_METRIC]
+    champion = metrics[OVERALL][CHAMPION][GATED_METRIC]
+    if candidate - champion >= -thresholds.max_auc_regression:
+        return []
+    return [f"{OVERALL}: auc of the {CANDIDATE} is {candidate:.4f}, {champion - candidate:.4f} below the "
+            f"{CHAMPION}'s {champion:.4f}; at most {thresholds.max_auc_regression} below is allowed"]
+
+
+def _slice_name(slice_key: tuple) -> str:
+    return OVERALL if not slice_key else ", ".join(f"{key}={value}" for key, value in slice_key)
+
+
+def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray | None,
+             config: DatasetConfig, thresholds: Thresholds, output_dir: str) -> EvaluationOutcome:
+    """Runs TFMA over the eval split's labels, slice columns and each model's predictions."""
+    import tensorflow_model_analysis as tfma
+
+    slice_columns = sorted({key for keys in config.slices for key in keys})
+    data = pd.DataFrame({column: eval_frame[column].astype(str).where(eval_frame[column].notna(), "missing")
+                         for column in slice_columns})
+    data[config.label.name] = eval_frame[config.label.name].to_numpy(dtype="int64")
+    predictions = {CANDIDATE: candidate} | ({CHAMPION: champion} if champion is not None else {})
+
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    failures: list[str] = []
+    roc: dict[str, dict[str, list[float]]] = {}
+    calibration: dict[str, dict[str, list[float]]] = {}
+    for model, model_predictions in predictions.items():
+        data["prediction"] = model_predictions.astype("float32")
+        model_dir = str(Path(output_dir) / model)
+        eval_config = _eval_config(config, thresholds.min_auc if model == CANDIDATE else None)
+        result = tfma.analyze_raw_data(data, eval_config, output_path=model_dir)
+        for slice_key, outputs in result.slicing_metrics:
+            values = outputs[""][""]
+            metrics.setdefault(_slice_name(slice_key), {})[model] = {
+                shown: float(values[key]["doubleValue"]) for key, shown in _METRICS.items()
+                if key in values and "doubleValue" in values[key]}
+        if model == CANDIDATE:
+            for failure in tfma.load_validation_result(model_dir).metric_validations_per_slice:
+                for metric in failure.failures:
+                    failures.append(f"{OVERALL}: {metric.metric_key.name} of the {CANDIDATE} is "
+                                    f"{metric.metric_value.double_value.value:.4f}, below the floor "
+                                    f"{thresholds.min_auc}")
+        roc[model], calibration[model] = _curves(result)
+    if champion is not None:
+        failures += _change_failures(metrics, thresholds)
+    data["prediction"] = candidate
+    return EvaluationOutcome(blessed=not failures, has_champion=champion is not None, thresholds=thresholds,
+                             metrics=metrics, failures=failures, roc=roc, calibration=calibration,
+                             confusion=_confusion(data, config.label.name))
+
+
+def _curves(result) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """ROC points and the calibration curve from TFMA's overall-slice plots."""
+    plots = next(outputs[""][""] for slice_key, outputs in result.plots if not slice_key)
+    matrices = plots["confusionMatrixAtThresholds"]["matrices"]
+    fpr = [float(matrix.get("falsePositiveRate", 0.0)) for matrix in matrices]
+    tpr = [float(matrix.get("recall", 0.0)) for matrix in matrices]
+    predicted, observed = [], []
+    for bucket in plots["calibrationHistogramBuckets"]["buckets"]:
+        if bucket["numWeightedExamples"]:
+            predicted.append(bucket["totalWeightedRefinedPrediction"] / bucket["numWeightedExamples"])
+            observed.append(bucket["totalWeightedLabel"] / bucket["numWeightedExamples"])
+    return {"fpr": fpr, "tpr": tpr}, {"predicted": predicted, "observed": observed}
+
+
+def _confusion(data: pd.DataFrame, label: str) -> dict[str, int]:
+    labels = data[label].to_numpy()
+    predicted_positive = data["prediction"].to_numpy() >= 0.5
+    return {"tp": int((predicted_positive & (labels == 1)).sum()),
+            "fp": int((predicted_positive & (labels == 0)).sum()),
+            "tn": int((~predicted_positive & (labels == 0)).sum()),
+            "fn": int((~predicted_positive & (labels == 1)).sum())}

@@ -1,0 +1,108 @@
+"""HTML reports a person would rather look at than read: one self-contained file
+(plots inlined as SVG), viewable from a laptop or the Vertex UI's HTML artifact."""
+
+from __future__ import annotations
+
+import html
+import io
+
+from mlops.evaluation import CANDIDATE, CHAMPION, GATED_METRIC, OVERALL, EvaluationOutcome
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
+h1{font-size:1.5em} .verdict{padding:.6em 1em;border-radius:6px;font-weight:600;display:inline-block}
+.ok{background:#e6f4ea;color:#137333} .no{background:#fce8e6;color:#a50e0e}
+table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ddd;padding:.3em .7em;text-align:right}
+th{background:#f5f5f5} td:first-child,th:first-child{text-align:left} .plots{display:flex;flex-wrap:wrap;gap:1em}"""
+
+
+def _svg(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def _plots(outcome: EvaluationOutcome) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [CANDIDATE] + ([CHAMPION] if outcome.has_champion else [])
+    figures = []
+    figure, axis = plt.subplots(figsize=(4.2, 4))
+    for model in models:
+        auc = outcome.metrics[OVERALL][model].get(GATED_METRIC, float("nan"))
+        axis.plot(outcome.roc[model]["fpr"], outcome.roc[model]["tpr"], label=f"{model} (AUC {auc:.3f})")
+    axis.plot([0, 1], [0, 1], ":", color="grey")
+    axis.set(title="ROC", xlabel="false positive rate", ylabel="true positive rate")
+    axis.legend(loc="lower right")
+    figures.append(_svg(figure))
+
+    figure, axis = plt.subplots(figsize=(4.2, 4))
+    for model in models:
+        axis.plot(outcome.calibration[model]["predicted"], outcome.calibration[model]["observed"], "o-", label=model)
+    axis.plot([0, 1], [0, 1], ":", color="grey")
+    axis.set(title="Calibration", xlabel="mean predicted probability", ylabel="observed positive rate")
+    axis.legend(loc="upper left")
+    figures.append(_svg(figure))
+
+    slices = sorted(name for name in outcome.metrics if name != OVERALL)
+    figure, axis = plt.subplots(figsize=(6, 0.3 * len(slices) + 1.2))
+    for offset, model in ((-0.2, CANDIDATE), (0.2, CHAMPION)):
+        if model not in models:
+            continue
+        values = [outcome.metrics[name].get(model, {}).get(GATED_METRIC, float("nan")) for name in slices]
+        axis.barh([index + offset for index in range(len(slices))], values, height=0.4, label=model)
+    axis.axvline(outcome.thresholds.min_auc, color="red", linestyle="--", label="floor (overall)")
+    axis.set_yticks(range(len(slices)), slices)
+    axis.set(title="AUC per slice", xlim=(0, 1))
+    axis.legend(loc="lower right", fontsize="small")
+    figures.append(_svg(figure))
+    return figures
+
+
+def _table(outcome: EvaluationOutcome) -> str:
+    models = [CANDIDATE] + ([CHAMPION] if outcome.has_champion else [])
+    names = ["example_count", "auc", "accuracy", "precision", "recall", "calibration"]
+    header = "".join(f"<th>{html.escape(f'{name} ({model})' if len(models) > 1 else name)}</th>"
+                     for name in names for model in models)
+    rows = []
+    for slice_name in [OVERALL] + sorted(name for name in outcome.metrics if name != OVERALL):
+        cells = []
+        for name in names:
+            for model in models:
+                value = outcome.metrics[slice_name].get(model, {}).get(name)
+                cells.append("<td>–</td>" if value is None else
+                             f"<td>{value:.0f}</td>" if name == "example_count" else f"<td>{value:.4f}</td>")
+        rows.append(f"<tr><td>{html.escape(slice_name)}</td>{''.join(cells)}</tr>")
+    return f"<table><tr><th>slice</th>{header}</tr>{''.join(rows)}</table>"
+
+
+def evaluation_report(outcome: EvaluationOutcome, title: str, lineage: dict[str, str]) -> str:
+    verdict = ("<span class='verdict ok'>BLESSED: registered as challenger</span>" if outcome.blessed else
+               "<span class='verdict no'>NOT BLESSED: not registered, gets no traffic</span>")
+    failures = "".join(f"<li>{html.escape(failure)}</li>" for failure in outcome.failures) or "<li>none</li>"
+    baseline = ("compared with the current champion" if outcome.has_champion
+                else "no champion yet: the change threshold is ignored on this first run")
+    lineage_rows = "".join(f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                           for k, v in lineage.items())
+    confusion = outcome.confusion
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{verdict}</p>
+<p>Thresholds: AUC at least {outcome.thresholds.min_auc} overall; at most
+{outcome.thresholds.max_auc_regression} below the champion ({baseline}).</p>
+<h2>Failed checks</h2><ul>{failures}</ul>
+<h2>Plots</h2><div class="plots">{''.join(_plots(outcome))}</div>
+<h2>Metrics per slice</h2>{_table(outcome)}
+<h2>Confusion at threshold 0.5 (candidate)</h2>
+<table><tr><th></th><th>predicted positive</th><th>predicted negative</th></tr>
+<tr><td>actual positive</td><td>{confusion['tp']}</td><td>{confusion['fn']}</td></tr>
+<tr><td>actual negative</td><td>{confusion['fp']}</td><td>{confusion['tn']}</td></tr></table>
+<h2>Lineage</h2><table>{lineage_rows}</table>
+</body></html>"""

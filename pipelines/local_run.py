@@ -1,0 +1,129 @@
+"""Local mode: the training pipeline on this machine with kfp.local.
+
+The same pipeline definition Vertex runs; each step a subprocess of this
+environment. Prints each step with its duration and ends with a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from mlops.dataset import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+from mlops.settings import SETTINGS
+
+DEFAULT_DATA_URI = "data/processed"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '?([\w-]+)'?")
+_FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+
+
+class StepTimer(logging.Filter):
+    """Reads kfp.local's own task log lines, adds each step's duration to them and
+    keeps the durations for the summary. A filter on the root logger, because
+    kfp.local swaps that logger's handlers for every task."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: dict[str, float] = {}
+        self.durations: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = _ANSI.sub("", str(record.msg))
+        if match := _STARTED.search(message):
+            self.started[match.group(1)] = time.perf_counter()
+        elif (match := _FINISHED.search(message)) and match.group(1) in self.started:
+            seconds = time.perf_counter() - self.started[match.group(1)]
+            self.durations[match.group(1)] = seconds
+            record.msg = f"{record.msg} in {seconds:.1f} s"
+        return True
+
+
+def _task_outputs(run_dir: Path, task: str) -> dict:
+    """Parameter outputs a task wrote (kfp.local keeps them in executor_output.json)."""
+    path = run_dir / task / "executor_output.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text()).get("parameterValues", {})
+
+
+def run_training_locally(data_uri: str | None = None, dataset_config: str | None = None,
+                         local_dir: Path | None = None, **parameters) -> int:
+    from kfp import local
+
+    from pipelines.training_pipeline import build_training_pipeline
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter drowns the step logs
+    state = Path(local_dir or SETTINGS.local_dir)
+    pipeline_root = state / "pipeline_root"
+    registry = state / "registry"
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               raise_on_error=True)
+    data_uri = data_uri or DEFAULT_DATA_URI
+    before = set(pipeline_root.iterdir())
+
+    timer = StepTimer()
+    logging.getLogger().addFilter(timer)
+    started = time.perf_counter()
+    failure: Exception | None = None
+    try:
+        build_training_pipeline("local")(data_uri=data_uri, dataset_config=dataset_config or DEFAULT_DATASET_CONFIG,
+                                         registry_uri=str(registry), **parameters)
+    except RuntimeError as error:  # kfp.local raises when a step fails; its log is above
+        failure = error
+    finally:
+        logging.getLogger().removeFilter(timer)
+    wall = time.perf_counter() - started
+
+    new_runs = sorted(set(pipeline_root.iterdir()) - before)
+    run_dir = new_runs[-1] if new_runs else None
+    print_summary(run_dir, timer.durations, wall, data_uri, failure)
+    return 1 if failure else 0
+
+
+def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float, data_uri: str,
+                  failure: Exception | None) -> None:
+    print("\n" + "=" * 72)
+    print(f"training pipeline, local mode: {'FAILED' if failure else 'done'} in {wall:.1f} s  (data_uri={data_uri})")
+    for task, seconds in durations.items():
+        print(f"  {task:<22} {seconds:6.1f} s")
+    if run_dir is None:
+        print("=" * 72)
+        return
+    ingest = _task_outputs(run_dir, "ingest-data")
+    if ingest:
+        print(f"rows: {ingest.get('rows')} in {ingest.get('batches')} batch(es); "
+              f"train {ingest.get('train_rows')}, eval {ingest.get('eval_rows')}")
+    anomalies_file = run_dir / "validate-data" / "anomalies" / "anomalies.json"
+    if anomalies_file.exists():
+        anomalies = json.loads(anomalies_file.read_text())
+        critical = [a for a in anomalies if a["severity"] == "critical"]
+        print(f"anomalies: {len(critical)} critical, {len(anomalies) - len(critical)} warning(s)")
+        for anomaly in critical[:5]:
+            print(f"  {anomaly['feature']}: {anomaly['rule']}: {anomaly['description']} ({anomaly['batch']})")
+    outcome_file = run_dir / "evaluate-model" / "evaluation" / "outcome.json"
+    if outcome_file.exists():
+        outcome = json.loads(outcome_file.read_text())
+        overall = outcome["metrics"]["overall"]
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in overall["candidate"].items()
+                          if k in ("auc", "accuracy", "precision", "recall", "calibration"))
+        print(f"metrics (eval, overall): {shown}")
+        if "champion" in overall:
+            print(f"champion's auc on the same data: {overall['champion']['auc']:.4f}")
+        print(f"blessed: {outcome['blessed']}" + (f"  ({'; '.join(outcome['failures'])})" if outcome["failures"]
+                                                  else ""))
+        print(f"report: {run_dir / 'evaluate-model' / 'report'}")
+    registered = _task_outputs(run_dir, "register-model")
+    if registered:
+        print(f"registered: version {registered.get('version')} as {registered.get('aliases')}")
+    elif outcome_file.exists():
+        print("registered: nothing (the model was not blessed)")
+    if failure:
+        print(f"stopped: {failure}")
+    print(f"artifacts: {run_dir.relative_to(PROJECT_ROOT) if run_dir.is_relative_to(PROJECT_ROOT) else run_dir}")
+    print("=" * 72)

@@ -1,0 +1,81 @@
+"""Training pipeline: from a landed data partition to a registered model version.
+
+Steps, in the order they run:
+1. Ingest: read every batch.csv under `data_uri`, type and label it, split
+   train/eval by a hash of the split key.
+2. Validate: statistics of both splits; each batch checked against the reviewed
+   schema; a critical anomaly stops the run here, before training.
+3. Transform: tf.Transform analyzes the train split and transforms both; its
+   graph becomes part of the serving model.
+4. Train: the Keras model on the transformed data; exported as a SavedModel
+   whose signature takes raw instances as Vertex sends them.
+5. Look up the champion: the registry's current `champion`, if any.
+6. Evaluate: TFMA, overall and per slice, against the absolute floor and the
+   champion; writes metrics, a classification artifact and an HTML report.
+7. Register (only if blessed): a new model version, alias `challenger` (the
+   very first also `champion`), with its lineage.
+"""
+
+
+from kfp import dsl
+
+from components.evaluate_model import evaluate_model
+from components.ingest_data import ingest_data
+from components.lookup_champion import lookup_champion
+from components.register_model import register_model
+from components.transform_data import transform_data
+from components.validate_data import validate_data
+from mlops.dataset import DEFAULT_DATASET_CONFIG
+from mlops.registry import VERTEX
+from mlops.settings import SETTINGS
+from pipelines.platform import Platform, train_step
+
+PIPELINE_NAME = "training-pipeline"
+
+
+def build_training_pipeline(platform: Platform):
+    """The pipeline for one platform; only the train step's form differs (see pipelines/platform.py)."""
+    train = train_step(platform)
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Ingest, validate, transform, train, evaluate, register.")
+    def training_pipeline(
+        data_uri: str,
+        dataset_config: str = DEFAULT_DATASET_CONFIG,
+        model_name: str = "chicago-taxi-big-tipper",
+        registry_uri: str = VERTEX,
+        project: str = "",
+        location: str = "us-central1",
+        serving_image: str = SETTINGS.serving_image,
+        learning_rate: float = 0.001,
+        hidden_units: list = [64, 32],  # noqa: B006 (KFP reads the default; it is never mutated)
+        epochs: int = 8,
+        batch_size: int = 256,
+        seed: int = 42,
+        min_auc: float = 0.7,
+        max_auc_regression: float = 0.01,
+    ):
+        ingest = ingest_data(data_uri=data_uri, dataset_config=dataset_config).set_display_name("1. Ingest data")
+        validate = validate_data(examples=ingest.outputs["examples"], dataset_config=dataset_config
+                                 ).set_display_name("2. Validate data against the schema")
+        transform = transform_data(examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
+                                   dataset_config=dataset_config).set_display_name("3. Transform (tf.Transform)")
+        trained = train(transformed_examples=transform.outputs["transformed_examples"],
+                        transform_graph=transform.outputs["transform_graph"], schema=validate.outputs["schema"],
+                        dataset_config=dataset_config, learning_rate=learning_rate, hidden_units=hidden_units,
+                        epochs=epochs, batch_size=batch_size, seed=seed).set_display_name("4. Train")
+        champion = lookup_champion(model_name=model_name, registry_uri=registry_uri, project=project,
+                                   location=location).set_display_name("5. Look up the champion")
+        champion.set_caching_options(False)  # the champion changes between runs; never reuse an old answer
+        evaluation = evaluate_model(
+            model=trained.outputs["model"], examples=ingest.outputs["examples"], dataset_config=dataset_config,
+            champion_uri=champion.outputs["champion_uri"], min_auc=min_auc, max_auc_regression=max_auc_regression,
+            data_uri=data_uri).set_display_name("6. Evaluate with TFMA")
+        with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition)
+            register_model(
+                model=trained.outputs["model"], evaluation=evaluation.outputs["evaluation"],
+                examples=ingest.outputs["examples"], schema=validate.outputs["schema"], model_name=model_name,
+                registry_uri=registry_uri, project=project, location=location, serving_image=serving_image,
+                data_uri=data_uri, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            ).set_display_name("7. Register the model").set_caching_options(False)
+
+    return training_pipeline
