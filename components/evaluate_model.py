@@ -11,6 +11,7 @@ def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config
     """TFMA against the champion. Returns the blessing, which decides whether the
     model is registered (a single output: kfp.local resolves only `Output` in a
     dsl.If condition, not a named output)."""
+    import math
     from pathlib import Path
 
     from mlops.dataset import load_dataset_config
@@ -28,7 +29,8 @@ def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config
     evaluation.metadata.update({"blessed": outcome.blessed, "failures": outcome.failures})
 
     for name, value in outcome.overall().items():
-        metrics.log_metric(name, round(value, 4))
+        if math.isfinite(value):  # e.g. precision is undefined when nothing is predicted positive
+            metrics.log_metric(name, round(value, 4))
     metrics.log_metric("blessed", outcome.blessed)
     roc = outcome.roc["candidate"]
     classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], [i / (len(roc["fpr"]) - 1 or 1)

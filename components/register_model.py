@@ -8,7 +8,8 @@ from components import project_component
 @project_component
 def register_model(model: Input[Model], evaluation: Input[Artifact], examples: Input[Dataset],
                    schema: Input[Artifact], model_name: str, registry_uri: str, project: str, location: str,
-                   serving_image: str, data_uri: str, pipeline_run: str) -> NamedTuple("Registered", version=str, aliases=str):
+                   serving_image: str, data_uri: str, pipeline_run: str
+                   ) -> NamedTuple("Registered", version=str, aliases=str):
     """A new version of the model, alias challenger (the first one also champion), with its lineage."""
     import json
     from collections import namedtuple
@@ -23,7 +24,8 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
                "metrics": outcome["metrics"]["overall"]["candidate"],
                "pipeline_run": pipeline_run, "labels": {"data_uri": data_uri}}
     registry = open_registry(registry_uri, project, location, serving_image)
-    version = register_blessed_model(registry, model_name, model.path if registry_uri != "vertex" else model.uri,
-                                     lineage)
+    # Vertex uploads from the artifact's gs:// URI; the local registry copies the local folder.
+    model_location = model.uri if registry_uri == "vertex" else model.path
+    version = register_blessed_model(registry, model_name, model_location, lineage)
     print(f"registered {model_name} version {version.version} as {', '.join(version.aliases)}")
     return namedtuple("Registered", ["version", "aliases"])(version.version, ",".join(version.aliases))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,17 @@ class EvaluationOutcome:
         return self.metrics[OVERALL][model]
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, default=float)
+        """Strict JSON: an undefined metric (NaN) is null."""
+        def strict(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {key: strict(item) for key, item in value.items()}
+            if isinstance(value, list | tuple):
+                return [strict(item) for item in value]
+            return value
+
+        return json.dumps(strict(dataclasses.asdict(self)), indent=1, allow_nan=False)
 
 
 def predict(model_dir: str, frame: pd.DataFrame) -> np.ndarray:

@@ -61,6 +61,7 @@ def run_isolated(target: str, **kwargs) -> dict:
 
 def _child_main(request_json: str) -> None:
     request = json.loads(request_json)
+    sys.argv = sys.argv[:1]  # Beam parses sys.argv as pipeline options: the request is not one
     module_name, function_name = request["target"].split(":")
     try:
         function = getattr(importlib.import_module(module_name), function_name)

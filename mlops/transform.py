@@ -49,23 +49,23 @@ def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: s
     output = Path(transformed_dir)
     output.mkdir(parents=True, exist_ok=True)
     paths = {"train": str(output / TRANSFORMED_TRAIN), "eval": str(output / TRANSFORMED_EVAL)}
-    with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, tft_beam.Context(temp_dir=temp_dir):
-        with beam.Pipeline() as pipeline:
-            train_rows = pipeline | "TrainRows" >> beam.Create([train_batch], reshuffle=False)
-            eval_rows = pipeline | "EvalRows" >> beam.Create([eval_batch], reshuffle=False)
-            (train_transformed, _), transform_fn = (
-                (train_rows, adapter_config)
-                | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
-                    make_preprocessing_fn(config, schema, features), output_record_batches=True))
-            eval_transformed, _ = (
-                ((eval_rows, adapter_config), transform_fn)
-                | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True))
-            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph_dir)
-            for split, transformed in (("train", train_transformed), ("eval", eval_transformed)):
-                _ = (transformed
-                     | f"{split}RecordBatches" >> beam.Map(lambda batch_and_passthrough: batch_and_passthrough[0])
-                     | f"{split}Collect" >> beam.combiners.ToList()
-                     | f"{split}Write" >> beam.Map(_write_parquet, paths[split]))
+    with (tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, tft_beam.Context(temp_dir=temp_dir),
+          beam.Pipeline() as pipeline):
+        train_rows = pipeline | "TrainRows" >> beam.Create([train_batch], reshuffle=False)
+        eval_rows = pipeline | "EvalRows" >> beam.Create([eval_batch], reshuffle=False)
+        (train_transformed, _), transform_fn = (
+            (train_rows, adapter_config)
+            | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+                make_preprocessing_fn(config, schema, features), output_record_batches=True))
+        eval_transformed, _ = (
+            ((eval_rows, adapter_config), transform_fn)
+            | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True))
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph_dir)
+        for split, transformed in (("train", train_transformed), ("eval", eval_transformed)):
+            _ = (transformed
+                 | f"{split}RecordBatches" >> beam.Map(lambda batch_and_passthrough: batch_and_passthrough[0])
+                 | f"{split}Collect" >> beam.combiners.ToList()
+                 | f"{split}Write" >> beam.Map(_write_parquet, paths[split]))
     result = {"train_rows": train_batch.num_rows, "eval_rows": eval_batch.num_rows,
               "transformed_features": sorted(tft.TFTransformOutput(transform_graph_dir).transformed_feature_spec()),
               "seconds": round(time.perf_counter() - started, 2)}

@@ -7,6 +7,7 @@ reviewed as a diff and a test checks it matches the code.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kfp import compiler
@@ -16,19 +17,20 @@ from mlops.dataset import PROJECT_ROOT
 COMPILED_DIR = PROJECT_ROOT / "compiled"
 
 
-def pipelines_to_compile() -> dict[str, object]:
+def pipelines_to_compile() -> dict[str, Callable[[], object]]:
+    """Template name -> a builder of the pipeline's Vertex form."""
     from pipelines.training_pipeline import build_training_pipeline
 
-    return {"training_pipeline": build_training_pipeline("vertex")}
+    return {"training_pipeline": lambda: build_training_pipeline("vertex")}
 
 
 def compile_all(output_dir: str | Path | None = None) -> list[tuple[Path, float]]:
     target = Path(output_dir) if output_dir else COMPILED_DIR
     target.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, pipeline in pipelines_to_compile().items():
+    for name, build in pipelines_to_compile().items():
         started = time.perf_counter()
         path = target / f"{name}.json"
-        compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(path))
+        compiler.Compiler().compile(pipeline_func=build(), package_path=str(path))
         written.append((path, time.perf_counter() - started))
     return written

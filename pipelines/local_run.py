@@ -110,7 +110,7 @@ def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float
     if outcome_file.exists():
         outcome = json.loads(outcome_file.read_text())
         overall = outcome["metrics"]["overall"]
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in overall["candidate"].items()
+        shown = ", ".join(f"{k} {'undefined' if v is None else f'{v:.4f}'}" for k, v in overall["candidate"].items()
                           if k in ("auc", "accuracy", "precision", "recall", "calibration"))
         print(f"metrics (eval, overall): {shown}")
         if "champion" in overall:

@@ -24,7 +24,7 @@ class Hyperparameters:
     seed: int = 42
 
     @classmethod
-    def from_parameters(cls, values: dict) -> "Hyperparameters":
+    def from_parameters(cls, values: dict) -> Hyperparameters:
         """From pipeline parameters, where a list of ints arrives as JSON numbers (64.0)."""
         values = dict(values)
         units = values.get("hidden_units", cls.hidden_units)

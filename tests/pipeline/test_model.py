@@ -1,0 +1,110 @@
+"""Transform, train, export and evaluate on two small shipped partitions, calling
+the plain Python the components wrap (no KFP)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mlops.evaluation import CANDIDATE, CHAMPION, OVERALL, Thresholds, evaluate, predict
+from mlops.ingest import ingest, load_split
+from mlops.report import evaluation_report
+from mlops.transform import run_transform
+from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, copy_partitions
+from trainer.features import INPUT_SPEC_FILE, read_input_spec
+from trainer.train import Hyperparameters, train_and_export
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, dataset_config):
+    root = tmp_path_factory.mktemp("model")
+    landing = copy_partitions(root)
+    ingest(str(landing), dataset_config, root / "examples")
+    summary = run_transform(str(root / "examples"), str(dataset_config.source), str(dataset_config.schema_path),
+                            str(root / "graph"), str(root / "transformed"))
+    training = train_and_export(str(root / "transformed"), str(root / "graph"), str(dataset_config.source),
+                                str(dataset_config.schema_path), str(root / "model"), SMALL_DATA_HYPERPARAMETERS)
+    return {"root": root, "transform": summary, "training": training}
+
+
+def test_transform_writes_graph_and_both_transformed_splits(trained, dataset_config):
+    root = trained["root"]
+    assert (root / "graph" / "transform_fn" / "saved_model.pb").exists()
+    assert trained["transform"]["train_rows"] + trained["transform"]["eval_rows"] == (
+        len(load_split(root / "examples", "train")) + len(load_split(root / "examples", "eval")))
+    assert set(trained["transform"]["transformed_features"]) == (
+        {f"{name}_xf" for name in dataset_config.feature_names} | {dataset_config.label.name})
+
+
+def test_exported_model_serves_raw_instances_with_missing_values(trained, dataset_config):
+    import tensorflow as tf
+
+    model_dir = trained["root"] / "model"
+    spec = json.loads((model_dir / INPUT_SPEC_FILE).read_text())
+    assert set(spec["features"]) == set(dataset_config.feature_names)
+    assert spec["features"]["company"]["dtype"] == "string"
+    assert spec["features"]["trip_start_hour"]["dtype"] == "int64"
+    assert spec["features"]["fare"]["dtype"] == "float32"
+    eval_frame = load_split(trained["root"] / "examples", "eval")
+    probabilities = predict(str(model_dir), eval_frame)
+    assert probabilities.shape == (len(eval_frame),) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+    # One instance as Vertex would send it, with missing values as their sentinels.
+    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    dtypes = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
+    missing = {"float32": math.nan, "int64": -1, "string": ""}
+    instance = {f.name: tf.constant([missing[f.dtype]], dtypes[f.dtype]) for f in read_input_spec(model_dir)}
+    [probability] = signature(**instance)["probability"].numpy()
+    assert 0.0 <= probability <= 1.0
+
+
+def test_training_learns_something(trained):
+    assert trained["training"]["history"]["val_auc"] > 0.75
+
+
+def test_hyperparameters_are_checked_and_json_numbers_accepted():
+    assert Hyperparameters.from_parameters({"hidden_units": [64.0, 8.0]}).hidden_units == (64, 8)
+    with pytest.raises(ValueError, match="hidden_units must be whole numbers"):
+        Hyperparameters.from_parameters({"hidden_units": [1.5]})
+    with pytest.raises(ValueError, match="learning_rate must be > 0.*epochs must be >= 1"):
+        Hyperparameters(learning_rate=0, epochs=0)
+
+
+@pytest.fixture(scope="module")
+def scored(trained):
+    eval_frame = load_split(trained["root"] / "examples", "eval")
+    return eval_frame, predict(str(trained["root"] / "model"), eval_frame)
+
+
+def test_first_run_is_judged_by_the_floor_alone(scored, dataset_config, tmp_path):
+    eval_frame, candidate = scored
+    outcome = evaluate(eval_frame, candidate, None, dataset_config, Thresholds(min_auc=0.6), str(tmp_path / "a"))
+    assert outcome.blessed and not outcome.has_champion and outcome.failures == []
+    overall = outcome.overall()
+    assert overall["example_count"] == len(eval_frame)
+    labels = eval_frame[dataset_config.label.name].to_numpy()
+    assert overall["accuracy"] == pytest.approx(np.mean((candidate >= 0.5) == labels), abs=1e-6)
+    assert {"payment_type=Cash", "trip_start_day=1"} <= set(outcome.metrics)
+    high = evaluate(eval_frame, candidate, None, dataset_config, Thresholds(min_auc=0.999), str(tmp_path / "b"))
+    assert not high.blessed and "below the floor 0.999" in high.failures[0]
+
+
+def test_a_candidate_worse_than_the_champion_is_not_blessed(scored, dataset_config, tmp_path):
+    eval_frame, candidate = scored
+    labels = eval_frame[dataset_config.label.name].to_numpy().astype("float32")
+    perfect_champion = 0.1 + 0.8 * labels  # AUC 1.0
+    outcome = evaluate(eval_frame, candidate, perfect_champion, dataset_config, Thresholds(min_auc=0.6),
+                       str(tmp_path / "c"))
+    assert not outcome.blessed
+    assert outcome.metrics[OVERALL][CHAMPION]["auc"] == pytest.approx(1.0)
+    assert "below the champion's 1.0000" in outcome.failures[0]
+    # An equal champion is no reason to refuse: the regression allowance is inclusive.
+    tie = evaluate(eval_frame, candidate, candidate.copy(), dataset_config, Thresholds(min_auc=0.6),
+                   str(tmp_path / "d"))
+    assert tie.blessed and tie.has_champion
+
+    report = evaluation_report(outcome, "Evaluation", {"data_uri": "x"})
+    assert "NOT BLESSED" in report and report.count("<svg") == 3 and "below the champion" in report
+    json.loads(outcome.to_json())  # strict JSON, NaN-free
+    assert set(outcome.roc) == {CANDIDATE, CHAMPION}
