@@ -3,8 +3,15 @@ from pathlib import Path
 
 import pytest
 
-from mlops.registry import (CHALLENGER, CHAMPION, LocalModelRegistry, RegistryError, VertexModelRegistry,
-                            open_registry, register_blessed_model)
+from mlops.registry import (
+    CHALLENGER,
+    CHAMPION,
+    LocalModelRegistry,
+    RegistryError,
+    VertexModelRegistry,
+    open_registry,
+    register_blessed_model,
+)
 
 NAME = "taxi"
 
