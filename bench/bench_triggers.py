@@ -1,0 +1,205 @@
+"""Trigger figures: cold-start cost of each function, and event-to-request latency through Pub/Sub.
+
+1. Cold import: a fresh process imports a function's `main.py` from its deploy
+   folder (what a Cloud Run functions cold start pays before the first event),
+   against the seed approach `from google.cloud import aiplatform`, measured in
+   the same run. Wall time and peak RSS of each child (os.wait4), median of RUNS.
+2. Drift chain: a LogEntry published to the Pub/Sub emulator, pushed to the
+   drift-alert function under functions-framework, until its create request
+   reaches a local Vertex stand-in. Skipped (said so) without the emulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RUNS = 3
+CHAIN_ALERTS = 20
+BASELINE = "from google.cloud import aiplatform"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def cold_process(code: str, cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Median wall seconds and peak RSS (MB) of fresh `python -c code` processes."""
+    walls, peaks = [], []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not all children's
+        walls.append(time.perf_counter() - started)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise RuntimeError(f"`{code}` failed in {cwd}: {child.stderr.read().decode()[-2000:]}")
+        child.stderr.close()
+        peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
+    return statistics.median(walls), statistics.median(peaks)
+
+
+class _Recorder:
+    """The smallest Vertex stand-in: answers every create with 200 and notes when each one arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                recorder.arrivals.append(time.perf_counter())
+                job_id = parse_qs(urlsplit(self.path).query)["pipelineJobId"][0]
+                payload = json.dumps({"name": f"projects/p/locations/l/pipelineJobs/{job_id}"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _function_env(vertex_url: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin"), "MLOPS_PROJECT": "bench-project", "MLOPS_REGION": "us-central1",
+            "MLOPS_PIPELINE_ROOT": "gs://bench-root/runs",
+            "MLOPS_SERVICE_ACCOUNT": "pipelines@bench-project.iam.gserviceaccount.com",
+            "MLOPS_VERTEX_API_ENDPOINT": vertex_url,
+            "MLOPS_TRAINING_TEMPLATE_URI": str(PROJECT_ROOT / "compiled" / "training_pipeline.json"),
+            "MLOPS_SCHEDULE_TEMPLATE_URI": str(PROJECT_ROOT / "compiled" / "training_pipeline.json"),
+            "MLOPS_DATA_BUCKET": "bench-data", "MLOPS_MODEL": "chicago-taxi-big-tipper"}
+
+
+def bench_cold_imports(workdir: Path) -> None:
+    from triggers.package import FUNCTIONS, build
+
+    env = _function_env("http://127.0.0.1:9")
+    print(f"cold import in a fresh process, median of {RUNS} (wall time, peak RSS):")
+    base_wall, base_rss = cold_process(BASELINE, workdir, {"PATH": env["PATH"]})
+    print(f"  {BASELINE:<40} {base_wall:6.2f} s {base_rss:6.0f} MB   (baseline)")
+    for name in FUNCTIONS:
+        folder = build(name, workdir / "functions")
+        wall, rss = cold_process("import main", folder, env)
+        print(f"  {name + '/main.py (deploy folder)':<40} {wall:6.2f} s {rss:6.0f} MB   "
+              f"{base_wall / wall:4.1f}x faster, {base_rss / rss:3.1f}x smaller")
+
+
+@contextlib.contextmanager
+def _process_group(args: list[str], **kwargs):
+    process = subprocess.Popen(args, start_new_session=True, **kwargs)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+
+
+def bench_pubsub_chain(workdir: Path) -> None:
+    gcloud = shutil.which("gcloud")
+    emulator = gcloud and Path(gcloud).resolve().parent.parent / "platform" / "pubsub-emulator"
+    if not (emulator and emulator.is_dir() and shutil.which("java")):
+        print("drift chain: skipped, the Pub/Sub emulator (gcloud + Java) is not installed here")
+        return
+    from triggers.common.drift import FeatureDrift, drift_alert_payload
+    from triggers.package import build
+
+    recorder = _Recorder()
+    emulator_port, function_port = _free_port(), _free_port()
+    folder = build("drift_alert", workdir / "functions")
+    (workdir / "pubsub").mkdir()
+    emulator_args = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{emulator_port}",
+                     f"--data-dir={workdir / 'pubsub'}"]
+    function_args = [sys.executable, "-m", "functions_framework", "--target", "on_drift_log_entry", "--source",
+                     str(folder / "main.py"), "--signature-type", "cloudevent", "--host", "127.0.0.1",
+                     "--port", str(function_port)]
+    latencies = []
+    with (workdir / "pubsub.log").open("wb") as emulator_log, (workdir / "function.log").open("wb") as function_log, \
+            _process_group(emulator_args, stdout=emulator_log, stderr=subprocess.STDOUT) as emulator, \
+            _process_group(function_args, cwd=folder, env=_function_env(recorder.url), stdout=function_log,
+                           stderr=subprocess.STDOUT) as function:
+        def listening(port: int) -> bool:
+            for process, log in ((emulator, workdir / "pubsub.log"), (function, workdir / "function.log")):
+                if process.poll() is not None:
+                    raise RuntimeError(f"{process.args[:3]} exited: {log.read_text()[-2000:]}")
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        _wait(lambda: listening(emulator_port) and listening(function_port), 90, "the emulator and the function")
+        from google.cloud import pubsub_v1
+
+        # The clients read the emulator's address from the environment; restore it for the next benchmark.
+        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{emulator_port}"
+        try:
+            publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        finally:
+            if previous is None:
+                del os.environ["PUBSUB_EMULATOR_HOST"]
+            else:
+                os.environ["PUBSUB_EMULATOR_HOST"] = previous
+        topic = publisher.topic_path("bench-project", "drift-alerts")
+        subscription = subscriber.subscription_path("bench-project", "drift-push")
+        publisher.create_topic(name=topic)
+        subscriber.create_subscription(request={"name": subscription, "topic": topic, "push_config": {
+            "push_endpoint": f"http://127.0.0.1:{function_port}"}})
+        for day in range(CHAIN_ALERTS):  # one alert per cooldown window (a day): each one creates a run
+            end = datetime.datetime(2026, 1, 1, 6, tzinfo=datetime.UTC) + datetime.timedelta(days=day)
+            payload = drift_alert_payload("chicago-taxi-big-tipper", end - datetime.timedelta(days=7), end,
+                                          [FeatureDrift("fare", 0.3, 0.1, "jensen_shannon")])
+            published = time.perf_counter()
+            publisher.publish(topic, json.dumps({"jsonPayload": payload, "timestamp": payload["window_end"]})
+                              .encode()).result(30)
+            _wait(lambda count=day + 1: len(recorder.arrivals) >= count, 30, f"create request {day + 1}")
+            latencies.append((recorder.arrivals[day] - published) * 1000)
+    recorder.server.shutdown()
+    ordered = sorted(latencies[1:])
+    print(f"drift chain (Pub/Sub emulator push -> functions-framework -> create request), {CHAIN_ALERTS} alerts:")
+    print(f"  first (cold template cache) {latencies[0]:.0f} ms; then median {statistics.median(ordered):.0f} ms, "
+          f"p90 {ordered[int(0.9 * (len(ordered) - 1))]:.0f} ms, max {ordered[-1]:.0f} ms")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-triggers-") as workdir:
+        bench_cold_imports(Path(workdir))
+        bench_pubsub_chain(Path(workdir))
+
+
+if __name__ == "__main__":
+    main()

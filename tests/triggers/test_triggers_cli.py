@@ -1,0 +1,79 @@
+"""`python runner.py --submit`: the same submission module, from a terminal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex
+
+import runner
+from triggers.cli import EXIT_INVALID, EXIT_TRANSIENT, main
+
+DATA_URI = "gs://landing-data/data/processed/2014/03"
+
+
+def submit(*args: str) -> int:
+    return runner.main(["--submit", "--template", str(TRAINING_TEMPLATE), *args])
+
+
+def test_dry_run_shows_the_typed_request_and_sends_nothing(trigger_env, fake_vertex: FakeVertex, capsys) -> None:
+    code = submit("--param", f"data_uri={DATA_URI}", "--param", "epochs=5", "--param", "learning_rate=1",
+                  "--param", "hidden_units=[64, 32]", "--label", "reason=backfill", "--job-id", "backfill-2014-03",
+                  "--dry-run")
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["url"] == (f"{fake_vertex.url}/v1/projects/{PROJECT}/locations/{REGION}/pipelineJobs"
+                            "?pipelineJobId=backfill-2014-03")
+    assert shown["body"]["runtimeConfig"]["parameterValues"] == {
+        "data_uri": DATA_URI, "epochs": 5, "learning_rate": 1.0, "hidden_units": [64, 32]}
+    assert isinstance(shown["body"]["runtimeConfig"]["parameterValues"]["learning_rate"], float)
+    assert shown["body"]["labels"] == {"trigger": "manual", "reason": "backfill"}
+    assert fake_vertex.calls == []
+
+
+def test_submit_twice_with_one_job_id_creates_one_run(trigger_env, fake_vertex: FakeVertex, capsys) -> None:
+    assert submit("--param", f"data_uri={DATA_URI}", "--job-id", "backfill-2014-03") == 0
+    assert submit("--param", f"data_uri={DATA_URI}", "--job-id", "backfill-2014-03") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"created projects/{PROJECT}/locations/{REGION}/pipelineJobs/backfill-2014-03"
+    assert out[1].startswith("already exists, nothing to do:")
+    assert [call["status"] for call in fake_vertex.calls] == [200, 409]
+    assert fake_vertex.calls[0]["body"]["serviceAccount"] == SERVICE_ACCOUNT
+
+
+def test_without_a_job_id_each_submission_is_a_new_manual_run(trigger_env, fake_vertex: FakeVertex) -> None:
+    assert submit("--param", f"data_uri={DATA_URI}") == 0
+    assert fake_vertex.calls[0]["job_id"].startswith("training-pipeline-manual-")
+
+
+def test_flags_override_the_environment(trigger_env, fake_vertex: FakeVertex, capsys) -> None:
+    assert submit("--param", f"data_uri={DATA_URI}", "--project", "other-project", "--region", "europe-west4",
+                  "--api-endpoint", fake_vertex.url, "--dry-run") == 0
+    assert "/v1/projects/other-project/locations/europe-west4/pipelineJobs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--param", f"data_uri={DATA_URI}", "--param", "learning_rat=0.1"], "unknown parameter 'learning_rat'"),
+    (["--param", f"data_uri={DATA_URI}", "--param", "epochs=five"], "parameter epochs='five': expected a whole number"),
+    (["--param", "epochs=3"], "required parameter(s) not set: data_uri"),
+    (["--param", "data_uri"], "--param 'data_uri': expected NAME=VALUE"),
+    (["--param", f"data_uri={DATA_URI}", "--label", "Reason=x"], "label key 'Reason'"),
+])
+def test_invalid_requests_exit_2_and_say_what_was_expected(trigger_env, fake_vertex: FakeVertex, capsys,
+                                                          args: list[str], expected: str) -> None:
+    assert submit(*args) == EXIT_INVALID
+    assert expected in capsys.readouterr().err
+    assert fake_vertex.calls == []
+
+
+def test_missing_configuration_exits_2_naming_the_variable(trigger_env, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("MLOPS_SERVICE_ACCOUNT")
+    assert submit("--param", f"data_uri={DATA_URI}") == EXIT_INVALID
+    assert "MLOPS_SERVICE_ACCOUNT is not set" in capsys.readouterr().err
+
+
+def test_a_transient_failure_exits_75(trigger_env, fake_vertex: FakeVertex, capsys) -> None:
+    fake_vertex.fail_next(503)
+    assert main(["--template", str(TRAINING_TEMPLATE), "--param", f"data_uri={DATA_URI}"]) == EXIT_TRANSIENT
+    assert "try again" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""Stand-ins and helpers shared by the trigger tests (fixtures that use them are in conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from tests.conftest import PROJECT_ROOT
+
+TRAINING_TEMPLATE = PROJECT_ROOT / "compiled" / "training_pipeline.json"
+PROJECT = "test-project"
+REGION = "us-central1"
+SERVICE_ACCOUNT = "pipelines@test-project.iam.gserviceaccount.com"
+DATA_BUCKET = "landing-data"
+MODEL = "chicago-taxi-big-tipper"
+MONITORING_JOB = "projects/677687165274/locations/us-central1/modelDeploymentMonitoringJobs/6680511704087920640"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Polls `condition` until true; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- Vertex AI REST stand-in ---------------------------------------------------------------------
+
+
+class FakeVertex:
+    """Stands in for `POST /v1/projects/P/locations/L/pipelineJobs?pipelineJobId=ID` of the Vertex AI API."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []  # every create attempt, with the status answered
+        self.jobs: dict[str, dict] = {}  # job id -> body of the create that succeeded
+        self._failures: list[tuple[int, str]] = []
+        self._lock = threading.Condition()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, reply = fake._answer(self.path, body, dict(self.headers))
+                payload = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _answer(self, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
+        parts = urlsplit(path)
+        segments = parts.path.strip("/").split("/")
+        if len(segments) != 6 or segments[0] != "v1" or segments[5] != "pipelineJobs":
+            return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"no route {parts.path}"}}
+        job_id = parse_qs(parts.query).get("pipelineJobId", [None])[0]
+        with self._lock:
+            call = {"path": parts.path, "query": parse_qs(parts.query), "job_id": job_id,
+                    "body": json.loads(body), "headers": headers}
+            if self._failures:
+                status, message = self._failures.pop(0)
+                reply = {"error": {"code": status, "status": {400: "INVALID_ARGUMENT", 503: "UNAVAILABLE",
+                                                              403: "PERMISSION_DENIED"}.get(status, "ERROR"),
+                                   "message": message}}
+            elif job_id in self.jobs:
+                status = 409
+                reply = {"error": {"code": 409, "status": "ALREADY_EXISTS",
+                                   "message": f"PipelineJob {job_id} already exists"}}
+            else:
+                status = 200
+                self.jobs[job_id] = call["body"]
+                name = "/".join([*segments[1:5], "pipelineJobs", job_id])
+                reply = {**call["body"], "name": name, "state": "PIPELINE_STATE_PENDING"}
+            call["status"] = status
+            self.calls.append(call)
+            self._lock.notify_all()
+        return status, reply
+
+    def fail_next(self, status: int, message: str = "stand-in failure", times: int = 1) -> None:
+        with self._lock:
+            self._failures.extend([(status, message)] * times)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.jobs.clear()
+            self._failures.clear()
+
+    def wait_for_calls(self, count: int, timeout: float = 20.0) -> list[dict]:
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.calls) >= count, timeout):
+                raise AssertionError(f"expected {count} create call(s) within {timeout} s, got {len(self.calls)}")
+            return list(self.calls)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Gcs:
+    """The GCS emulator through the real google-cloud-storage client."""
+
+    def __init__(self, url: str) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        self.url = url
+        self.client = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
+                                     client_options={"api_endpoint": url})
+
+    def upload(self, bucket: str, name: str, data: bytes) -> str:
+        target = self.client.bucket(bucket)
+        if not target.exists():
+            self.client.create_bucket(bucket)
+        target.blob(name).upload_from_string(data)
+        return f"gs://{bucket}/{name}"
+
+    def delete(self, bucket: str, name: str) -> None:
+        self.client.bucket(bucket).blob(name).delete()
+
+
+def log_lines(text: str) -> list[dict]:
+    """The structured entries among captured stdout lines."""
+    entries = []
+    for line in text.splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and "severity" in entry:
+                entries.append(entry)
+    return entries

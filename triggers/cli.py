@@ -1,0 +1,92 @@
+"""`python runner.py --submit ...`: submit one run of a compiled template to Vertex AI Pipelines.
+
+    python runner.py --submit --template compiled/training_pipeline.json \\
+        --param data_uri=gs://my-data/data/processed/2014/03 --label reason=backfill [--job-id ID] [--dry-run]
+
+Project, region, pipeline root, service account and API endpoint come from the
+same MLOPS_* variables as the Cloud Functions (docs/triggers.md); a flag
+overrides its variable. `--param` values are typed by the template (`epochs=5`,
+`hidden_units=[64,32]`). A given `--job-id` makes the call idempotent: running
+it twice creates one run. Exit status: 0 created or already there, 2 invalid
+request or configuration, 75 transient failure (try again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+from triggers.common import config as settings
+from triggers.common.errors import ConfigError, InvalidRequest, TransientError
+from triggers.common.submission import RunRequest, VertexTarget, make_job_id, prepare, submit_run
+from triggers.common.templates import load_template
+
+EXIT_INVALID = 2
+EXIT_TRANSIENT = 75  # EX_TEMPFAIL: the caller may retry
+FLAG_SETTINGS = {
+    "project": settings.PROJECT, "region": settings.REGION, "pipeline_root": settings.PIPELINE_ROOT,
+    "service_account": settings.SERVICE_ACCOUNT, "api_endpoint": settings.VERTEX_API_ENDPOINT,
+}
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"{flag} {item!r}: expected NAME=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="runner.py --submit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--template", required=True, help="compiled template: local JSON path or gs://...json")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a pipeline parameter (repeatable); typed by the template")
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a run label (repeatable)")
+    parser.add_argument("--job-id", help="run id; the same id twice creates one run (default: NAME-manual-TIME)")
+    parser.add_argument("--display-name", help="name shown in the Vertex UI (default: the job id)")
+    for flag, setting in FLAG_SETTINGS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", help=f"{setting.meaning} (default: ${setting.env})")
+    parser.add_argument("--dry-run", action="store_true", help="check and print the request, do not send it")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    environ = dict(os.environ)
+    environ.update({setting.env: getattr(args, flag) for flag, setting in FLAG_SETTINGS.items()
+                    if getattr(args, flag) is not None})
+    try:
+        vertex = settings.VertexConfig.from_env(environ)
+        target = VertexTarget.from_config(vertex)
+        template = load_template(args.template, max_age_seconds=vertex.template_cache_seconds)
+        declared = template.parameters
+        values = dict(vertex.pipeline_parameters)
+        for name, text in _pairs(args.param, "--param").items():
+            # Unknown names pass through untyped so check_values reports them with the expected list.
+            values[name] = declared[name].parse_text(text) if name in declared else text
+        labels = {"trigger": "manual", **_pairs(args.label, "--label")}
+        now = datetime.datetime.now(datetime.UTC)
+        run = RunRequest(template_uri=args.template, parameter_values=values, labels=labels,
+                         service_account=vertex.service_account, display_name=args.display_name,
+                         job_id=args.job_id or make_job_id(template.name, "manual", f"{now:%Y%m%d%H%M%S}"))
+        if args.dry_run:
+            url, body = prepare(run, target)
+            body["pipelineSpec"] = f"<{template.name} from {args.template}>"
+            print(json.dumps({"url": url, "body": body}, indent=2))
+            return 0
+        result = submit_run(run, target)
+    except (ConfigError, InvalidRequest) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except TransientError as error:
+        print(f"transient error, try again: {error}", file=sys.stderr)
+        return EXIT_TRANSIENT
+    print(f"{'created' if result.created else 'already exists, nothing to do:'} {result.job_name}")
+    return 0

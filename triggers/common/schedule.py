@@ -1,0 +1,43 @@
+"""Schedule: Cloud Scheduler's tick asks for a run of a configured template on a partition computed from it.
+
+The partition is a calendar period in the layout's time zone, `offset` periods
+before the one holding the schedule time (offset 1, day: yesterday's). The
+schedule time comes from the event, never from the clock, so a redelivery
+computes the same partition and the same job id:
+
+- HTTP target: Cloud Scheduler's `X-CloudScheduler-ScheduleTime` header (the
+  slot, identical on its retries). A manual "force run" may lack it: the
+  request time is used then.
+- Pub/Sub target: the message's `publishTime` (seconds after the slot; schedule
+  away from midnight, e.g. 02:00 local, so the date is unambiguous).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from triggers.common.config import ScheduleConfig
+from triggers.common.partitions import local_date, period_label, period_prefix, shift
+from triggers.common.submission import RunRequest, make_job_id
+from triggers.common.templates import load_template
+
+TRIGGER = "schedule"
+SCHEDULE_TIME_HEADER = "X-CloudScheduler-ScheduleTime"
+
+
+def target_period(schedule_time: datetime.datetime, config: ScheduleConfig) -> datetime.date:
+    return shift(local_date(schedule_time, config.timezone), config.granularity, config.offset)
+
+
+def run_for_schedule_time(schedule_time: datetime.datetime, config: ScheduleConfig) -> RunRequest:
+    period = target_period(schedule_time, config)
+    template = load_template(config.template_uri, max_age_seconds=config.vertex.template_cache_seconds)
+    prefix = period_prefix(config.data_prefix, period, config.granularity)
+    label = period_label(period, config.granularity)
+    return RunRequest(
+        template_uri=config.template_uri,
+        parameter_values={**config.vertex.pipeline_parameters, config.parameter: f"gs://{config.data_bucket}/{prefix}"},
+        labels={"trigger": TRIGGER, "partition": label},
+        service_account=config.vertex.service_account,
+        job_id=make_job_id(template.name, TRIGGER, label.replace("-", "")),
+    )

@@ -1,0 +1,25 @@
+"""Cloud Function (2nd gen): a drift alert logged by model monitoring submits a retraining run.
+
+Trigger: Eventarc `google.cloud.pubsub.topic.v1.messagePublished` on the topic a
+Logging sink writes the alerts to. Entry point: `on_drift_log_entry`. See docs/triggers.md.
+"""
+
+import functions_framework
+
+from triggers.common import drift
+from triggers.common.config import DriftConfig
+from triggers.common.events import CloudEventLike, pubsub_message, run_trigger
+from triggers.common.submission import RunRequest, VertexTarget
+
+# At import on purpose: a bad configuration fails the deploy, not every event.
+CONFIG = DriftConfig.from_env()
+TARGET = VertexTarget.from_config(CONFIG.vertex)
+
+
+def _from_message(event: CloudEventLike) -> RunRequest:
+    return drift.run_for_log_entry(drift.log_entry_from_message(pubsub_message(event).data), CONFIG)
+
+
+@functions_framework.cloud_event
+def on_drift_log_entry(event: CloudEventLike) -> None:
+    run_trigger(drift.TRIGGER, event.get("id"), lambda: _from_message(event), TARGET)
