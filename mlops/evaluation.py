@@ -152,9 +152,11 @@ def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarr
         result = tfma.analyze_raw_data(data, eval_config, output_path=model_dir)
         for slice_key, outputs in result.slicing_metrics:
             values = outputs[""][""]
-            metrics.setdefault(_slice_name(slice_key), {})[model] = {
-                shown: float(values[key]["doubleValue"]) for key, shown in _METRICS.items()
-                if key in values and "doubleValue" in values[key]}
+            named = {shown: float(values[key]["doubleValue"]) for key, shown in _METRICS.items()
+                     if key in values and "doubleValue" in values[key]}
+            if named.get("mean_label") in (0.0, 1.0):
+                named[GATED_METRIC] = math.nan  # one class only: AUC is undefined, not 0
+            metrics.setdefault(_slice_name(slice_key), {})[model] = named
         if model == CANDIDATE:
             for failure in tfma.load_validation_result(model_dir).metric_validations_per_slice:
                 for metric in failure.failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 
 from mlops.evaluation import CANDIDATE, CHAMPION, GATED_METRIC, OVERALL, EvaluationOutcome
 
@@ -65,21 +66,24 @@ def _plots(outcome: EvaluationOutcome) -> list[str]:
     return figures
 
 
+def _format(name: str, value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"  # undefined: e.g. AUC of a one-class slice, precision with no positive prediction
+    return f"{value:.0f}" if name == "example_count" else f"{value:.4f}"
+
+
 def _table(outcome: EvaluationOutcome) -> str:
+    """One row per slice; with a champion each cell reads `candidate / champion`."""
     models = [CANDIDATE] + ([CHAMPION] if outcome.has_champion else [])
     names = ["example_count", "auc", "accuracy", "precision", "recall", "calibration"]
-    header = "".join(f"<th>{html.escape(f'{name} ({model})' if len(models) > 1 else name)}</th>"
-                     for name in names for model in models)
+    header = "".join(f"<th>{name}</th>" for name in names)
     rows = []
     for slice_name in [OVERALL] + sorted(name for name in outcome.metrics if name != OVERALL):
-        cells = []
-        for name in names:
-            for model in models:
-                value = outcome.metrics[slice_name].get(model, {}).get(name)
-                cells.append("<td>–</td>" if value is None else
-                             f"<td>{value:.0f}</td>" if name == "example_count" else f"<td>{value:.4f}</td>")
-        rows.append(f"<tr><td>{html.escape(slice_name)}</td>{''.join(cells)}</tr>")
-    return f"<table><tr><th>slice</th>{header}</tr>{''.join(rows)}</table>"
+        cells = "".join("<td>" + " / ".join(_format(name, outcome.metrics[slice_name].get(model, {}).get(name))
+                                            for model in models) + "</td>" for name in names)
+        rows.append(f"<tr><td>{html.escape(slice_name)}</td>{cells}</tr>")
+    legend = f"<p>Cells: {' / '.join(models)}.</p>" if len(models) > 1 else ""
+    return f"{legend}<table><tr><th>slice</th>{header}</tr>{''.join(rows)}</table>"
 
 
 def evaluation_report(outcome: EvaluationOutcome, title: str, lineage: dict[str, str]) -> str:

@@ -86,6 +86,8 @@ def test_first_run_is_judged_by_the_floor_alone(scored, dataset_config, tmp_path
     labels = eval_frame[dataset_config.label.name].to_numpy()
     assert overall["accuracy"] == pytest.approx(np.mean((candidate >= 0.5) == labels), abs=1e-6)
     assert {"payment_type=Cash", "trip_start_day=1"} <= set(outcome.metrics)
+    # Cash tips are not recorded: that slice has one class, so its AUC is undefined rather than 0.
+    assert math.isnan(outcome.metrics["payment_type=Cash"][CANDIDATE]["auc"])
     high = evaluate(eval_frame, candidate, None, dataset_config, Thresholds(min_auc=0.999), str(tmp_path / "b"))
     assert not high.blessed and "below the floor 0.999" in high.failures[0]
 
