@@ -16,7 +16,7 @@ $(ENV_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $(ENV_STAMP)
 
-.PHONY: help env run test lint compile bench schema functions clean
+.PHONY: help env run test lint compile bench schema functions endpoint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ bench: $(ENV_STAMP) ## Print the benchmark figures the docs record
 
 schema: $(ENV_STAMP) ## Infer the data set's schema from the sample (first use only; then review it)
 	$(PYTHON) runner.py --infer-schema
+
+endpoint: $(ENV_STAMP) ## Run the local prediction endpoint (deploy first: python runner.py endpoint deploy MODEL_DIR)
+	$(PYTHON) runner.py endpoint serve
 
 functions: $(ENV_STAMP) ## Build each Cloud Function's deploy folder under build/functions/ (docs/triggers.md)
 	$(PYTHON) -m triggers.package --all

@@ -110,3 +110,27 @@ def test_a_candidate_worse_than_the_champion_is_not_blessed(scored, dataset_conf
     assert "NOT BLESSED" in report and report.count("<svg") == 3 and "below the champion" in report
     json.loads(outcome.to_json())  # strict JSON, NaN-free
     assert set(outcome.roc) == {CANDIDATE, CHAMPION}
+
+
+def test_the_trained_model_serves_over_http_as_it_predicts_in_process(trained, scored, dataset_config, tmp_path):
+    """The real export through the serving container's command: Vertex-shaped instances,
+    JSON null for missing values, the same probabilities as the signature in-process."""
+    import pandas as pd
+
+    from tests.serving.serving_helpers import http_call, start_server, wait_healthy
+
+    eval_frame, in_process = scored
+    rows = eval_frame[dataset_config.feature_names].head(64)
+    instances = [{name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
+                  for name, value in row.items()} for _, row in rows.iterrows()]
+    assert any(value is None for instance in instances for value in instance.values())  # nulls are exercised
+
+    server = start_server(trained["root"] / "model", tmp_path / "server.log")
+    try:
+        wait_healthy(server)
+        answer = http_call("POST", f"{server.url}/predict", {"instances": instances})
+    finally:
+        server.stop()
+    assert answer.status == 200, answer.body
+    served = [prediction["probability"] for prediction in json.loads(answer.body)["predictions"]]
+    np.testing.assert_allclose(served, in_process[:64], rtol=1e-5, atol=1e-6)

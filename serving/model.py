@@ -1,0 +1,126 @@
+"""Loads the exported SavedModel (local path or gs:// prefix) and runs batched predictions.
+
+The only serving module that imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from serving.instances import InputSpec, instances_to_columns
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+_TF_DTYPES = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
+
+
+class ServingModel:
+    """The `serving_default` signature of one SavedModel and its input spec."""
+
+    def __init__(self, model_dir: Path, source_uri: str) -> None:
+        self.source_uri = source_uri
+        self.spec = InputSpec.load(model_dir)
+        loaded = tf.saved_model.load(str(model_dir))
+        if SIGNATURE not in loaded.signatures:
+            raise ValueError(f"{source_uri}: the SavedModel has no {SIGNATURE!r} signature "
+                             f"(has {sorted(loaded.signatures)})")
+        self._loaded = loaded  # the signature needs its variables alive
+        self._signature = loaded.signatures[SIGNATURE]
+        self._check_signature_matches_spec()
+
+    def _check_signature_matches_spec(self) -> None:
+        _, inputs = self._signature.structured_input_signature
+        expected = {name: _TF_DTYPES[dtype] for name, dtype in self.spec.features.items()}
+        actual = {name: tensor_spec.dtype for name, tensor_spec in inputs.items()}
+        if expected != actual:
+            raise ValueError(
+                f"{self.source_uri}: input_spec.json features {sorted(expected.items())} do not match the "
+                f"signature inputs {sorted((name, dtype.name) for name, dtype in actual.items())}"
+            )
+        missing_outputs = set(self.spec.outputs) - set(self._signature.structured_outputs)
+        if missing_outputs:
+            raise ValueError(f"{self.source_uri}: outputs {sorted(missing_outputs)} from input_spec.json are "
+                             f"not signature outputs {sorted(self._signature.structured_outputs)}")
+
+    def call_signature(self, columns: dict[str, Any]) -> dict[str, np.ndarray]:
+        """One call of the signature on a whole batch; numpy outputs named by the spec."""
+        tensors = {name: tf.constant(columns[name], dtype=_TF_DTYPES[dtype])
+                   for name, dtype in self.spec.features.items()}
+        outputs = self._signature(**tensors)
+        return {name: outputs[name].numpy() for name in self.spec.outputs}
+
+    def predictions(self, columns: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per-instance predictions, in instance order: [{output name: scalar}, ...]."""
+        outputs = self.call_signature(columns)
+        per_output = {name: _to_json_values(array) for name, array in outputs.items()}
+        names = list(per_output)
+        return [dict(zip(names, values, strict=True)) for values in zip(*per_output.values(), strict=True)]
+
+    def warm_up(self) -> None:
+        """Trace and run once, so the first client request is not the slow one."""
+        instance = {name: None for name in self.spec.features}
+        self.predictions(instances_to_columns([instance, instance], self.spec))
+
+
+def _to_json_values(array: np.ndarray) -> list[Any]:
+    # The contract is one scalar per instance; a trailing dimension of 1 is the
+    # same thing and is common in Keras exports.
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.dtype == object:
+        return [value.decode() if isinstance(value, bytes) else value for value in array.tolist()]
+    return array.tolist()
+
+
+def limit_tensorflow_threads(threads: int) -> None:
+    """Size TensorFlow's thread pools (0: its default); only before TensorFlow has run anything."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def load_model(storage_uri: str) -> ServingModel:
+    """Load the model the way the container does: gs:// prefixes are downloaded first."""
+    started = time.perf_counter()
+    if storage_uri.startswith("gs://"):
+        model_dir = download_gcs_prefix(storage_uri, Path(tempfile.mkdtemp(prefix="model-")))
+    else:
+        model_dir = Path(storage_uri)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"AIP_STORAGE_URI {storage_uri!r} is not a directory: "
+                                    "expected the exported model directory or a gs:// prefix")
+    model = ServingModel(model_dir, storage_uri)
+    model.warm_up()
+    log.info("loaded %s in %.2f s", storage_uri, time.perf_counter() - started)
+    return model
+
+
+def download_gcs_prefix(uri: str, destination: Path) -> Path:
+    """Copy every object under a gs:// prefix into `destination`, keeping relative paths."""
+    from google.cloud import storage  # only the gs:// path pays for this import
+
+    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    client = storage.Client()
+    count = 0
+    for blob in client.list_blobs(bucket_name, prefix=prefix):
+        relative = blob.name[len(prefix):]
+        if not relative or relative.endswith("/"):
+            continue  # folder placeholder objects
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+        count += 1
+    if count == 0:
+        raise FileNotFoundError(f"no objects under {uri}: expected the exported model (saved_model.pb, "
+                                "variables/, input_spec.json)")
+    return destination
+
