@@ -22,30 +22,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+
+from tests.triggers.trigger_helpers import FakeVertex, free_port, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUNS = 3
 CHAIN_ALERTS = 20
 BASELINE = "from google.cloud import aiplatform"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def cold_process(code: str, cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -63,33 +48,6 @@ def cold_process(code: str, cwd: Path, env: dict[str, str]) -> tuple[float, floa
         child.stderr.close()
         peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
     return statistics.median(walls), statistics.median(peaks)
-
-
-class _Recorder:
-    """The smallest Vertex stand-in: answers every create with 200 and notes when each one arrived."""
-
-    def __init__(self) -> None:
-        self.arrivals: list[float] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                recorder.arrivals.append(time.perf_counter())
-                job_id = parse_qs(urlsplit(self.path).query)["pipelineJobId"][0]
-                payload = json.dumps({"name": f"projects/p/locations/l/pipelineJobs/{job_id}"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def _function_env(vertex_url: str) -> dict[str, str]:
@@ -140,8 +98,8 @@ def bench_pubsub_chain(workdir: Path) -> None:
     from triggers.common.drift import FeatureDrift, drift_alert_payload
     from triggers.package import build
 
-    recorder = _Recorder()
-    emulator_port, function_port = _free_port(), _free_port()
+    vertex = FakeVertex()
+    emulator_port, function_port = free_port(), free_port()
     folder = build("drift_alert", workdir / "functions")
     (workdir / "pubsub").mkdir()
     emulator_args = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{emulator_port}",
@@ -152,7 +110,7 @@ def bench_pubsub_chain(workdir: Path) -> None:
     latencies = []
     with (workdir / "pubsub.log").open("wb") as emulator_log, (workdir / "function.log").open("wb") as function_log, \
             _process_group(emulator_args, stdout=emulator_log, stderr=subprocess.STDOUT) as emulator, \
-            _process_group(function_args, cwd=folder, env=_function_env(recorder.url), stdout=function_log,
+            _process_group(function_args, cwd=folder, env=_function_env(vertex.url), stdout=function_log,
                            stderr=subprocess.STDOUT) as function:
         def listening(port: int) -> bool:
             for process, log in ((emulator, workdir / "pubsub.log"), (function, workdir / "function.log")):
@@ -161,7 +119,7 @@ def bench_pubsub_chain(workdir: Path) -> None:
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
-        _wait(lambda: listening(emulator_port) and listening(function_port), 90, "the emulator and the function")
+        wait_until(lambda: listening(emulator_port) and listening(function_port), 90, "the emulator and the function")
         from google.cloud import pubsub_v1
 
         # The clients read the emulator's address from the environment; restore it for the next benchmark.
@@ -186,9 +144,9 @@ def bench_pubsub_chain(workdir: Path) -> None:
             published = time.perf_counter()
             publisher.publish(topic, json.dumps({"jsonPayload": payload, "timestamp": payload["window_end"]})
                               .encode()).result(30)
-            _wait(lambda count=day + 1: len(recorder.arrivals) >= count, 30, f"create request {day + 1}")
-            latencies.append((recorder.arrivals[day] - published) * 1000)
-    recorder.server.shutdown()
+            arrived = vertex.wait_for_calls(day + 1, timeout=30)[day]["arrived"]
+            latencies.append((arrived - published) * 1000)
+    vertex.close()
     ordered = sorted(latencies[1:])
     print(f"drift chain (Pub/Sub emulator push -> functions-framework -> create request), {CHAIN_ALERTS} alerts:")
     print(f"  first (cold template cache) {latencies[0]:.0f} ms; then median {statistics.median(ordered):.0f} ms, "

@@ -77,7 +77,7 @@ class FakeVertex:
         job_id = parse_qs(parts.query).get("pipelineJobId", [None])[0]
         with self._lock:
             call = {"path": parts.path, "query": parse_qs(parts.query), "job_id": job_id,
-                    "body": json.loads(body), "headers": headers}
+                    "body": json.loads(body), "headers": headers, "arrived": time.perf_counter()}
             if self._failures:
                 status, message = self._failures.pop(0)
                 reply = {"error": {"code": status, "status": {400: "INVALID_ARGUMENT", 503: "UNAVAILABLE",
