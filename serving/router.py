@@ -33,7 +33,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -57,7 +57,7 @@ from serving.endpoint import (
     plan_update_split,
     write_json_atomically,
 )
-from serving.errors import error_response
+from serving.errors import error_response, json_errors
 from serving.instances import MAX_REQUEST_BYTES, oversize_message
 from serving.processes import die_with_parent, free_loopback_port
 
@@ -67,7 +67,6 @@ DEFAULT_PORT = 8090
 LATENCY_WINDOW = 10_000  # percentiles are over each model's most recent successful requests
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _JSON = {"Content-Type": "application/json"}
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class AlreadyServing(EndpointError):
@@ -321,26 +320,16 @@ class Router:
     # -- HTTP ------------------------------------------------------------------------------------------------
 
     def _app(self) -> web.Application:
-        @web.middleware
-        async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-            try:
-                return await handler(request)
-            except UndeployRefused as error:
+        def endpoint_error(error: Exception) -> web.Response | None:
+            if isinstance(error, UndeployRefused):
                 return error_response(400, str(error), "FAILED_PRECONDITION")
-            except EndpointError as error:
+            if isinstance(error, EndpointError):
                 return error_response(400, str(error))
-            except web.HTTPNotFound:
-                return error_response(404, f"no route {request.method} {request.path}: predictions go to "
-                                           f"POST /v1/endpoints/{self.state.endpoint_id}:predict")
-            except web.HTTPException as error:
-                if error.status < 400:
-                    raise
-                return error_response(error.status, error.reason)
-            except Exception:
-                log.exception("error while serving %s %s", request.method, request.path)
-                return error_response(500, "internal error in the endpoint router: see its log")
+            return None
 
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[json_errors])
+        errors = json_errors(lambda: f"predictions go to POST /v1/endpoints/{self.state.endpoint_id}:predict",
+                             "internal error in the endpoint router: see its log", log, endpoint_error)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors])
         app.router.add_post("/v1/endpoints/{endpoint_id}:predict", self._predict)
         app.router.add_post("/v1/endpoints/{endpoint_id}:deployModel", self._deploy)
         app.router.add_post("/v1/endpoints/{endpoint_id}:undeployModel", self._undeploy)

@@ -37,7 +37,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from serving.errors import error_response
+from serving.errors import error_response, json_errors
 from serving.instances import (
     MAX_REQUEST_BYTES,
     InputSpec,
@@ -57,7 +57,6 @@ from serving.instances import (
 from serving.processes import die_with_parent
 
 log = logging.getLogger("serving.server")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class PredictionModel(Protocol):
@@ -135,26 +134,10 @@ def create_app(load: Callable[[], PredictionModel], *, health_route: str = "/hea
                predict_route: str = "/predict") -> web.Application:
     """The server as an aiohttp app; `load` runs in a thread after start-up."""
 
-    @web.middleware
-    async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPNotFound:
-            return error_response(404, f"no route {request.method} {request.path}: predictions go to "
-                                       f"POST {predict_route}, health checks to GET {health_route}")
-        except web.HTTPMethodNotAllowed as error:
-            return error_response(405, f"{request.method} {request.path} is not allowed: "
-                                       f"use {', '.join(sorted(error.allowed_methods))}")
-        except web.HTTPException as error:
-            if error.status < 400:
-                raise
-            return error_response(error.status, error.reason)
-        except Exception:
-            # Only a server fault gets here: client mistakes are 400s above.
-            log.exception("error while serving %s %s", request.method, request.path)
-            return error_response(500, "internal error while predicting: see the server log")
-
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[json_errors])
+    # Only a server fault reaches the 500: client mistakes are answered as 400s by the handlers.
+    errors = json_errors(lambda: f"predictions go to POST {predict_route}, health checks to GET {health_route}",
+                         "internal error while predicting: see the server log", log)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors])
     app[STATE] = _ServerState()
     app.router.add_get(health_route, _health)
     app.router.add_post(predict_route, _predict)
