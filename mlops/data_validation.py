@@ -162,9 +162,6 @@ def load_schema(path: str | Path) -> schema_pb2.Schema:
     return text_format.Parse(Path(path).read_text(), schema_pb2.Schema())
 
 
-def schema_types(schema: schema_pb2.Schema) -> dict[str, int]:
-    return {feature.name: feature.type for feature in schema.feature}
-
 
 # ---------------------------------------------------------------- validation
 def _type_name(kind: int) -> str:

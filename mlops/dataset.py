@@ -62,9 +62,6 @@ class DatasetConfig:
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
 
-    def features_of_kind(self, kind: FeatureKind) -> list[Feature]:
-        return [feature for feature in self.features if feature.kind == kind]
-
 
 def resolve_config_path(config_path: str | Path) -> Path:
     """A relative path is relative to the project root, so the same parameter

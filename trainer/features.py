@@ -65,7 +65,8 @@ def to_model_inputs(frame: pd.DataFrame, features: list[RawFeature]) -> dict[str
 def write_input_spec(features: list[RawFeature], label: str, model_dir: str | Path) -> None:
     spec = {"features": {feature.name: {"dtype": feature.dtype} for feature in features},
             "outputs": [PROBABILITY_OUTPUT], "label": label,
-            "missing_values": {"float32": "NaN", "int64": -1, "string": ""}}
+            # JSON has no NaN: the float sentinel is written as the string "NaN".
+            "missing_values": {dtype: "NaN" if value != value else value for dtype, value in MISSING_VALUES.items()}}
     (Path(model_dir) / INPUT_SPEC_FILE).write_text(json.dumps(spec, indent=1))
 
 
