@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.triggers.trigger_helpers import FakeVertex, free_port, wait_until
+from tests.triggers.trigger_helpers import FakeVertex, free_port, process_group, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUNS = 3
@@ -74,21 +73,6 @@ def bench_cold_imports(workdir: Path) -> None:
               f"{base_wall / wall:4.1f}x faster, {base_rss / rss:3.1f}x smaller")
 
 
-@contextlib.contextmanager
-def _process_group(args: list[str], **kwargs):
-    process = subprocess.Popen(args, start_new_session=True, **kwargs)
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
-
-
 def bench_pubsub_chain(workdir: Path) -> None:
     gcloud = shutil.which("gcloud")
     emulator = gcloud and Path(gcloud).resolve().parent.parent / "platform" / "pubsub-emulator"
@@ -109,8 +93,8 @@ def bench_pubsub_chain(workdir: Path) -> None:
                      "--port", str(function_port)]
     latencies = []
     with (workdir / "pubsub.log").open("wb") as emulator_log, (workdir / "function.log").open("wb") as function_log, \
-            _process_group(emulator_args, stdout=emulator_log, stderr=subprocess.STDOUT) as emulator, \
-            _process_group(function_args, cwd=folder, env=_function_env(vertex.url), stdout=function_log,
+            process_group(emulator_args, signal.SIGINT, stdout=emulator_log, stderr=subprocess.STDOUT) as emulator, \
+            process_group(function_args, signal.SIGINT, cwd=folder, env=_function_env(vertex.url), stdout=function_log,
                            stderr=subprocess.STDOUT) as function:
         def listening(port: int) -> bool:
             for process, log in ((emulator, workdir / "pubsub.log"), (function, workdir / "function.log")):

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -37,6 +36,7 @@ from trigger_helpers import (
     FakeVertex,
     Gcs,
     free_port,
+    process_group,
     wait_until,
 )
 
@@ -130,32 +130,21 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     data_dir = tmp_path_factory.mktemp("pubsub")
     log_path = data_dir / "emulator.log"
-    with log_path.open("wb") as log_file:
-        # Own session: gcloud starts the JVM as a child, and the group is stopped together.
-        process = subprocess.Popen([gcloud, "beta", "emulators", "pubsub", "start",
-                                    f"--host-port=127.0.0.1:{port}", f"--data-dir={data_dir}"],
-                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     host = f"127.0.0.1:{port}"
+    with log_path.open("wb") as log_file, process_group(
+            [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={host}", f"--data-dir={data_dir}"],
+            stdout=log_file, stderr=subprocess.STDOUT) as process:
 
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"Pub/Sub emulator exited: {log_path.read_text()[-2000:]}")
-        try:
-            return requests.get(f"http://{host}/", timeout=1).ok
-        except requests.ConnectionError:
-            return False
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"Pub/Sub emulator exited: {log_path.read_text()[-2000:]}")
+            try:
+                return requests.get(f"http://{host}/", timeout=1).ok
+            except requests.ConnectionError:
+                return False
 
-    try:
         wait_until(ready, 90, "the Pub/Sub emulator to listen", interval=0.2)
         yield host
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
 
 
 @pytest.fixture

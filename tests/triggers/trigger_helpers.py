@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +38,23 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def process_group(args: list[str], stop_signal: int = signal.SIGTERM, **popen_kwargs) -> Iterator[subprocess.Popen]:
+    """A child in its own session (gcloud starts the emulator's JVM as a grandchild), stopped with its
+    whole group on exit: `stop_signal` first, SIGKILL if it lingers."""
+    process = subprocess.Popen(args, start_new_session=True, **popen_kwargs)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, stop_signal)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
 
 
 # --- Vertex AI REST stand-in ---------------------------------------------------------------------
