@@ -36,7 +36,7 @@ def steps_in_one_process(data_uri: str, work_dir: str) -> dict:
     from mlops import data_validation as dv
     from mlops.dataset import load_dataset_config
     from mlops.evaluation import Thresholds, evaluate, predict
-    from mlops.ingest import ingest, load_manifest, load_split
+    from mlops.ingest import ingest, load_split
     from mlops.registry import LocalModelRegistry, register_blessed_model
     from mlops.transform import analyze_and_transform
     from trainer.train import train_and_export
@@ -52,17 +52,9 @@ def steps_in_one_process(data_uri: str, work_dir: str) -> dict:
         seconds[step] = time.perf_counter() - begin
         return result
 
-    import pandas as pd
-
     timed("ingest-data", ingest, data_uri, config, work / "examples")
-
-    def validate() -> None:
-        frame = pd.concat([load_split(work / "examples", "train"), load_split(work / "examples", "eval")])
-        dv.statistics_list({"all": frame})
-        dv.raise_on_critical(dv.validate(frame, load_manifest(work / "examples").batches,
-                                         dv.load_schema(config.schema_path), config))
-
-    timed("validate-data", validate)
+    timed("validate-data", dv.validate_examples, work / "examples", config, work / "statistics", work / "schema",
+          work / "anomalies")
     timed("transform-data", analyze_and_transform, str(work / "examples"), str(config.source),
           str(config.schema_path), str(work / "graph"), str(work / "transformed"))
     timed("train-model", train_and_export, str(work / "transformed"), str(work / "graph"), str(config.source),

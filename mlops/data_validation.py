@@ -294,6 +294,37 @@ def raise_on_critical(anomalies: list[Anomaly]) -> None:
                                   f"training:\n  {lines}{more}")
 
 
+def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistics_dir: str | Path,
+                      schema_dir: str | Path, anomalies_dir: str | Path) -> list[Anomaly]:
+    """The validate step: statistics of both splits, the schema it used, and every
+    batch checked against that schema. Raises on a critical anomaly, after writing
+    the anomalies, so the artifact explains the stop."""
+    import shutil
+
+    from mlops.ingest import load_manifest, load_split
+
+    train, evaluation = load_split(examples_dir, "train"), load_split(examples_dir, "eval")
+    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
+    stats = statistics_list({"train": train, "eval": evaluation})
+    (Path(statistics_dir) / "statistics.pbtxt").write_text(text_format.MessageToString(stats))
+
+    both = pd.concat([train, evaluation])
+    Path(schema_dir).mkdir(parents=True, exist_ok=True)
+    if config.schema_path.exists():
+        schema = load_schema(config.schema_path)
+        shutil.copy(config.schema_path, Path(schema_dir) / "schema.pbtxt")
+    else:  # first use: infer, use it, and say that it needs a review
+        schema = infer_schema(both, config)
+        write_schema(schema, Path(schema_dir) / "schema.pbtxt")
+        print(f"WARNING: {config.schema_path} does not exist; inferred a schema from this data. Review it and "
+              "commit it with `make schema`.")
+
+    found = validate(both, load_manifest(examples_dir).batches, schema, config)
+    write_validation_outputs(found, schema, anomalies_dir)
+    raise_on_critical(found)
+    return found
+
+
 def infer_schema_cli(data_uri: str | None, dataset_config: str | None) -> int:
     """`python runner.py --infer-schema`: writes the schema the config names, for review."""
     from mlops.dataset import DEFAULT_DATASET_CONFIG, load_dataset_config
