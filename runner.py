@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"compiled {path} in {seconds:.2f} s")
         return 0
     if args.infer_schema:
-        from mlops.data_validation import infer_schema_cli
+        from dataprep.validation import infer_schema_cli
 
         return infer_schema_cli(args.data_uri, args.dataset_config)
     from pipelines.local_run import run_training_locally

@@ -36,12 +36,12 @@ from typing import Any
 import aiohttp
 import orjson
 
+from contract.paths import PROJECT_ROOT
 from serving.endpoint import EndpointStore
 from serving.instances import instances_to_columns, parse_predict_body
 from serving.processes import die_with_parent, free_loopback_port
 from serving.testing import TAXI_FEATURES, build_demo_model, demo_instances
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZES = (1, 64)
 WRK_SECONDS = 5
 WRK_CONNECTIONS = 16

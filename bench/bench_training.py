@@ -6,7 +6,7 @@ functions called one after another in one warm process (its imports paid once,
 before the clock starts). kfp.local's extra time over that baseline is what
 running each step as its own process costs: process start, KFP's executor,
 imports, artifact hand-over. The baseline runs in an isolated child
-(mlops.isolation), like the transform step, so this process stays clean.
+(dataprep.isolation), like the transform step, so this process stays clean.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops.dataset import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
-from mlops.isolation import run_isolated
+from contract.paths import DEFAULT_DATA_URI, DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+from dataprep.isolation import run_isolated
 
-FULL_SAMPLE = "data/processed"
+FULL_SAMPLE = DEFAULT_DATA_URI
 AIM_WALL_SECONDS = 120
 AIM_OVERHEAD_SHARE = 1 / 3
 AIM_COMPILE_SECONDS = 5
@@ -33,12 +33,12 @@ def steps_in_one_process(data_uri: str, work_dir: str) -> dict:
     import tensorflow_model_analysis  # noqa: F401
     import tensorflow_transform.beam  # noqa: F401
 
-    from mlops import data_validation as dv
-    from mlops.dataset import load_dataset_config
-    from mlops.evaluation import Thresholds, evaluate, predict
-    from mlops.ingest import ingest, load_split
-    from mlops.registry import LocalModelRegistry, register_blessed_model
-    from mlops.transform import analyze_and_transform
+    from contract.dataset import load_dataset_config
+    from dataprep import validation as dv
+    from dataprep.ingest import ingest, load_split
+    from dataprep.transform import analyze_and_transform
+    from evaluation.gate import Thresholds, evaluate, predict
+    from registry.model_registry import LocalModelRegistry, register_blessed_model
     from trainer.train import train_and_export
 
     imports = time.perf_counter() - started

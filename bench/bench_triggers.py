@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from contract.paths import PROJECT_ROOT
 from tests.triggers.trigger_helpers import FakeVertex, free_port, process_group, wait_until
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUNS = 3
 CHAIN_ALERTS = 20
 BASELINE = "from google.cloud import aiplatform"
@@ -79,7 +79,7 @@ def bench_pubsub_chain(workdir: Path) -> None:
     if not (emulator and emulator.is_dir() and shutil.which("java")):
         print("drift chain: skipped, the Pub/Sub emulator (gcloud + Java) is not installed here")
         return
-    from triggers.common.drift import FeatureDrift, drift_alert_payload
+    from triggers.events.drift import FeatureDrift, drift_alert_payload
     from triggers.package import build
 
     vertex = FakeVertex()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kfp import dsl
 
-from mlops.settings import SETTINGS
+from pipelines.settings import SETTINGS
 
 
 def project_component(function):

@@ -14,10 +14,11 @@ def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config
     import math
     from pathlib import Path
 
-    from mlops.dataset import load_dataset_config
-    from mlops.evaluation import OVERALL, Thresholds, evaluate, predict
-    from mlops.ingest import load_split
-    from mlops.report import evaluation_report
+    from contract.artifacts import OUTCOME_FILE
+    from contract.dataset import load_dataset_config
+    from dataprep.ingest import load_split
+    from evaluation.gate import OVERALL, Thresholds, evaluate, predict
+    from evaluation.report import evaluation_report
 
     config = load_dataset_config(dataset_config)
     eval_frame = load_split(examples.path, "eval")
@@ -25,7 +26,7 @@ def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config
     champion = predict(champion_uri, eval_frame) if champion_uri else None
     outcome = evaluate(eval_frame, candidate, champion, config,
                        Thresholds(min_auc=min_auc, max_auc_regression=max_auc_regression), evaluation.path)
-    (Path(evaluation.path) / "outcome.json").write_text(outcome.to_json())
+    (Path(evaluation.path) / OUTCOME_FILE).write_text(outcome.to_json())
     evaluation.metadata.update({"blessed": outcome.blessed, "failures": outcome.failures})
 
     for name, value in outcome.overall().items():

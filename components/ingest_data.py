@@ -11,8 +11,8 @@ def ingest_data(data_uri: str, dataset_config: str, examples: Output[Dataset]) -
     """Reads every batch.csv under data_uri; writes the train/eval split."""
     from collections import namedtuple
 
-    from mlops.dataset import load_dataset_config
-    from mlops.ingest import ingest
+    from contract.dataset import load_dataset_config
+    from dataprep.ingest import ingest
 
     summary = ingest(data_uri, load_dataset_config(dataset_config), examples.path)
     examples.metadata.update(summary.counts() | {"data_uri": data_uri})

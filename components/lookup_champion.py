@@ -9,7 +9,7 @@ def lookup_champion(model_name: str, registry_uri: str, project: str, location: 
     """The current champion's SavedModel location, or "" on the first run."""
     from collections import namedtuple
 
-    from mlops.registry import CHAMPION, open_registry
+    from registry.model_registry import CHAMPION, open_registry
 
     champion = open_registry(registry_uri, project, location).get(model_name, CHAMPION)
     result = namedtuple("Champion", ["champion_uri", "champion_version"])

@@ -15,9 +15,10 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
     from collections import namedtuple
     from pathlib import Path
 
-    from mlops.registry import open_registry, register_blessed_model
+    from contract.artifacts import OUTCOME_FILE
+    from registry.model_registry import open_registry, register_blessed_model
 
-    outcome = json.loads((Path(evaluation.path) / "outcome.json").read_text())
+    outcome = json.loads((Path(evaluation.path) / OUTCOME_FILE).read_text())
     if not outcome["blessed"]:  # the pipeline only calls this when blessed; refuse loudly if not
         raise RuntimeError(f"refusing to register an unblessed model: {outcome['failures']}")
     lineage = {"data_uri": data_uri, "examples": examples.uri, "schema": schema.uri, "evaluation": evaluation.uri,

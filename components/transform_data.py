@@ -7,8 +7,9 @@ from components import project_component
 def transform_data(examples: Input[Dataset], schema: Input[Artifact], dataset_config: str,
                    transform_graph: Output[Artifact], transformed_examples: Output[Dataset]):
     """tf.Transform: analyze train, transform both splits, keep the graph for serving."""
-    from mlops.transform import run_transform
+    from contract.artifacts import SCHEMA_FILE
+    from dataprep.transform import run_transform
 
-    result = run_transform(examples.path, dataset_config, f"{schema.path}/schema.pbtxt",
+    result = run_transform(examples.path, dataset_config, f"{schema.path}/{SCHEMA_FILE}",
                            transform_graph.path, transformed_examples.path)
     transformed_examples.metadata.update({"train_rows": result["train_rows"], "eval_rows": result["eval_rows"]})

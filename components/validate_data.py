@@ -13,8 +13,8 @@ def validate_data(examples: Input[Dataset], dataset_config: str, statistics: Out
     A critical anomaly fails this step, so the batch never reaches training."""
     from collections import namedtuple
 
-    from mlops import data_validation as dv
-    from mlops.dataset import load_dataset_config
+    from contract.dataset import load_dataset_config
+    from dataprep import validation as dv
 
     config = load_dataset_config(dataset_config)
     schema.metadata["source"] = str(config.schema_path)

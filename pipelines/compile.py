@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kfp import compiler
 
-from mlops.dataset import PROJECT_ROOT
+from contract.paths import PROJECT_ROOT
 
 COMPILED_DIR = PROJECT_ROOT / "compiled"
 

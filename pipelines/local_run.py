@@ -15,10 +15,10 @@ import time
 import warnings
 from pathlib import Path
 
-from mlops.dataset import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
-from mlops.settings import SETTINGS
+from contract.artifacts import ANOMALIES_JSON_FILE, OUTCOME_FILE
+from contract.paths import DEFAULT_DATA_URI, DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+from pipelines.settings import SETTINGS
 
-DEFAULT_DATA_URI = "data/processed"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
@@ -118,14 +118,14 @@ def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float
     if ingest:
         print(f"rows: {ingest.get('rows')} in {ingest.get('batches')} batch(es); "
               f"train {ingest.get('train_rows')}, eval {ingest.get('eval_rows')}")
-    anomalies_file = run_dir / "validate-data" / "anomalies" / "anomalies.json"
+    anomalies_file = run_dir / "validate-data" / "anomalies" / ANOMALIES_JSON_FILE
     if anomalies_file.exists():
         anomalies = json.loads(anomalies_file.read_text())
         critical = [a for a in anomalies if a["severity"] == "critical"]
         print(f"anomalies: {len(critical)} critical, {len(anomalies) - len(critical)} warning(s)")
         for anomaly in critical[:5]:
             print(f"  {anomaly['feature']}: {anomaly['rule']}: {anomaly['description']} ({anomaly['batch']})")
-    outcome_file = run_dir / "evaluate-model" / "evaluation" / "outcome.json"
+    outcome_file = run_dir / "evaluate-model" / "evaluation" / OUTCOME_FILE
     if outcome_file.exists():
         outcome = json.loads(outcome_file.read_text())
         overall = outcome["metrics"]["overall"]

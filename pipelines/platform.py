@@ -4,8 +4,8 @@ On Vertex the train step runs as a Vertex Training CustomJob on a machine of its
 own (GCPC `create_custom_training_job_from_component`): a container op, which
 kfp.local cannot run. Locally the same component runs as a subprocess. Both
 forms take the same inputs and produce the same outputs, so the DAG is one
-(tests/test_compiled_templates.py proves it). The registry needs no swap here:
-`registry_uri` picks its backend at run time (mlops/registry.py).
+(tests/pipeline/test_compiled_templates.py proves it). The registry needs no swap here:
+`registry_uri` picks its backend at run time (registry/model_registry.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 from components.train_model import train_model
-from mlops.settings import SETTINGS
+from pipelines.settings import SETTINGS
 
 Platform = Literal["vertex", "local"]
 

@@ -25,10 +25,10 @@ from components.lookup_champion import lookup_champion
 from components.register_model import register_model
 from components.transform_data import transform_data
 from components.validate_data import validate_data
-from mlops.dataset import DEFAULT_DATASET_CONFIG
-from mlops.registry import VERTEX
-from mlops.settings import SETTINGS
+from contract.paths import DEFAULT_DATASET_CONFIG
 from pipelines.platform import Platform, train_step
+from pipelines.settings import SETTINGS
+from registry.model_registry import VERTEX
 
 PIPELINE_NAME = "training-pipeline"
 

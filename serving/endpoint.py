@@ -19,14 +19,14 @@ serialises writers with a lock file. No HTTP and no TensorFlow here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from storage.local_files import file_lock, write_json_atomically
 
 DEFAULT_STATE_DIR = Path("local/endpoint")
 STATE_FILE = "endpoint.json"
@@ -186,13 +186,8 @@ class EndpointStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive access for a read-change-write; blocks while another writer holds it."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "state.lock", "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        with file_lock(self.state_dir / "state.lock"):
+            yield
 
     def write(self, state: EndpointState) -> None:
         write_json_atomically(self.path, state.to_dict())
@@ -216,27 +211,6 @@ class EndpointStore:
             state = plan_undeploy(self.read(), deployed_model_id, traffic_split)
             self.write(state)
         return state
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Replace `path` with `data` so that readers, and a crash, see the old or the new file only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    # The rename itself is durable only once the directory entry is on disk.
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def check_model_uri(model_uri: str) -> None:

@@ -5,9 +5,9 @@ Every check here is about a client mistake: it raises `RequestError`, which the
 server answers with 400 and this message. No TensorFlow here: the checks are
 plain Python and numpy, so they are fast to test and cheap to import.
 
-Rules (the training pipeline trained with exactly these sentinels):
-- a feature present with JSON `null` is a missing value: float32 -> NaN,
-  int64 -> -1, string -> "";
+Rules:
+- a feature present with JSON `null` is a missing value: the sentinel the
+  model's `input_spec.json` records for its dtype (contract.model_inputs);
 - a feature absent from an instance is an error (the client forgot it);
 - keys that are not features are ignored, so a client may send a whole row
   (label, ids); a misspelt feature still fails, as that feature is then absent.
@@ -16,21 +16,17 @@ Rules (the training pipeline trained with exactly these sentinels):
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
+from contract.model_inputs import INPUT_SPEC_FILE, InputSpec  # noqa: F401 (the contract serving reads)
+
 # Vertex AI refuses prediction requests over 1.5 MB with
 # "Request payload size exceeds the limit: 1572864 bytes."
 MAX_REQUEST_BYTES = 1_572_864
 
-INPUT_SPEC_FILE = "input_spec.json"
-DTYPES = ("float32", "int64", "string")
-MISSING_VALUE: dict[str, Any] = {"float32": math.nan, "int64": -1, "string": ""}
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -46,48 +42,6 @@ _ACCEPTED_TYPES: dict[str, frozenset[type]] = {
 
 class RequestError(ValueError):
     """A client mistake in a prediction request; the message says what was expected."""
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """`input_spec.json` next to `saved_model.pb`: raw feature dtypes and output names."""
-
-    features: dict[str, str]
-    outputs: tuple[str, ...]
-    label: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = INPUT_SPEC_FILE) -> InputSpec:
-        if not isinstance(data, dict) or not isinstance(data.get("features"), dict) or not data["features"]:
-            raise ValueError(f'{source}: expected {{"features": {{name: {{"dtype": ...}}}}, '
-                             '"outputs": [...]}')
-        features: dict[str, str] = {}
-        for name, description in data["features"].items():
-            dtype = description.get("dtype") if isinstance(description, dict) else None
-            if dtype not in DTYPES:
-                raise ValueError(f"{source}: feature {name!r} has dtype {dtype!r}, expected one of {DTYPES}")
-            features[name] = dtype
-        outputs = data.get("outputs")
-        if not isinstance(outputs, list) or not outputs or not all(isinstance(o, str) for o in outputs):
-            raise ValueError(f'{source}: "outputs" must be a non-empty list of output names, got {outputs!r}')
-        return cls(features=features, outputs=tuple(outputs), label=data.get("label"))
-
-    @classmethod
-    def load(cls, model_dir: str | Path) -> InputSpec:
-        path = Path(model_dir) / INPUT_SPEC_FILE
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path} is missing: the exported model must carry its input spec") \
-                from None
-        return cls.from_dict(json.loads(text), source=str(path))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": {name: {"dtype": dtype} for name, dtype in self.features.items()},
-            "outputs": list(self.outputs),
-            "label": self.label,
-        }
 
 
 def parse_predict_body(body: bytes) -> list[dict[str, Any]]:
@@ -143,14 +97,14 @@ def instances_to_columns(instances: list[Any], spec: InputSpec) -> dict[str, np.
             values = [instance[name] for instance in instances]
         except (KeyError, TypeError):
             raise _first_error(instances, spec) from None
-        column = _convert_column(values, dtype)
+        column = _convert_column(values, dtype, spec.missing_values[dtype])
         if column is None:
             raise _first_error(instances, spec)
         columns[name] = column
     return columns
 
 
-def _convert_column(values: list[Any], dtype: str) -> np.ndarray | list[bytes] | None:
+def _convert_column(values: list[Any], dtype: str, missing: Any) -> np.ndarray | list[bytes] | None:
     """The column as the model takes it, or None if any value is wrong."""
     types = set(map(type, values))
     if not types <= _ACCEPTED_TYPES[dtype]:
@@ -160,11 +114,11 @@ def _convert_column(values: list[Any], dtype: str) -> np.ndarray | list[bytes] |
         # Encoding here catches lone surrogates ("\ud800" is valid JSON but not
         # UTF-8) as a client error, and spares TensorFlow the same work.
         try:
-            return [("" if value is None else value).encode() for value in values]
+            return [(missing if value is None else value).encode() for value in values]
         except UnicodeEncodeError:
             return None
     if has_missing:
-        values = [MISSING_VALUE[dtype] if value is None else value for value in values]
+        values = [missing if value is None else value for value in values]
     try:
         if dtype == "float32":
             wide = np.asarray(values, dtype=np.float64)

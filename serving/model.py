@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving.instances import InputSpec, instances_to_columns
+from storage import uri
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,11 @@ def load_model(storage_uri: str) -> ServingModel:
     """Load the model the way the container does: gs:// prefixes are downloaded first."""
     started = time.perf_counter()
     if storage_uri.startswith("gs://"):
-        model_dir = download_gcs_prefix(storage_uri, Path(tempfile.mkdtemp(prefix="model-")))
+        try:
+            model_dir = uri.download_prefix(storage_uri, Path(tempfile.mkdtemp(prefix="model-")))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no objects under {storage_uri}: expected the exported model "
+                                    "(saved_model.pb, variables/, input_spec.json)") from None
     else:
         model_dir = Path(storage_uri)
         if not model_dir.is_dir():
@@ -101,26 +106,3 @@ def load_model(storage_uri: str) -> ServingModel:
     model.warm_up()
     log.info("loaded %s in %.2f s", storage_uri, time.perf_counter() - started)
     return model
-
-
-def download_gcs_prefix(uri: str, destination: Path) -> Path:
-    """Copy every object under a gs:// prefix into `destination`, keeping relative paths."""
-    from google.cloud import storage  # only the gs:// path pays for this import
-
-    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    client = storage.Client()
-    count = 0
-    for blob in client.list_blobs(bucket_name, prefix=prefix):
-        relative = blob.name[len(prefix):]
-        if not relative or relative.endswith("/"):
-            continue  # folder placeholder objects
-        target = destination / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
-        count += 1
-    if count == 0:
-        raise FileNotFoundError(f"no objects under {uri}: expected the exported model (saved_model.pb, "
-                                "variables/, input_spec.json)")
-    return destination
-

@@ -42,6 +42,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from contract.paths import PROJECT_ROOT
 from serving.endpoint import (
     ROUTER_FILE,
     SERVE_LOCK,
@@ -55,17 +56,16 @@ from serving.endpoint import (
     plan_deploy,
     plan_undeploy,
     plan_update_split,
-    write_json_atomically,
 )
 from serving.errors import error_response, json_errors
 from serving.instances import MAX_REQUEST_BYTES, oversize_message
 from serving.processes import die_with_parent, free_loopback_port
+from storage.local_files import write_json_atomically
 
 log = logging.getLogger("serving.router")
 
 DEFAULT_PORT = 8090
 LATENCY_WINDOW = 10_000  # percentiles are over each model's most recent successful requests
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _JSON = {"Content-Type": "application/json"}
 
 

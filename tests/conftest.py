@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from contract.paths import PROJECT_ROOT
+
 ON_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -16,8 +16,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from mlops.dataset import DatasetConfig
-from trainer.features import RawFeature, transformed_name
+from contract.dataset import DatasetConfig
+from contract.model_inputs import RawFeature
+from trainer.features import transformed_name
 
 _QUANTILE_EPSILON = 0.01
 

@@ -62,9 +62,11 @@ def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_con
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from mlops.data_validation import load_schema
-    from mlops.dataset import load_dataset_config
-    from trainer.features import PROBABILITY_OUTPUT, raw_features, transformed_name, write_input_spec
+    from contract.artifacts import EVAL_FILE, TRAIN_FILE, TRAINING_SUMMARY_FILE
+    from contract.dataset import load_dataset_config
+    from contract.model_inputs import PROBABILITY_OUTPUT, InputSpec
+    from contract.schema import load_schema
+    from trainer.features import raw_features, transformed_name
     from trainer.model import build_model
     from trainer.preprocessing import num_tokens
 
@@ -82,8 +84,8 @@ def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_con
     model_inputs = numeric + sorted(tokens)
 
     label = config.label.name
-    train = _load_transformed(Path(transformed_dir) / "train.parquet", model_inputs + [label])
-    evaluation = _load_transformed(Path(transformed_dir) / "eval.parquet", model_inputs + [label])
+    train = _load_transformed(Path(transformed_dir) / TRAIN_FILE, model_inputs + [label])
+    evaluation = _load_transformed(Path(transformed_dir) / EVAL_FILE, model_inputs + [label])
     model = build_model(numeric, tokens, list(params.hidden_units), params.learning_rate)
     history = model.fit({name: train[name] for name in model_inputs}, train[label].astype("float32"),
                         validation_data=({name: evaluation[name] for name in model_inputs},
@@ -91,12 +93,12 @@ def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_con
                         epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=2)
 
     export_serving_model(model, tft_output, features, model_inputs, model_dir)
-    write_input_spec(features, label, model_dir)
+    InputSpec({feature.name: feature.dtype for feature in features}, label=label).write(model_dir)
     final = {name: round(float(values[-1]), 4) for name, values in history.history.items()}
     summary = {"history": final, "epochs": params.epochs, "train_rows": int(len(train[label])),
                "hyperparameters": dataclasses.asdict(params), "seconds": round(time.perf_counter() - started, 2),
                "output": PROBABILITY_OUTPUT}
-    (Path(model_dir) / "training_summary.json").write_text(json.dumps(summary, indent=1))
+    (Path(model_dir) / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     return summary
 
 
@@ -104,7 +106,7 @@ def export_serving_model(model, tft_output, features, model_inputs: list[str], m
     import keras
     import tensorflow as tf
 
-    from trainer.features import PROBABILITY_OUTPUT
+    from contract.model_inputs import PROBABILITY_OUTPUT
 
     tf_dtypes = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
     signature = {feature.name: tf.TensorSpec([None], tf_dtypes[feature.dtype], name=feature.name)

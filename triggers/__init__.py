@@ -1,6 +1,6 @@
 """Triggers that submit parameterized runs of the compiled pipeline templates.
 
-`triggers.common.submission` is the one module that builds and submits Vertex AI
+`triggers.submission.pipeline_jobs` is the one module that builds and submits Vertex AI
 PipelineJob requests; the CLI (`python runner.py --submit`) and every Cloud
 Function (`triggers/<name>/main.py`) call it. See docs/triggers.md.
 

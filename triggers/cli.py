@@ -19,10 +19,10 @@ import json
 import os
 import sys
 
-from triggers.common import config as settings
-from triggers.common.errors import ConfigError, InvalidRequest, TransientError
-from triggers.common.submission import RunRequest, VertexTarget, make_job_id, prepare, submit_run
-from triggers.common.templates import load_template
+from triggers import config as settings
+from triggers.submission.errors import ConfigError, InvalidRequest, TransientError
+from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, prepare, submit_run
+from triggers.submission.templates import load_template
 
 EXIT_INVALID = 2
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL: the caller may retry

@@ -3,10 +3,10 @@
     python -m triggers.package new_data            # -> build/functions/new_data/
     python -m triggers.package --all [--out DIR]   # every function
 
-The folder mirrors the repository (`main.py` next to `triggers/common/`), so the
-same `from triggers.common import ...` works in the repo, in tests and on Cloud
-Run functions, with no path hacks. Only `triggers/__init__.py` and
-`triggers/common/*.py` are vendored: not the CLI, not the other functions.
+The folder mirrors the repository (`main.py` next to `triggers/`), so the same
+`from triggers.events import ...` works in the repo, in tests and on Cloud Run
+functions, with no path hacks. Only the modules in `VENDORED` are copied: not
+the CLI, not the other functions.
 `gcloud functions deploy --source=build/functions/NAME` uploads exactly this.
 """
 
@@ -18,8 +18,9 @@ import shutil
 import sys
 from pathlib import Path
 
-TRIGGERS_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = TRIGGERS_DIR.parent
+from contract.paths import PROJECT_ROOT
+
+TRIGGERS_DIR = PROJECT_ROOT / "triggers"
 DEFAULT_OUT = PROJECT_ROOT / "build" / "functions"
 
 
@@ -47,13 +48,23 @@ def build(name: str, out_root: Path = DEFAULT_OUT) -> Path:
     target = Path(out_root) / name
     if target.exists():
         shutil.rmtree(target)
-    (target / "triggers" / "common").mkdir(parents=True)
+    target.mkdir(parents=True)
     shutil.copy2(source / "main.py", target / "main.py")
     shutil.copy2(source / "requirements.txt", target / "requirements.txt")
-    shutil.copy2(TRIGGERS_DIR / "__init__.py", target / "triggers" / "__init__.py")
-    for module in sorted((TRIGGERS_DIR / "common").glob("*.py")):
-        shutil.copy2(module, target / "triggers" / "common" / module.name)
+    for relative in vendored_modules():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / relative, target / relative)
     return target
+
+
+# What every function imports: the triggers' own light packages, and the one file of paths they share.
+VENDORED = ("triggers/__init__.py", "triggers/config.py", "triggers/events/*.py", "triggers/submission/*.py",
+            "contract/__init__.py", "contract/paths.py")
+
+
+def vendored_modules() -> list[Path]:
+    """Paths relative to the project root, sorted."""
+    return sorted(path.relative_to(PROJECT_ROOT) for pattern in VENDORED for path in PROJECT_ROOT.glob(pattern))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops.dataset import PROJECT_ROOT, load_dataset_config
+from contract.dataset import load_dataset_config
+from contract.paths import LANDING_PREFIX, PROJECT_ROOT
 
-SAMPLE = PROJECT_ROOT / "data" / "processed"
+SAMPLE = PROJECT_ROOT / LANDING_PREFIX
 # Two monthly partitions (about 800 rows): small enough for seconds, big enough to learn.
 SMALL_PARTITIONS = ("2014/03/01/0000", "2014/04/01/0000")
 # The defaults are sized for the full sample; 600 rows need smaller batches to take enough steps.
@@ -24,10 +25,10 @@ def dataset_config():
 
 def copy_partitions(target: Path, partitions=SMALL_PARTITIONS) -> Path:
     for partition in partitions:
-        destination = target / "data" / "processed" / partition
+        destination = target / LANDING_PREFIX / partition
         destination.mkdir(parents=True)
         shutil.copy(SAMPLE / partition / "batch.csv", destination / "batch.csv")
-    return target / "data" / "processed"
+    return target / LANDING_PREFIX
 
 
 @pytest.fixture

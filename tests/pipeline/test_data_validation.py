@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-from mlops import data_validation as dv
-from mlops.ingest import find_batches, load_batches, type_columns
+from contract.schema import load_schema
+from dataprep import validation as dv
+from dataprep.ingest import find_batches, load_batches, type_columns
 from tests.pipeline.conftest import SMALL_PARTITIONS
 
 
@@ -21,7 +22,7 @@ def _rewrite(batch_csv: Path, change) -> None:
 
 @pytest.fixture(scope="module")
 def schema(dataset_config):
-    return dv.load_schema(dataset_config.schema_path)
+    return load_schema(dataset_config.schema_path)
 
 
 def test_every_shipped_batch_meets_the_reviewed_schema(dataset_config, schema):

@@ -1,6 +1,6 @@
 import pytest
 
-from mlops.dataset import DatasetConfigError, load_dataset_config
+from contract.dataset import DatasetConfigError, load_dataset_config
 
 
 def test_shipped_config_is_complete(dataset_config):

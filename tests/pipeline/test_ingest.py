@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from mlops.dataset import BATCH_COLUMN
-from mlops.ingest import IngestError, find_batches, infer_column_type, ingest, load_manifest, load_split
+from contract.dataset import BATCH_COLUMN
+from dataprep.ingest import IngestError, find_batches, infer_column_type, ingest, load_manifest, load_split
 from tests.pipeline.conftest import SAMPLE, SMALL_PARTITIONS
 
 
@@ -56,7 +56,7 @@ def test_type_inference_keeps_a_bad_value_visible():
 def test_label_expression_that_does_not_fit_the_data_is_named(small_landing, dataset_config, tmp_path):
     import dataclasses
 
-    from mlops.dataset import Label
+    from contract.dataset import Label
 
     broken = dataclasses.replace(dataset_config, label=Label("big_tipper", "no_such_column > 1"))
     with pytest.raises(IngestError, match="no_such_column"):

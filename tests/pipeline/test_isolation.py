@@ -1,4 +1,4 @@
-"""mlops.isolation: the fix for tf.Transform's exit-time segfault must neither fail
+"""dataprep.isolation: the fix for tf.Transform's exit-time segfault must neither fail
 a step that finished nor hide one that did not."""
 
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mlops.isolation import IsolatedStepError, run_isolated
+from dataprep.isolation import IsolatedStepError, run_isolated
 
 TARGETS = "tests.pipeline.isolation_targets"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops.registry import CHALLENGER, CHAMPION, LocalModelRegistry
 from pipelines.local_run import run_training_locally
+from registry.model_registry import CHALLENGER, CHAMPION, LocalModelRegistry
 from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS, copy_partitions
 
 MODEL = "chicago-taxi-big-tipper"

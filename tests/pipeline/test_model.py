@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from mlops.evaluation import CANDIDATE, CHAMPION, OVERALL, Thresholds, evaluate, predict
-from mlops.ingest import ingest, load_split
-from mlops.report import evaluation_report
-from mlops.transform import run_transform
+from contract.model_inputs import INPUT_SPEC_FILE, InputSpec
+from dataprep.ingest import ingest, load_split
+from dataprep.transform import run_transform
+from evaluation.gate import CANDIDATE, CHAMPION, OVERALL, Thresholds, evaluate, predict
+from evaluation.report import evaluation_report
 from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, copy_partitions
-from trainer.features import INPUT_SPEC_FILE, read_input_spec
 from trainer.train import Hyperparameters, train_and_export
 
 
@@ -38,25 +38,38 @@ def test_transform_writes_graph_and_both_transformed_splits(trained, dataset_con
 
 
 def test_exported_model_serves_raw_instances_with_missing_values(trained, dataset_config):
+    import pandas as pd
     import tensorflow as tf
 
-    model_dir = trained["root"] / "model"
-    spec = json.loads((model_dir / INPUT_SPEC_FILE).read_text())
-    assert set(spec["features"]) == set(dataset_config.feature_names)
-    assert spec["features"]["company"]["dtype"] == "string"
-    assert spec["features"]["trip_start_hour"]["dtype"] == "int64"
-    assert spec["features"]["fare"]["dtype"] == "float32"
-    eval_frame = load_split(trained["root"] / "examples", "eval")
-    probabilities = predict(str(model_dir), eval_frame)
-    assert probabilities.shape == (len(eval_frame),) and np.all((probabilities >= 0) & (probabilities <= 1))
+    from serving.instances import instances_to_columns
 
-    # One instance as Vertex would send it, with missing values as their sentinels.
-    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    model_dir = trained["root"] / "model"
+    spec = InputSpec.load(model_dir)
+    assert set(spec.features) == set(dataset_config.feature_names)
+    assert (spec.features["company"], spec.features["trip_start_hour"], spec.features["fare"]) == (
+        "string", "int64", "float32")
+    assert json.loads((model_dir / INPUT_SPEC_FILE).read_text())["missing_values"] == {
+        "float32": "NaN", "int64": -1, "string": ""}
+
+    complete = load_split(trained["root"] / "examples", "eval").head(40).reset_index(drop=True)
+    damaged = complete.copy()
+    for name in ("fare", "trip_start_hour", "company"):
+        damaged[name] = damaged[name].astype(object)
+        damaged.loc[:19, name] = None
+    in_process = predict(str(model_dir), damaged)
+
+    # The same rows as Vertex sends them (JSON null for a missing value), through serving's conversion:
+    # serving and evaluation must agree on every sentinel, or the answers differ.
+    instances = [{name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
+                  for name, value in row.items() if name in spec.features} for row in damaged.to_dict("records")]
+    columns = instances_to_columns(instances, spec)
     dtypes = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
-    missing = {"float32": math.nan, "int64": -1, "string": ""}
-    instance = {f.name: tf.constant([missing[f.dtype]], dtypes[f.dtype]) for f in read_input_spec(model_dir)}
-    [probability] = signature(**instance)["probability"].numpy()
-    assert 0.0 <= probability <= 1.0
+    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    served = signature(**{name: tf.constant(columns[name], dtypes[dtype]) for name, dtype in spec.features.items()})
+    np.testing.assert_allclose(served["probability"].numpy(), in_process, rtol=1e-5, atol=1e-6)
+    # The sentinels reach the model as values: rows with missing features are scored, and differently.
+    assert not np.allclose(in_process[:20], predict(str(model_dir), complete.head(20)))
+    np.testing.assert_allclose(in_process[20:], predict(str(model_dir), complete)[20:], rtol=1e-5, atol=1e-6)
 
 
 def test_training_learns_something(trained):

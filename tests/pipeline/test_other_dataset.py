@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import data_validation as dv
-from mlops.dataset import load_dataset_config
-from mlops.evaluation import Thresholds, evaluate, predict
-from mlops.ingest import find_batches, ingest, load_batches, load_manifest, load_split, type_columns
-from mlops.transform import run_transform
-from trainer.features import read_input_spec
+from contract.dataset import load_dataset_config
+from contract.model_inputs import InputSpec
+from contract.schema import load_schema, write_schema
+from dataprep import validation as dv
+from dataprep.ingest import find_batches, ingest, load_batches, load_manifest, load_split, type_columns
+from dataprep.transform import run_transform
+from evaluation.gate import Thresholds, evaluate, predict
 from trainer.train import train_and_export
 
 CONFIG = """
@@ -70,8 +71,8 @@ def test_a_new_config_is_all_a_new_data_set_needs(loans):
 
     # First use: the schema is inferred (what `runner.py --infer-schema` does), then it is the contract.
     raw, _ = load_batches(find_batches(str(root / "processed")))
-    dv.write_schema(dv.infer_schema(type_columns(raw), config), config.schema_path)
-    schema = dv.load_schema(config.schema_path)
+    write_schema(dv.infer_schema(type_columns(raw), config), config.schema_path)
+    schema = load_schema(config.schema_path)
 
     summary = ingest(str(root / "processed"), config, root / "examples")
     frame = pd.concat([load_split(root / "examples", "train"), load_split(root / "examples", "eval")])
@@ -82,7 +83,7 @@ def test_a_new_config_is_all_a_new_data_set_needs(loans):
                   str(root / "transformed"))
     train_and_export(str(root / "transformed"), str(root / "graph"), str(config.source), str(config.schema_path),
                      str(root / "model"), {"epochs": 15, "batch_size": 32})
-    assert {f.name: f.dtype for f in read_input_spec(root / "model")} == {
+    assert InputSpec.load(root / "model").features == {
         "income": "float32", "age": "float32", "region": "string", "product_code": "int64"}
 
     eval_frame = load_split(root / "examples", "eval")

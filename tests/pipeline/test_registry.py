@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.registry import (
+from registry.model_registry import (
     CHALLENGER,
     CHAMPION,
     LocalModelRegistry,

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from mlops.registry import CHALLENGER, CHAMPION, VertexModelRegistry, register_blessed_model
+from registry.model_registry import CHALLENGER, CHAMPION, VertexModelRegistry, register_blessed_model
 
 PROJECT, LOCATION, NAME = "test-project", "us-central1", "chicago-taxi-big-tipper"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"

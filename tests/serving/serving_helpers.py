@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from contract.paths import PROJECT_ROOT
 from serving.processes import die_with_parent, free_loopback_port
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 

@@ -27,6 +27,7 @@ from serving.endpoint import (
     plan_update_split,
 )
 from serving.router import routing_table
+from storage import local_files
 
 
 def two_models() -> EndpointState:
@@ -128,7 +129,7 @@ def test_a_failed_write_leaves_the_old_state_and_no_temporary_file(tmp_path: Pat
     def fail_mid_write(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(endpoint.os, "fsync", fail_mid_write)
+    monkeypatch.setattr(local_files.os, "fsync", fail_mid_write)
     with pytest.raises(OSError, match="disk full"):
         store.update_split({"1": 50, "2": 50})
 

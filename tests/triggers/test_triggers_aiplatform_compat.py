@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs
 
-from triggers.common.errors import ParameterError
-from triggers.common.submission import RunRequest, VertexTarget, submit_run
+from triggers.submission.errors import ParameterError
+from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, submit_run
 
 PARAMETERS = {"data_uri": "gs://landing-data/data/processed/2014/03", "epochs": 3, "learning_rate": 0.01,
               "hidden_units": [32, 16], "model_name": "chicago-taxi-big-tipper"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from trigger_helpers import PROJECT_ROOT
 
-from triggers.common import config as settings
-from triggers.common.errors import ConfigError
+from triggers import config as settings
+from triggers.submission.errors import ConfigError
 
 
 def test_every_missing_required_variable_is_named_at_once() -> None:
@@ -82,4 +82,4 @@ def test_a_bad_configuration_fails_the_function_start_not_each_event(function_ap
 
 def test_the_docs_show_the_declared_variables() -> None:
     docs = (PROJECT_ROOT / "docs" / "triggers.md").read_text()
-    assert settings.settings_table() in docs, "regenerate the table with: python -m triggers.common.config"
+    assert settings.settings_table() in docs, "regenerate the table with: python -m triggers.config"

@@ -11,7 +11,7 @@ import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
 from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, log_lines
 
-from triggers.common.drift import FeatureDrift, drift_alert_payload
+from triggers.events.drift import FeatureDrift, drift_alert_payload
 
 # The documented Model Monitoring (v1) anomaly entry, with a drift objective and our job.
 VERTEX_ENTRY = {

@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 from trigger_helpers import PROJECT_ROOT
 
-from triggers.package import FUNCTIONS, build
+from triggers.package import FUNCTIONS, build, vendored_modules
 
 # Importing any of these on a cold start costs seconds or tens of MB.
 HEAVY_MODULES = ("tensorflow", "kfp", "google.cloud.aiplatform", "vertexai", "apache_beam", "pandas", "numpy",
@@ -60,8 +60,10 @@ def _closure(requirements: list[str]) -> set[str]:
 def test_a_deploy_folder_holds_the_function_and_the_shared_code_only(tmp_path: Path, name: str) -> None:
     folder = build(name, tmp_path)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    shared = sorted(f"triggers/common/{p.name}" for p in (PROJECT_ROOT / "triggers" / "common").glob("*.py"))
-    assert files == sorted(["main.py", "requirements.txt", "triggers/__init__.py", *shared])
+    shared = [str(path) for path in vendored_modules()]
+    assert "triggers/submission/pipeline_jobs.py" in shared and "contract/paths.py" in shared
+    assert not any(path.startswith(("triggers/cli", "triggers/package", "serving", "trainer")) for path in shared)
+    assert files == sorted(["main.py", "requirements.txt", *shared])
     requirements = (folder / "requirements.txt").read_text().splitlines()
     pins = [line for line in requirements if line and not line.startswith("#")]
     assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][A-Za-z0-9.]*", pin) for pin in pins), pins

@@ -10,8 +10,8 @@ import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
 from trigger_helpers import DATA_BUCKET, FakeVertex, log_lines
 
-from triggers.common import config as settings
-from triggers.common.schedule import target_period
+from triggers import config as settings
+from triggers.events.schedule import target_period
 
 
 def period(instant: str, timezone: str, granularity: str = "day", offset: int = 1) -> datetime.date:

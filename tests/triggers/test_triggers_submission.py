@@ -8,9 +8,9 @@ import uuid
 import pytest
 from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs, free_port
 
-from triggers.common import templates, transport
-from triggers.common.errors import InvalidRequest, ParameterError, TransientError
-from triggers.common.submission import RunRequest, VertexTarget, make_job_id, submit_run
+from triggers.submission import templates, transport
+from triggers.submission.errors import InvalidRequest, ParameterError, TransientError
+from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, submit_run
 
 PIPELINE_ROOT = "gs://pipeline-root/runs"
 DATA_URI = "gs://landing-data/data/processed/2014/03"

@@ -6,10 +6,10 @@ Logging sink writes the alerts to. Entry point: `on_drift_log_entry`. See docs/t
 
 import functions_framework
 
-from triggers.common import drift
-from triggers.common.config import DriftConfig
-from triggers.common.events import CloudEventLike, pubsub_message, run_trigger
-from triggers.common.submission import RunRequest, VertexTarget
+from triggers.config import DriftConfig
+from triggers.events import drift
+from triggers.events.policy import CloudEventLike, pubsub_message, run_trigger
+from triggers.submission.pipeline_jobs import RunRequest, VertexTarget
 
 # At import on purpose: a bad configuration fails the deploy, not every event.
 CONFIG = DriftConfig.from_env()

@@ -6,10 +6,10 @@ Entry point: `on_object_finalized`. See docs/triggers.md.
 
 import functions_framework
 
-from triggers.common import new_data
-from triggers.common.config import NewDataConfig
-from triggers.common.events import CloudEventLike, run_trigger
-from triggers.common.submission import VertexTarget
+from triggers.config import NewDataConfig
+from triggers.events import new_data
+from triggers.events.policy import CloudEventLike, run_trigger
+from triggers.submission.pipeline_jobs import VertexTarget
 
 # At import on purpose: a bad configuration fails the deploy, not every event.
 CONFIG = NewDataConfig.from_env()

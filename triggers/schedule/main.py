@@ -11,12 +11,12 @@ import datetime
 import flask
 import functions_framework
 
-from triggers.common import schedule
-from triggers.common.config import ScheduleConfig
-from triggers.common.errors import IgnoredEvent, TransientError
-from triggers.common.events import CloudEventLike, pubsub_message, run_trigger
-from triggers.common.partitions import parse_instant
-from triggers.common.submission import RunRequest, VertexTarget
+from triggers.config import ScheduleConfig
+from triggers.events import schedule
+from triggers.events.partitions import parse_instant
+from triggers.events.policy import CloudEventLike, pubsub_message, run_trigger
+from triggers.submission.errors import IgnoredEvent, TransientError
+from triggers.submission.pipeline_jobs import RunRequest, VertexTarget
 
 # At import on purpose: a bad configuration fails the deploy, not every event.
 CONFIG = ScheduleConfig.from_env()

@@ -16,13 +16,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 
-from mlops.dataset import BATCH_COLUMN, PROJECT_ROOT, DatasetConfig
+from contract.artifacts import EVAL_FILE, MANIFEST_FILE, TRAIN_FILE
+from contract.dataset import BATCH_COLUMN, DatasetConfig
+from contract.paths import BATCH_FILE_NAME, PROJECT_ROOT
 
-BATCH_FILE_NAME = "batch.csv"
 SPLIT_COLUMN = "_split"
-TRAIN_FILE = "train.parquet"
-EVAL_FILE = "eval.parquet"
-MANIFEST_FILE = "manifest.json"
 
 
 class IngestError(ValueError):

@@ -8,8 +8,7 @@ from typing import Literal
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATASET_CONFIG = "data/datasets/chicago_taxi.yaml"
+from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 
 FeatureKind = Literal["numeric", "bucketized", "categorical"]
 FEATURE_KINDS: tuple[str, ...] = ("numeric", "bucketized", "categorical")

@@ -2,7 +2,8 @@
 
 Why: after any tensorflow-transform Beam run, CPython's teardown frees a protobuf
 (upb) message after its module is gone and the process dies with SIGSEGV (exit
-139), though all work is done (see PLATFORM_NOTES). A pipeline step must neither
+139), though all work is done (README: "Why not the tfx package"; reproduced in
+tests/pipeline/test_isolation.py). A pipeline step must neither
 fail because of that nor hide a real failure behind a workaround. So the work
 runs here, in a child that reports its result through a file and then leaves
 with os._exit: success is "result file written and exit 0"; anything else (an
@@ -35,7 +36,7 @@ def run_isolated(target: str, **kwargs) -> dict:
     with tempfile.TemporaryDirectory(prefix="isolated-") as scratch:
         result_file = Path(scratch) / "result.json"
         request = json.dumps({"target": target, "kwargs": kwargs, "result_file": str(result_file)})
-        child = subprocess.Popen([sys.executable, "-m", "mlops.isolation", request],
+        child = subprocess.Popen([sys.executable, "-m", "dataprep.isolation", request],
                                  stdout=None, stderr=subprocess.PIPE, text=True)
         tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops.dataset import DatasetConfig
+from contract.dataset import DatasetConfig
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -77,10 +77,12 @@ def predict(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
     """Probabilities from the exported serving signature, in row order."""
     import tensorflow as tf
 
-    from trainer.features import PROBABILITY_OUTPUT, read_input_spec, to_model_inputs
+    from contract.model_inputs import PROBABILITY_OUTPUT, InputSpec
+    from trainer.features import to_model_inputs
 
     signature = tf.saved_model.load(model_dir).signatures["serving_default"]
-    inputs = to_model_inputs(frame, read_input_spec(model_dir))
+    spec = InputSpec.load(model_dir)
+    inputs = to_model_inputs(frame, spec.raw_features, spec.missing_values)
     outputs = []
     for start in range(0, len(frame), _PREDICTION_BATCH):
         batch = {name: tf.constant(values[start:start + _PREDICTION_BATCH]) for name, values in inputs.items()}

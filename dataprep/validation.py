@@ -20,8 +20,10 @@ import pandas as pd
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from mlops.dataset import BATCH_COLUMN, RESERVED_PREFIX, DatasetConfig
-from mlops.ingest import BatchInfo
+from contract.artifacts import ANOMALIES_FILE, ANOMALIES_JSON_FILE, SCHEMA_FILE, STATISTICS_FILE
+from contract.dataset import BATCH_COLUMN, RESERVED_PREFIX, DatasetConfig
+from contract.schema import load_schema, write_schema
+from dataprep.ingest import BatchInfo
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -154,15 +156,6 @@ def infer_schema(frame: pd.DataFrame, config: DatasetConfig) -> schema_pb2.Schem
     return schema
 
 
-def write_schema(schema: schema_pb2.Schema, path: str | Path) -> None:
-    Path(path).write_text(text_format.MessageToString(schema))
-
-
-def load_schema(path: str | Path) -> schema_pb2.Schema:
-    return text_format.Parse(Path(path).read_text(), schema_pb2.Schema())
-
-
-
 # ---------------------------------------------------------------- validation
 def _type_name(kind: int) -> str:
     return schema_pb2.FeatureType.Name(kind)
@@ -281,8 +274,8 @@ def anomalies_proto(anomalies: list[Anomaly], schema: schema_pb2.Schema) -> anom
 def write_validation_outputs(anomalies: list[Anomaly], schema: schema_pb2.Schema, output_dir: str | Path) -> None:
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "anomalies.pbtxt").write_text(text_format.MessageToString(anomalies_proto(anomalies, schema)))
-    (output / "anomalies.json").write_text(json.dumps([dataclasses.asdict(a) for a in anomalies], indent=1))
+    (output / ANOMALIES_FILE).write_text(text_format.MessageToString(anomalies_proto(anomalies, schema)))
+    (output / ANOMALIES_JSON_FILE).write_text(json.dumps([dataclasses.asdict(a) for a in anomalies], indent=1))
 
 
 def raise_on_critical(anomalies: list[Anomaly]) -> None:
@@ -301,21 +294,21 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
     the anomalies, so the artifact explains the stop."""
     import shutil
 
-    from mlops.ingest import load_manifest, load_split
+    from dataprep.ingest import load_manifest, load_split
 
     train, evaluation = load_split(examples_dir, "train"), load_split(examples_dir, "eval")
     Path(statistics_dir).mkdir(parents=True, exist_ok=True)
     stats = statistics_list({"train": train, "eval": evaluation})
-    (Path(statistics_dir) / "statistics.pbtxt").write_text(text_format.MessageToString(stats))
+    (Path(statistics_dir) / STATISTICS_FILE).write_text(text_format.MessageToString(stats))
 
     both = pd.concat([train, evaluation])
     Path(schema_dir).mkdir(parents=True, exist_ok=True)
     if config.schema_path.exists():
         schema = load_schema(config.schema_path)
-        shutil.copy(config.schema_path, Path(schema_dir) / "schema.pbtxt")
+        shutil.copy(config.schema_path, Path(schema_dir) / SCHEMA_FILE)
     else:  # first use: infer, use it, and say that it needs a review
         schema = infer_schema(both, config)
-        write_schema(schema, Path(schema_dir) / "schema.pbtxt")
+        write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
         print(f"WARNING: {config.schema_path} does not exist; inferred a schema from this data. Review it and "
               "commit it with `make schema`.")
 
@@ -327,11 +320,12 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
 
 def infer_schema_cli(data_uri: str | None, dataset_config: str | None) -> int:
     """`python runner.py --infer-schema`: writes the schema the config names, for review."""
-    from mlops.dataset import DEFAULT_DATASET_CONFIG, load_dataset_config
-    from mlops.ingest import find_batches, load_batches, type_columns
+    from contract.dataset import load_dataset_config
+    from contract.paths import DEFAULT_DATA_URI, DEFAULT_DATASET_CONFIG
+    from dataprep.ingest import find_batches, load_batches, type_columns
 
     config = load_dataset_config(dataset_config or DEFAULT_DATASET_CONFIG)
-    raw, _ = load_batches(find_batches(data_uri or "data/processed"))
+    raw, _ = load_batches(find_batches(data_uri or DEFAULT_DATA_URI))
     schema = infer_schema(type_columns(raw), config)
     write_schema(schema, config.schema_path)
     print(f"wrote {config.schema_path} ({len(schema.feature)} features): review it, then commit it")

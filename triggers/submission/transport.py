@@ -19,7 +19,7 @@ import google.auth.exceptions
 import requests
 from google.auth.transport.requests import AuthorizedSession
 
-from triggers.common.errors import InvalidRequest, TransientError
+from triggers.submission.errors import InvalidRequest, TransientError
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 STORAGE_API = "https://storage.googleapis.com"

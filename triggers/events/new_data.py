@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-from triggers.common.config import NewDataConfig
-from triggers.common.errors import IgnoredEvent
-from triggers.common.events import CloudEventLike, object_data, require_type
-from triggers.common.partitions import parse_batch_object, partition_path
-from triggers.common.submission import RunRequest, make_job_id
-from triggers.common.templates import load_template
+from triggers.config import NewDataConfig
+from triggers.events.partitions import parse_batch_object, partition_path
+from triggers.events.policy import CloudEventLike, object_data, require_type
+from triggers.submission.errors import IgnoredEvent
+from triggers.submission.pipeline_jobs import RunRequest, make_job_id
+from triggers.submission.templates import load_template
 
 TRIGGER = "new-data"
 OBJECT_FINALIZED = "google.cloud.storage.object.v1.finalized"

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from triggers.common import transport
-from triggers.common.config import VertexConfig
-from triggers.common.errors import InvalidRequest
-from triggers.common.templates import PipelineTemplate, load_template
+from triggers.config import VertexConfig
+from triggers.submission import transport
+from triggers.submission.errors import InvalidRequest
+from triggers.submission.templates import PipelineTemplate, load_template
 
 # Vertex's own rules (aiplatform checks the same pattern for job ids).
 JOB_ID_PATTERN = re.compile(r"[a-z][-a-z0-9]{0,127}")
@@ -132,7 +132,7 @@ def prepare(run: RunRequest, target: VertexTarget) -> tuple[str, dict[str, Any]]
 
 
 def submit_run(run: RunRequest, target: VertexTarget) -> SubmitResult:
-    """Creates the run. 409 (already exists) is success; see triggers.common.errors for the rest."""
+    """Creates the run. 409 (already exists) is success; see triggers.submission.errors for the rest."""
     url, body = prepare(run, target)
     response = transport.send("POST", url, json_body=body)
     job_name = f"{target.parent}/pipelineJobs/{run.job_id}"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from triggers.common import transport
-from triggers.common.errors import InvalidRequest, ParameterError, TransientError
+from triggers.submission import transport
+from triggers.submission.errors import InvalidRequest, ParameterError, TransientError
 
 # KFP parameter types → the JSON values Vertex accepts for them (bool is not a number here).
 PARAMETER_TYPES: dict[str, str] = {

@@ -30,11 +30,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from triggers.common.config import DriftConfig
-from triggers.common.errors import IgnoredEvent
-from triggers.common.partitions import local_date, parse_instant, period_label, period_prefix, shift
-from triggers.common.submission import RunRequest, make_job_id, slug
-from triggers.common.templates import load_template
+from triggers.config import DriftConfig
+from triggers.events.partitions import local_date, parse_instant, period_label, period_prefix, shift
+from triggers.submission.errors import IgnoredEvent
+from triggers.submission.pipeline_jobs import RunRequest, make_job_id, slug
+from triggers.submission.templates import load_template
 
 TRIGGER = "drift-alert"
 VERTEX_ANOMALY_TYPE = "type.googleapis.com/google.cloud.aiplatform.logging.ModelMonitoringAnomaliesLogEntry"

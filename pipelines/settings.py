@@ -1,8 +1,8 @@
 """Compile-time and run-time settings, declared once, read from the environment.
 
 Compilation is deterministic for given settings: the defaults below are what
-`make compile` bakes into compiled/; each environment (dev/staging/prod) sets
-its own values in the environment of the Cloud Build step that compiles.
+`make compile` bakes into compiled/; a deployment compiles with its own
+values by setting the MLOPS_* variables below in the compiling process.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from mlops.dataset import PROJECT_ROOT
+from contract.paths import PROJECT_ROOT
 
 
 @dataclasses.dataclass(frozen=True)

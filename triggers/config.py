@@ -11,7 +11,7 @@ value then fails the deploy (the new revision never becomes ready and the old
 one keeps serving) instead of failing each event, which would either drop
 events silently or make the platform retry them for a day.
 
-`python -m triggers.common.config` prints the table that docs/triggers.md shows.
+`python -m triggers.config` prints the table that docs/triggers.md shows.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from triggers.common.errors import ConfigError
+from contract.paths import LANDING_PREFIX
+from triggers.submission.errors import ConfigError
 
 GRANULARITIES = ("day", "month")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -155,7 +156,7 @@ DATA_BUCKET = Setting("MLOPS_DATA_BUCKET",
                       _matching(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "a bucket name such as my-data"),
                       "bucket holding the landing layout")
 DATA_PREFIX = Setting("MLOPS_DATA_PREFIX", _data_prefix,
-                      "prefix of the landing layout `PREFIX/YYYY/MM/DD/HHMM/batch.csv`", default="data/processed")
+                      "prefix of the landing layout `PREFIX/YYYY/MM/DD/HHMM/batch.csv`", default=LANDING_PREFIX)
 PARTITION_TIMEZONE = Setting("MLOPS_PARTITION_TIMEZONE", _timezone,
                              "time zone the layout's dates are written in", default="UTC")
 SCHEDULE_TEMPLATE_URI = Setting("MLOPS_SCHEDULE_TEMPLATE_URI", _template_uri,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import re
@@ -26,6 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
+
+from storage.local_files import file_lock, write_json_atomically
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -59,15 +60,6 @@ def check_alias(alias: str) -> None:
         raise RegistryError(f"alias {alias!r} is not valid; expected [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9]")
 
 
-def _write_json_atomically(path: Path, payload: object) -> None:
-    """A reader sees the old file or the new one, never half of one."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
 class LocalModelRegistry:
     """`root/<model>/versions/<n>/{model/, version.json}` and `root/<model>/aliases.json`."""
 
@@ -84,8 +76,7 @@ class LocalModelRegistry:
         """Serializes writers (two pipeline runs may register at once)."""
         model_dir = self._model_dir(model_name)
         (model_dir / "versions").mkdir(parents=True, exist_ok=True)
-        with open(model_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(model_dir / ".lock"):
             yield model_dir
 
     def _aliases(self, model_dir: Path) -> dict[str, str]:
@@ -127,7 +118,7 @@ class LocalModelRegistry:
             (staging / "version.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
             os.replace(staging, model_dir / "versions" / version)  # the version appears whole, or not at all
             table = self._aliases(model_dir) | {alias: version for alias in aliases}
-            _write_json_atomically(model_dir / "aliases.json", table)
+            write_json_atomically(model_dir / "aliases.json", table)
             return self._load(model_name, version, table)
 
     def set_alias(self, model_name: str, version: str, alias: str) -> None:
@@ -135,7 +126,7 @@ class LocalModelRegistry:
         with self._locked(model_name) as model_dir:
             if not (model_dir / "versions" / version / "version.json").exists():
                 raise RegistryError(f"model {model_name!r} has no version {version!r}")
-            _write_json_atomically(model_dir / "aliases.json", self._aliases(model_dir) | {alias: version})
+            write_json_atomically(model_dir / "aliases.json", self._aliases(model_dir) | {alias: version})
 
 
 class VertexModelRegistry:

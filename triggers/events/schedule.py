@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime
 
-from triggers.common.config import ScheduleConfig
-from triggers.common.partitions import local_date, period_label, period_prefix, shift
-from triggers.common.submission import RunRequest, make_job_id
-from triggers.common.templates import load_template
+from triggers.config import ScheduleConfig
+from triggers.events.partitions import local_date, period_label, period_prefix, shift
+from triggers.submission.pipeline_jobs import RunRequest, make_job_id
+from triggers.submission.templates import load_template
 
 TRIGGER = "schedule"
 SCHEDULE_TIME_HEADER = "X-CloudScheduler-ScheduleTime"

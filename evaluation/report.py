@@ -7,7 +7,7 @@ import html
 import io
 import math
 
-from mlops.evaluation import CANDIDATE, CHAMPION, GATED_METRIC, OVERALL, EvaluationOutcome
+from evaluation.gate import CANDIDATE, CHAMPION, GATED_METRIC, OVERALL, EvaluationOutcome
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 h1{font-size:1.5em} .verdict{padding:.6em 1em;border-radius:6px;font-weight:600;display:inline-block}

@@ -11,7 +11,8 @@ import datetime
 import re
 import zoneinfo
 
-BATCH_FILE = "batch.csv"
+from contract.paths import BATCH_FILE_NAME as BATCH_FILE
+
 _BATCH_TAIL = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})(\d{2})/" + re.escape(BATCH_FILE))
 
 

@@ -1,7 +1,7 @@
 """Transform: analyze the train split with tf.Transform, transform both splits.
 
 `run_transform` is what the pipeline step calls: the Beam/TFT work runs in an
-isolated child (mlops.isolation) so the known exit-time segfault neither fails
+isolated child (dataprep.isolation) so the known exit-time segfault neither fails
 the step nor hides a real error. On Dataflow the same Beam pipeline scales out
 by passing DataflowRunner options; locally it is the DirectRunner.
 """
@@ -13,15 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops.isolation import run_isolated
-
-TRANSFORMED_TRAIN = "train.parquet"
-TRANSFORMED_EVAL = "eval.parquet"
+from contract.artifacts import EVAL_FILE, TRAIN_FILE, TRANSFORM_SUMMARY_FILE
+from dataprep.isolation import run_isolated
 
 
 def run_transform(examples_dir: str, dataset_config: str, schema_path: str, transform_graph_dir: str,
                   transformed_dir: str) -> dict:
-    return run_isolated("mlops.transform:analyze_and_transform", examples_dir=examples_dir,
+    return run_isolated("dataprep.transform:analyze_and_transform", examples_dir=examples_dir,
                         dataset_config=dataset_config, schema_path=schema_path,
                         transform_graph_dir=transform_graph_dir, transformed_dir=transformed_dir)
 
@@ -33,9 +31,9 @@ def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: s
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
 
-    from mlops.data_validation import load_schema
-    from mlops.dataset import load_dataset_config
-    from mlops.ingest import load_split
+    from contract.dataset import load_dataset_config
+    from contract.schema import load_schema
+    from dataprep.ingest import load_split
     from trainer.features import raw_features
     from trainer.preprocessing import make_preprocessing_fn
 
@@ -48,7 +46,7 @@ def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: s
 
     output = Path(transformed_dir)
     output.mkdir(parents=True, exist_ok=True)
-    paths = {"train": str(output / TRANSFORMED_TRAIN), "eval": str(output / TRANSFORMED_EVAL)}
+    paths = {"train": str(output / TRAIN_FILE), "eval": str(output / EVAL_FILE)}
     with (tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, tft_beam.Context(temp_dir=temp_dir),
           beam.Pipeline() as pipeline):
         train_rows = pipeline | "TrainRows" >> beam.Create([train_batch], reshuffle=False)
@@ -69,7 +67,7 @@ def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: s
     result = {"train_rows": train_batch.num_rows, "eval_rows": eval_batch.num_rows,
               "transformed_features": sorted(tft.TFTransformOutput(transform_graph_dir).transformed_feature_spec()),
               "seconds": round(time.perf_counter() - started, 2)}
-    (output / "transform_summary.json").write_text(json.dumps(result, indent=1))
+    (output / TRANSFORM_SUMMARY_FILE).write_text(json.dumps(result, indent=1))
     return result
 
 

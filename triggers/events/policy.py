@@ -26,10 +26,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from triggers.common.errors import IgnoredEvent, InvalidRequest, TransientError
-from triggers.common.logs import log
-from triggers.common.partitions import parse_instant
-from triggers.common.submission import RunRequest, VertexTarget, submit_run
+from triggers.events.logs import log
+from triggers.events.partitions import parse_instant
+from triggers.submission.errors import IgnoredEvent, InvalidRequest, TransientError
+from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, submit_run
 
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 
