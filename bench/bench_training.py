@@ -56,9 +56,9 @@ def steps_in_one_process(data_uri: str, work_dir: str) -> dict:
     timed("validate-data", dv.validate_examples, work / "examples", config, work / "statistics", work / "schema",
           work / "anomalies")
     timed("transform-data", analyze_and_transform, str(work / "examples"), str(config.source),
-          str(config.schema_path), str(work / "graph"), str(work / "transformed"))
+          str(config.schema_uri), str(work / "graph"), str(work / "transformed"))
     timed("train-model", train_and_export, str(work / "transformed"), str(work / "graph"), str(config.source),
-          str(config.schema_path), str(work / "model"), {})
+          str(config.schema_uri), str(work / "model"), {})
 
     def evaluate_candidate() -> bool:
         frame = load_split(work / "examples", "eval")

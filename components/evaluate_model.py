@@ -40,7 +40,7 @@ def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config
     classification_metrics.log_confusion_matrix(["no", "yes"], [[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
 
     lineage = {"data_uri": data_uri, "model": model.uri, "champion": champion_uri or "(none: first run)",
-               "schema": str(config.schema_path.name), "eval rows": str(len(eval_frame))}
+               "schema": config.schema_uri, "eval rows": str(len(eval_frame))}
     Path(report.path).write_text(evaluation_report(outcome, f"Evaluation of {config.model_name}", lineage))
     verdict = "BLESSED" if outcome.blessed else "NOT BLESSED: " + "; ".join(outcome.failures)
     print(f"{verdict} (AUC {outcome.metrics[OVERALL]['candidate']['auc']:.4f})")

@@ -17,7 +17,7 @@ def validate_data(examples: Input[Dataset], dataset_config: str, statistics: Out
     from dataprep import validation as dv
 
     config = load_dataset_config(dataset_config)
-    schema.metadata["source"] = str(config.schema_path)
+    schema.metadata["source"] = config.schema_uri
     # A critical anomaly raises here: the step fails with the anomalies written to its artifact.
     found = dv.validate_examples(examples.path, config, statistics.path, schema.path, anomalies.path)
     blocking = len(dv.critical(found))

@@ -24,6 +24,7 @@ from contract.artifacts import ANOMALIES_FILE, ANOMALIES_JSON_FILE, SCHEMA_FILE,
 from contract.dataset import BATCH_COLUMN, RESERVED_PREFIX, DatasetConfig
 from contract.schema import load_schema, write_schema
 from dataprep.ingest import BatchInfo
+from storage import uri as storage_uri
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -292,8 +293,6 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
     """The validate step: statistics of both splits, the schema it used, and every
     batch checked against that schema. Raises on a critical anomaly, after writing
     the anomalies, so the artifact explains the stop."""
-    import shutil
-
     from dataprep.ingest import load_manifest, load_split
 
     train, evaluation = load_split(examples_dir, "train"), load_split(examples_dir, "eval")
@@ -303,13 +302,13 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
 
     both = pd.concat([train, evaluation])
     Path(schema_dir).mkdir(parents=True, exist_ok=True)
-    if config.schema_path.exists():
-        schema = load_schema(config.schema_path)
-        shutil.copy(config.schema_path, Path(schema_dir) / SCHEMA_FILE)
+    if storage_uri.exists(config.schema_uri):
+        schema = load_schema(config.schema_uri)
+        write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
     else:  # first use: infer, use it, and say that it needs a review
         schema = infer_schema(both, config)
         write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
-        print(f"WARNING: {config.schema_path} does not exist; inferred a schema from this data. Review it and "
+        print(f"WARNING: {config.schema_uri} does not exist; inferred a schema from this data. Review it and "
               "commit it with `make schema`.")
 
     found = validate(both, load_manifest(examples_dir).batches, schema, config)
@@ -327,6 +326,6 @@ def infer_schema_cli(data_uri: str | None, dataset_config: str | None) -> int:
     config = load_dataset_config(dataset_config or DEFAULT_DATASET_CONFIG)
     raw, _ = load_batches(find_batches(data_uri or DEFAULT_DATA_URI))
     schema = infer_schema(type_columns(raw), config)
-    write_schema(schema, config.schema_path)
-    print(f"wrote {config.schema_path} ({len(schema.feature)} features): review it, then commit it")
+    write_schema(schema, config.schema_uri)
+    print(f"wrote {config.schema_uri} ({len(schema.feature)} features): review it, then commit it")
     return 0

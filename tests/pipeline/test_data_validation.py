@@ -7,7 +7,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 from contract.schema import load_schema
 from dataprep import validation as dv
 from dataprep.ingest import find_batches, load_batches, type_columns
-from tests.pipeline.conftest import SMALL_PARTITIONS
+from tests.pipeline.conftest import SAMPLE, SMALL_PARTITIONS
 
 
 def _read(landing: Path):
@@ -22,11 +22,11 @@ def _rewrite(batch_csv: Path, change) -> None:
 
 @pytest.fixture(scope="module")
 def schema(dataset_config):
-    return load_schema(dataset_config.schema_path)
+    return load_schema(dataset_config.schema_uri)
 
 
 def test_every_shipped_batch_meets_the_reviewed_schema(dataset_config, schema):
-    frame, batches = _read(Path(dataset_config.source).parent.parent / "processed")
+    frame, batches = _read(SAMPLE)
     assert len(batches) == 48
     assert dv.critical(dv.validate(frame, batches, schema, dataset_config)) == []
 
@@ -92,7 +92,7 @@ def test_artifacts_are_tensorflow_metadata_protos(small_landing, dataset_config,
 
 
 def test_inferred_schema_matches_the_reviewed_contract(dataset_config, schema):
-    frame, _ = _read(Path(dataset_config.source).parent.parent / "processed")
+    frame, _ = _read(SAMPLE)
     inferred = dv.infer_schema(frame, dataset_config)
     assert inferred == schema  # the committed schema is what inference gives on the shipped sample
     hour = next(f for f in inferred.feature if f.name == "trip_start_hour")

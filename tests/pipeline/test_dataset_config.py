@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from contract.dataset import DatasetConfigError, load_dataset_config
@@ -6,7 +8,7 @@ from contract.dataset import DatasetConfigError, load_dataset_config
 def test_shipped_config_is_complete(dataset_config):
     assert dataset_config.label.name == "big_tipper"
     assert "tips" not in dataset_config.feature_names  # the label's source never reaches the model
-    assert dataset_config.schema_path.exists()
+    assert Path(dataset_config.schema_uri).exists()
     assert {kind for kind in (f.kind for f in dataset_config.features)} == {"numeric", "bucketized", "categorical"}
 
 
@@ -16,7 +18,7 @@ def test_shipped_config_is_complete(dataset_config):
     ("name: chicago_taxi", "missing required key 'name'"),
 ])
 def test_bad_config_names_the_problem(tmp_path, dataset_config, mutation, message):
-    text = dataset_config.source.read_text()
+    text = Path(dataset_config.source).read_text()
     replacement = {"{kind: numeric}": "{kind: nonsense}", "eval_percent: 20": "eval_percent: 0",
                    "name: chicago_taxi": "title: chicago_taxi"}[mutation]
     bad = tmp_path / "bad.yaml"

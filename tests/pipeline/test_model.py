@@ -21,10 +21,10 @@ def trained(tmp_path_factory, dataset_config):
     root = tmp_path_factory.mktemp("model")
     landing = copy_partitions(root)
     ingest(str(landing), dataset_config, root / "examples")
-    summary = run_transform(str(root / "examples"), str(dataset_config.source), str(dataset_config.schema_path),
+    summary = run_transform(str(root / "examples"), str(dataset_config.source), str(dataset_config.schema_uri),
                             str(root / "graph"), str(root / "transformed"))
     training = train_and_export(str(root / "transformed"), str(root / "graph"), str(dataset_config.source),
-                                str(dataset_config.schema_path), str(root / "model"), SMALL_DATA_HYPERPARAMETERS)
+                                str(dataset_config.schema_uri), str(root / "model"), SMALL_DATA_HYPERPARAMETERS)
     return {"root": root, "transform": summary, "training": training}
 
 

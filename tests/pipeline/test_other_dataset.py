@@ -71,17 +71,17 @@ def test_a_new_config_is_all_a_new_data_set_needs(loans):
 
     # First use: the schema is inferred (what `runner.py --infer-schema` does), then it is the contract.
     raw, _ = load_batches(find_batches(str(root / "processed")))
-    write_schema(dv.infer_schema(type_columns(raw), config), config.schema_path)
-    schema = load_schema(config.schema_path)
+    write_schema(dv.infer_schema(type_columns(raw), config), config.schema_uri)
+    schema = load_schema(config.schema_uri)
 
     summary = ingest(str(root / "processed"), config, root / "examples")
     frame = pd.concat([load_split(root / "examples", "train"), load_split(root / "examples", "eval")])
     assert dv.critical(dv.validate(frame, load_manifest(root / "examples").batches, schema, config)) == []
     assert 0.1 < summary.label_positive_rate < 0.6
 
-    run_transform(str(root / "examples"), str(config.source), str(config.schema_path), str(root / "graph"),
+    run_transform(str(root / "examples"), str(config.source), str(config.schema_uri), str(root / "graph"),
                   str(root / "transformed"))
-    train_and_export(str(root / "transformed"), str(root / "graph"), str(config.source), str(config.schema_path),
+    train_and_export(str(root / "transformed"), str(root / "graph"), str(config.source), str(config.schema_uri),
                      str(root / "model"), {"epochs": 15, "batch_size": 32})
     assert InputSpec.load(root / "model").features == {
         "income": "float32", "age": "float32", "region": "string", "product_code": "int64"}
