@@ -1,7 +1,8 @@
 """The one command-line entry point for both platforms.
 
     python runner.py --compile                       # compiled/*.json for Vertex AI Pipelines
-    python runner.py --run local [--data-uri DIR]    # the training pipeline on this machine (kfp.local)
+    python runner.py --run local [--data-uri DIR] [--param NAME=VALUE ...]
+                                                     # a pipeline on this machine (kfp.local)
     python runner.py --infer-schema                  # first use: infer the data contract to review
     python runner.py --submit ...                    # submit a run to Vertex AI (see triggers/)
     python runner.py endpoint serve|status|split ... # the local prediction endpoint (see serving/)
@@ -29,11 +30,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--compile", action="store_true", help="compile every pipeline into compiled/")
-    action.add_argument("--run", choices=["local"], help="run the training pipeline on this machine")
+    action.add_argument("--run", choices=["local"], help="run a pipeline on this machine (kfp.local)")
     action.add_argument("--infer-schema", action="store_true", help="infer the schema from the sample data")
     parser.add_argument("--data-uri", default=None,
                         help="partition(s) to train on: a folder or gs:// prefix (default: the whole sample)")
     parser.add_argument("--dataset-config", default=None, help="data set description (YAML)")
+    parser.add_argument("--pipeline", default="training", metavar="NAME",
+                        help="which pipeline --run runs (default: training)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a pipeline parameter (repeatable), typed and checked by the compiled template; "
+                             "overrides the data set config's `parameters:` defaults")
     parser.add_argument("--output", default=None, help="where compiled templates go (default: compiled/)")
     args = parser.parse_args(argv)
 
@@ -47,9 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         from dataprep.validation import infer_schema_cli
 
         return infer_schema_cli(args.data_uri, args.dataset_config)
-    from pipelines.local_run import run_training_locally
+    from pipelines.local_run import run_local_cli
+    from triggers.submission.errors import InvalidRequest
+    from triggers.submission.templates import parse_assignments
 
-    return run_training_locally(data_uri=args.data_uri, dataset_config=args.dataset_config)
+    try:
+        texts = parse_assignments(args.param, "--param")
+    except InvalidRequest as error:
+        parser.error(str(error))
+    return run_local_cli(args.pipeline, texts, args.data_uri, args.dataset_config)
 
 
 if __name__ == "__main__":

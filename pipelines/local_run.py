@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 from contract.artifacts import ANOMALIES_JSON_FILE, OUTCOME_FILE
@@ -61,11 +63,83 @@ class LocalRun:
     wall_seconds: float
 
 
+# A name for `--pipeline` -> the compiled template whose parameters are the contract a local run is
+# checked against (the same definition, so the same parameters), and the builder of its local form.
+LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline"}
+
+
+class LocalRunError(ValueError):
+    """A local run asked for something wrong (a parameter, a pipeline name); the message says what."""
+
+
+def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None = None,
+                     data_uri: str | None = None, dataset_config: str | None = None) -> tuple[dict, dict]:
+    """The parameters of a local run and where each came from.
+
+    Precedence, lowest first: the template's defaults, the data set config's `parameters:`
+    section, `--data-uri`/`--dataset-config`, then `--param NAME=VALUE`. Every value is
+    checked against the compiled template's declared parameters (names and types).
+    Returns (values, sources).
+    """
+    from contract.dataset import load_dataset_config
+    from pipelines.compile import COMPILED_DIR
+    from triggers.submission.errors import ParameterError
+    from triggers.submission.templates import load_template
+
+    if pipeline not in LOCAL_PIPELINES:
+        raise LocalRunError(f"unknown pipeline {pipeline!r}: expected one of {', '.join(sorted(LOCAL_PIPELINES))}")
+    template = load_template(str(COMPILED_DIR / f"{LOCAL_PIPELINES[pipeline]}.json"), max_age_seconds=0)
+    try:
+        given = template.typed(dict(texts or {}))
+    except ParameterError as error:
+        raise LocalRunError(f"--param: {error}") from None
+    flags = {name: value for name, value in (("data_uri", data_uri), ("dataset_config", dataset_config))
+             if value is not None}
+    for name in set(flags) & set(given):
+        if flags[name] != given[name]:
+            raise LocalRunError(f"{name} is given twice, as --{name.replace('_', '-')} {flags[name]!r} and "
+                                f"--param {name}={given[name]!r}: give it once")
+    config_location = given.get("dataset_config") or flags.get("dataset_config") or DEFAULT_DATASET_CONFIG
+    config = load_dataset_config(config_location)
+    values: dict = {"data_uri": DEFAULT_DATA_URI, "dataset_config": DEFAULT_DATASET_CONFIG}
+    sources = dict.fromkeys(values, "default")
+    for layer, source in ((config.parameters, f"data set config {config.source}"), (flags, "flag"),
+                          (given, "--param")):
+        values.update(layer)
+        sources.update(dict.fromkeys(layer, source))
+    if values.get("registry_uri") == "vertex":
+        raise LocalRunError("registry_uri=vertex needs Vertex AI: a local run registers into a local folder "
+                            "(default local/registry); pass a folder path or leave it unset")
+    try:
+        template.check_values(values)
+    except ParameterError as error:
+        culprits = sorted({sources.get(name, "--param") for name in values if str(name) in str(error)} - {"default"})
+        raise LocalRunError(f"{error} (set by: {', '.join(culprits) or 'the defaults'})") from None
+    return values, sources
+
+
 def run_training_locally(data_uri: str | None = None, dataset_config: str | None = None,
                          local_dir: Path | None = None, **parameters) -> int:
     """`python runner.py --run local`: runs, prints the summary, returns the exit code."""
     run = run_training_pipeline(data_uri, dataset_config, local_dir, **parameters)
     return 0 if run.succeeded else 1
+
+
+def run_local_cli(pipeline: str, texts: Mapping[str, str], data_uri: str | None, dataset_config: str | None,
+                  local_dir: Path | None = None) -> int:
+    """`python runner.py --run local [--pipeline NAME] [--param NAME=VALUE ...]`."""
+    from contract.dataset import DatasetConfigError
+
+    try:
+        values, sources = local_parameters(pipeline, texts, data_uri, dataset_config)
+    except (LocalRunError, DatasetConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    chosen = ", ".join(f"{name}={values[name]!r} ({source})" for name, source in sources.items()
+                       if source not in ("default",))
+    if chosen:
+        print(f"parameters: {chosen}")
+    return run_training_locally(local_dir=local_dir, **values)
 
 
 def run_training_pipeline(data_uri: str | None = None, dataset_config: str | None = None,
@@ -92,7 +166,7 @@ def run_training_pipeline(data_uri: str | None = None, dataset_config: str | Non
     failure: Exception | None = None
     try:
         build_training_pipeline("local")(data_uri=data_uri, dataset_config=dataset_config or DEFAULT_DATASET_CONFIG,
-                                         registry_uri=str(registry), **parameters)
+                                         **({"registry_uri": str(registry)} | parameters))
     except RuntimeError as error:  # kfp.local raises when a step fails; its log is above
         failure = error
     finally:

@@ -22,7 +22,7 @@ import sys
 from triggers import config as settings
 from triggers.submission.errors import ConfigError, InvalidRequest, TransientError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, prepare, submit_run
-from triggers.submission.templates import load_template
+from triggers.submission.templates import load_template, parse_assignments
 
 EXIT_INVALID = 2
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL: the caller may retry
@@ -30,16 +30,6 @@ FLAG_SETTINGS = {
     "project": settings.PROJECT, "region": settings.REGION, "pipeline_root": settings.PIPELINE_ROOT,
     "service_account": settings.SERVICE_ACCOUNT, "api_endpoint": settings.VERTEX_API_ENDPOINT,
 }
-
-
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    pairs = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequest(f"{flag} {item!r}: expected NAME=VALUE")
-        pairs[key] = value
-    return pairs
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -66,12 +56,8 @@ def main(argv: list[str]) -> int:
         vertex = settings.VertexConfig.from_env(environ)
         target = VertexTarget.from_config(vertex)
         template = load_template(args.template, max_age_seconds=vertex.template_cache_seconds)
-        declared = template.parameters
-        values = dict(vertex.pipeline_parameters)
-        for name, text in _pairs(args.param, "--param").items():
-            # Unknown names pass through untyped so check_values reports them with the expected list.
-            values[name] = declared[name].parse_text(text) if name in declared else text
-        labels = {"trigger": "manual", **_pairs(args.label, "--label")}
+        values = dict(vertex.pipeline_parameters) | template.typed(parse_assignments(args.param, "--param"))
+        labels = {"trigger": "manual", **parse_assignments(args.label, "--label")}
         now = datetime.datetime.now(datetime.UTC)
         run = RunRequest(template_uri=args.template, parameter_values=values, labels=labels,
                          service_account=vertex.service_account, display_name=args.display_name,

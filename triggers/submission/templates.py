@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -92,6 +92,12 @@ class PipelineTemplate:
     def expected(self) -> str:
         return "; ".join(p.describe() for p in self.parameters.values()) or "no parameters"
 
+    def typed(self, texts: Mapping[str, str]) -> dict[str, Any]:
+        """Command-line texts (`--param name=text`) typed by the declared parameters. Unknown names pass
+        through as text, so that `check_values` reports them with the list of what is expected."""
+        declared = self.parameters
+        return {name: declared[name].parse_text(text) if name in declared else text for name, text in texts.items()}
+
     def check_values(self, values: Mapping[str, Any]) -> None:
         """Raises ParameterError naming every unknown, mistyped or missing parameter."""
         declared = self.parameters
@@ -108,6 +114,19 @@ class PipelineTemplate:
         if problems:
             raise ParameterError(f"template {self.uri} ({self.name}): " + "; ".join(problems)
                                  + f". Expected: {self.expected()}")
+
+
+def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
+    """`NAME=VALUE` command-line items as {name: text}; a malformed or repeated name is refused."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"{flag} {item!r}: expected NAME=VALUE")
+        if key in pairs:
+            raise InvalidRequest(f"{flag} {key} is given twice ({pairs[key]!r} and {value!r}): give it once")
+        pairs[key] = value
+    return pairs
 
 
 def parse_template(uri: str, text: str | bytes) -> PipelineTemplate:
