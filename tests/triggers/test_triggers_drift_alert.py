@@ -190,3 +190,30 @@ def test_the_monitoring_format_builder_refuses_what_the_trigger_would_refuse() -
         drift_alert_payload(MODEL, end, end - datetime.timedelta(days=1), [])
     payload = drift_alert_payload(MODEL, end - datetime.timedelta(days=7), end, [])
     assert payload["window_end"] == "2026-11-08T00:00:00Z" and payload["@type"] == "vertex-mlops.drift-alert.v1"
+
+
+def _own_entry_ending(window_end: str) -> dict:
+    entry = own_entry()
+    entry["jsonPayload"].update(window_start=None, window_end=window_end)
+    return entry
+
+
+@pytest.mark.parametrize(("entry", "environment"), [
+    (_own_entry_ending("9999-12-31T23:59:59-01:00"), {}),                            # after year 9999 in UTC
+    (_own_entry_ending("0001-01-01T00:00:00+01:00"), {}),                            # before year 1 in UTC
+    (_own_entry_ending("0001-02-01T00:00:00Z"), {}),                                 # 3-month window: year 0
+    (_own_entry_ending("9999-12-31T23:59:59Z"), {"MLOPS_PARTITION_TIMEZONE": "Asia/Tokyo"}),  # local date > 9999
+    (_own_entry_ending("0001-01-01T01:00:00Z"), {"MLOPS_DRIFT_WINDOW_GRANULARITY": "day",
+                                                 "MLOPS_DRIFT_WINDOW_PARTITIONS": "1",
+                                                 "MLOPS_DRIFT_COOLDOWN_HOURS": "8760"}),  # cooldown window < year 1
+    (_vertex_entry(endTime="0001-01-01T00:00:00+01:00"), {}),
+])
+def test_timestamps_at_the_calendars_limits_are_malformed(function_app, trigger_env, fake_vertex: FakeVertex,
+                                                          monkeypatch, capsys, entry: dict, environment: dict) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert post(function_app("drift_alert", "on_drift_log_entry").test_client(), sink_message(entry)) == 200
+    assert fake_vertex.calls == []
+    (logged,) = [e for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
+    assert (logged["severity"], logged["outcome"]) == ("WARNING", "ignored")
+    assert "out of range" in logged["message"] and "traceback" not in logged

@@ -84,6 +84,12 @@ def test_generation_as_a_json_number_is_accepted(client, fake_vertex: FakeVertex
     assert len(fake_vertex.jobs) == 1
 
 
+def test_one_generation_written_differently_is_one_upload(client, fake_vertex: FakeVertex) -> None:
+    for generation in (96883251, "96883251", "096883251"):
+        assert post(client, storage_event(generation=generation)).status_code == 200
+    assert [call["status"] for call in fake_vertex.calls] == [200, 409, 409]
+
+
 @pytest.mark.parametrize("name", [
     "data/raw/2014/03/01/0000/batch.csv",                      # another prefix
     "data/processed/2014/03/01/0000/batch.csv.tmp",             # temporary upload
@@ -98,6 +104,10 @@ def test_generation_as_a_json_number_is_accepted(client, fake_vertex: FakeVertex
     "data/processed/2014/03/01/0000/../0000/batch.csv",          # dot-dot
     "data/processed/../processed/2014/03/01/0000/batch.csv",
     "data/processed//2014/03/01/0000/batch.csv",
+    # Other scripts' digits name the same partition to `\d` and int(): only ASCII digits are a date.
+    "data/processed/\uff12\uff10\uff11\uff14/\uff10\uff13/\uff10\uff11/\uff10\uff10\uff10\uff10/batch.csv",
+    "data/processed/\u0662\u0660\u0661\u0664/03/01/0000/batch.csv",   # Arabic-Indic year
+    "data/processed/2014/03/01/\u0966\u0966\u0966\u0966/batch.csv",   # Devanagari HHMM
 ])
 def test_other_objects_are_acknowledged_and_not_submitted(client, fake_vertex: FakeVertex, capsys, name: str) -> None:
     response = post(client, storage_event(name))
@@ -118,6 +128,11 @@ def test_an_object_in_another_bucket_is_not_ours(client, fake_vertex: FakeVertex
      "is not google.cloud.storage.object.v1.finalized"),
     (storage_event(generation="not-a-number"), "expected digits"),
     (storage_event(generation=None), "expected digits"),
+    (storage_event(generation="\uff11\uff17\uff10\uff19"), "expected digits"),    # fullwidth
+    (storage_event(generation="\u0661\u0667\u0660\u0669"), "expected digits"),    # Arabic-Indic
+    (storage_event(generation="17\u00b2"), "expected digits"),                        # superscript two
+    (storage_event(generation="9" * 20), "expected digits"),                           # beyond int64
+    (storage_event(generation=1.5), "expected digits"),
     (storage_event(name=""), "without bucket and name"),
     (CloudEvent({"type": "google.cloud.storage.object.v1.finalized", "source": "//storage.googleapis.com/x",
                  "datacontenttype": "text/plain"}, b"not json"), "not JSON"),

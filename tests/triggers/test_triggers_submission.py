@@ -171,6 +171,8 @@ def test_warm_instances_reuse_the_template_until_it_is_too_old(gcs: Gcs) -> None
     ("pipeline_name: x", "is not JSON"),
     ('{"components": {}}', "expected pipelineInfo and root"),
     ('{"pipelineInfo": {"name": "p"}, "root": {}, "schemaVersion": "2.0.0"}', "expected 2.1.0 or later"),
+    ('{"pipelineInfo": {"name": "p"}, "root": {}, "schemaVersion": "\uff12.1.0"}', "expected 2.1.0 or later"),
+    ('{"pipelineInfo": {"name": "p"}, "root": {}, "schemaVersion": "2.1.0\u00b2"}', "expected 2.1.0 or later"),
 ])
 def test_a_file_that_is_not_a_kfp_v2_template_is_refused(tmp_path, text: str, expected: str) -> None:
     path = tmp_path / "template.json"

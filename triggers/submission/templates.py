@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,8 @@ from urllib.parse import quote
 from triggers.submission import transport
 from triggers.submission.errors import InvalidRequest, ParameterError, TransientError
 
+# ASCII digits only: str.isdigit() also accepts "２" and "²" (which int() then refuses).
+SCHEMA_VERSION = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")
 # KFP parameter types → the JSON values Vertex accepts for them (bool is not a number here).
 PARAMETER_TYPES: dict[str, str] = {
     "STRING": "a string",
@@ -118,9 +121,9 @@ def parse_template(uri: str, text: str | bytes) -> PipelineTemplate:
         raise InvalidRequest(f"template {uri} is not JSON ({error}); expected a compiled KFP PipelineSpec") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("pipelineInfo"), dict) or "root" not in spec:
         raise InvalidRequest(f"template {uri} is not a KFP PipelineSpec: expected pipelineInfo and root")
-    version = tuple(int(p) for p in str(spec.get("schemaVersion", "0")).split(".") if p.isdigit())
+    version = SCHEMA_VERSION.fullmatch(str(spec.get("schemaVersion", "")))
     # Before 2.1.0, runtime values go in `parameters` with typed wrappers; every KFP 2 compiler writes 2.1.0+.
-    if version < (2, 1, 0):
+    if not version or tuple(int(part) for part in version.groups()) < (2, 1, 0):
         raise InvalidRequest(f"template {uri} has schemaVersion {spec.get('schemaVersion')!r}: "
                              "expected 2.1.0 or later (compile with the KFP v2 SDK)")
     return PipelineTemplate(uri=uri, spec=spec)
