@@ -35,6 +35,7 @@ from trigger_helpers import (
     TRAINING_TEMPLATE,
     FakeVertex,
     Gcs,
+    PagingGcs,
     free_port,
     process_group,
     wait_until,
@@ -75,6 +76,16 @@ def _gcs_server() -> Iterator[Gcs]:
 def gcs(_gcs_server: Gcs, monkeypatch: pytest.MonkeyPatch) -> Gcs:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_server.url)
     return _gcs_server
+
+
+@pytest.fixture
+def paging_gcs(gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[PagingGcs]:
+    """The emulator behind a proxy that records each request and pages listings as Cloud Storage does;
+    the code under test reaches Cloud Storage through it (STORAGE_EMULATOR_HOST)."""
+    proxy = PagingGcs(gcs.url)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    yield proxy
+    proxy.close()
 
 
 # --- trigger configuration -----------------------------------------------------------------------
