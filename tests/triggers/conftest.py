@@ -92,9 +92,11 @@ def paging_gcs(gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[PagingGcs]
 
 
 @pytest.fixture
-def trigger_env(fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A valid configuration for every trigger, pointing at the fake Vertex server and the real template."""
+def trigger_env(fake_vertex: FakeVertex, gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A valid configuration for every trigger, pointing at the fake Vertex server and the real template;
+    the data bucket exists in the GCS emulator (the triggers list it for the data version)."""
     assert TRAINING_TEMPLATE.exists(), f"{TRAINING_TEMPLATE} is missing: run `python runner.py --compile`"
+    gcs.ensure_bucket(DATA_BUCKET)
     env = {
         "MLOPS_PROJECT": PROJECT,
         "MLOPS_REGION": REGION,

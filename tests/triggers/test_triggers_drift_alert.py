@@ -9,9 +9,10 @@ import json
 
 import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
-from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, log_lines
+from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, Gcs, log_lines
 
 from triggers.events.drift import FeatureDrift, drift_alert_payload
+from triggers.submission.data_version import listing_version
 
 # The documented Model Monitoring (v1) anomaly entry, with a drift objective and our job.
 VERTEX_ENTRY = {
@@ -78,7 +79,8 @@ def test_a_vertex_anomaly_entry_submits_retraining_on_the_recent_window(client, 
     assert post(client, sink_message(VERTEX_ENTRY), mode) == 200
     (call,) = fake_vertex.calls
     window = ",".join(f"gs://{DATA_BUCKET}/data/processed/{month}" for month in ("2021/12", "2022/01", "2022/02"))
-    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": window}
+    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": window,
+                                                                "data_version": listing_version(window)}
     assert call["body"]["labels"] == {"trigger": "drift-alert", "model": MODEL, "partition": "2022-02",
                                       "cooldown-window": "202202030000"}
     assert call["job_id"] == f"training-pipeline-drift-{MODEL}-202202030000"
@@ -102,6 +104,20 @@ def test_a_burst_of_alerts_starts_one_run_per_cooldown_window(client, fake_verte
                                         f"training-pipeline-drift-{MODEL}-202611090000"]
     outcomes = [e["outcome"] for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
     assert outcomes == ["submitted", "already-submitted", "already-submitted", "submitted"]
+
+
+def test_the_data_version_follows_the_windows_bytes(client, fake_vertex: FakeVertex, gcs: Gcs) -> None:
+    batch = "data/processed/2026/10/15/0000/batch.csv"
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,2\n")
+    assert post(client, sink_message(own_entry("2026-11-08T06:00:00Z"))) == 200
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,3\n")  # a corrected batch: same object, new generation
+    assert post(client, sink_message(own_entry("2026-11-09T06:00:00Z"))) == 200  # the next cooldown window
+
+    first, second = (call["body"]["runtimeConfig"]["parameterValues"] for call in fake_vertex.calls)
+    assert first["data_uri"] == second["data_uri"] and "/data/processed/2026/10," in first["data_uri"]
+    assert first["data_version"] != second["data_version"]
+    assert second["data_version"] == listing_version(second["data_uri"])
+    assert len(fake_vertex.jobs) == 2
 
 
 def test_cooldown_and_window_are_configurable(function_app, trigger_env, fake_vertex: FakeVertex,

@@ -8,10 +8,11 @@ import zoneinfo
 
 import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
-from trigger_helpers import DATA_BUCKET, FakeVertex, log_lines
+from trigger_helpers import DATA_BUCKET, FakeVertex, Gcs, log_lines
 
 from triggers import config as settings
 from triggers.events.schedule import target_period
+from triggers.submission.data_version import listing_version
 
 
 def period(instant: str, timezone: str, granularity: str = "day", offset: int = 1) -> datetime.date:
@@ -68,7 +69,9 @@ def test_a_pubsub_tick_submits_yesterdays_partition(function_app, chicago, fake_
 
     (call,) = fake_vertex.calls
     assert call["job_id"] == "training-pipeline-schedule-20240310"
-    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": f"gs://{DATA_BUCKET}/data/processed/2024/03/10"}
+    data_uri = f"gs://{DATA_BUCKET}/data/processed/2024/03/10"
+    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": data_uri,
+                                                                "data_version": listing_version(data_uri)}
     assert call["body"]["labels"] == {"trigger": "schedule", "partition": "2024-03-10"}
 
 
@@ -177,3 +180,19 @@ def test_a_schedule_time_at_the_calendars_limits_is_malformed(function_app, trig
     assert [(e["severity"], e["outcome"]) for e in entries] == [("WARNING", "ignored")] * 2
     assert all("traceback" not in e for e in entries)
 
+
+
+def test_the_data_version_follows_the_partitions_bytes(function_app, chicago, fake_vertex: FakeVertex,
+                                                       gcs: Gcs) -> None:
+    client = function_app("schedule", "on_schedule_request").test_client()
+    tick = {"X-CloudScheduler-ScheduleTime": "2024-03-11T07:00:00Z"}  # -> partition 2024/03/10 (Chicago)
+    batch = "data/processed/2024/03/10/1200/batch.csv"
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,2\n")
+    client.post("/", headers=tick)
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,3\n")  # a corrected batch: same object, new generation
+    client.post("/", headers=tick)  # the same slot again: the same job id, so Vertex answers 409
+
+    first, second = (call["body"]["runtimeConfig"]["parameterValues"] for call in fake_vertex.calls)
+    assert first["data_uri"] == second["data_uri"] == f"gs://{DATA_BUCKET}/data/processed/2024/03/10"
+    assert first["data_version"] != second["data_version"]
+    assert second["data_version"] == listing_version(second["data_uri"])

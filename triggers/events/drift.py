@@ -32,6 +32,7 @@ from typing import Any
 
 from triggers.config import DriftConfig
 from triggers.events.partitions import local_date, parse_instant, period_label, period_prefix, shift
+from triggers.submission.data_version import data_version_value, listing_version
 from triggers.submission.errors import IgnoredEvent
 from triggers.submission.pipeline_jobs import RunRequest, make_job_id, slug
 from triggers.submission.templates import load_template
@@ -173,7 +174,8 @@ def run_for_log_entry(entry: Any, config: DriftConfig) -> RunRequest:
     template = load_template(config.template_uri, max_age_seconds=config.vertex.template_cache_seconds)
     return RunRequest(
         template_uri=config.template_uri,
-        parameter_values={**config.vertex.pipeline_parameters, "data_uri": data_uri},
+        parameter_values={**config.vertex.pipeline_parameters, "data_uri": data_uri,
+                          **data_version_value(template, lambda: listing_version(data_uri))},
         labels={"trigger": TRIGGER, "model": slug(config.model),
                 "partition": period_label(end, config.window_granularity), "cooldown-window": f"{window:%Y%m%d%H%M}"},
         service_account=config.vertex.service_account,

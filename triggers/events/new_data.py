@@ -8,6 +8,7 @@ import re
 from triggers.config import NewDataConfig
 from triggers.events.partitions import parse_batch_object, partition_path
 from triggers.events.policy import CloudEventLike, object_data, require_type
+from triggers.submission.data_version import data_version_value
 from triggers.submission.errors import IgnoredEvent
 from triggers.submission.pipeline_jobs import RunRequest, make_job_id
 from triggers.submission.templates import load_template
@@ -46,8 +47,10 @@ def run_for_object(event: CloudEventLike, config: NewDataConfig) -> RunRequest:
     upload = hashlib.sha256(f"{bucket}/{name}#{generation}".encode()).hexdigest()[:12]
     return RunRequest(
         template_uri=config.template_uri,
+        # The generation names this upload's bytes: an overwrite is not a cache hit of ingest on Vertex.
         parameter_values={**config.vertex.pipeline_parameters,
-                          "data_uri": f"gs://{bucket}/{partition_path(config.data_prefix, start)}"},
+                          "data_uri": f"gs://{bucket}/{partition_path(config.data_prefix, start)}",
+                          **data_version_value(template, lambda: generation)},
         labels={"trigger": TRIGGER, "partition": f"{start:%Y-%m-%d-%H%M}"},
         service_account=config.vertex.service_account,
         job_id=make_job_id(template.name, TRIGGER, f"{start:%Y%m%d%H%M}", upload),
