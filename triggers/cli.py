@@ -27,7 +27,7 @@ import sys
 
 from triggers import config as settings
 from triggers.submission.data_version import DATA_VERSION_PARAMETER, data_version_value, listing_version
-from triggers.submission.errors import ConfigError, InvalidRequest, TransientError
+from triggers.submission.errors import ConfigError, InvalidRequest, TemplateUnavailable, TransientError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, prepare, submit_run
 from triggers.submission.templates import load_template
 
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"url": url, "body": body}, indent=2))
             return 0
         result = submit_run(run, target)
-    except (ConfigError, InvalidRequest) as error:
+    except (ConfigError, InvalidRequest, TemplateUnavailable) as error:  # at a terminal: a wrong path, not a race
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
     except TransientError as error:

@@ -117,3 +117,11 @@ def test_the_cache_switch_is_shown_by_a_dry_run(trigger_env, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["body"]["pipelineSpec"].endswith(", caching off for every task>")
     assert submit("--param", f"data_uri={DATA_URI}", "--dry-run") == 0
     assert "caching" not in json.loads(capsys.readouterr().out)["body"]["pipelineSpec"]
+
+
+def test_a_missing_template_at_a_terminal_is_a_wrong_path_not_a_retry(trigger_env, fake_vertex: FakeVertex,
+                                                                      tmp_path, capsys) -> None:
+    code = runner.main(["--submit", "--template", str(tmp_path / "training.json"), "--param", f"data_uri={DATA_URI}"])
+    assert code == EXIT_INVALID
+    assert "training.json does not exist (expected a compiled JSON file)" in capsys.readouterr().err
+    assert fake_vertex.calls == []

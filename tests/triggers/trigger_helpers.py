@@ -195,7 +195,8 @@ class PagingGcs:
         self._upstream = upstream
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # A short poll: close() waits for it, and each test starts its own proxy.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def _forward(self, path: str) -> tuple[int, bytes]:
         self.requests.append(f"GET {path}")
