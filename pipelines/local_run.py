@@ -158,6 +158,9 @@ def run_training_pipeline(data_uri: str | None = None, dataset_config: str | Non
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     data_uri = data_uri or DEFAULT_DATA_URI
+    # The same rule as on Vertex: ingest takes the version of the bytes it reads. kfp.local has no
+    # cache today; if it ever keys one on the inputs, new bytes under the same data_uri miss it.
+    parameters.setdefault("data_version", _data_version(data_uri))
     before = set(pipeline_root.iterdir())
 
     timer = StepTimer()
@@ -177,6 +180,16 @@ def run_training_pipeline(data_uri: str | None = None, dataset_config: str | Non
     run_dir = new_runs[-1] if new_runs else None
     print_summary(run_dir, timer.durations, wall, data_uri, failure)
     return LocalRun(failure is None, run_dir, timer.durations, wall)
+
+
+def _data_version(data_uri: str) -> str:
+    from triggers.submission.data_version import listing_version
+    from triggers.submission.errors import TriggerError
+
+    try:
+        return listing_version(data_uri)
+    except TriggerError:  # nothing there to list: ingest names what is missing, in the run's own log
+        return ""
 
 
 def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float, data_uri: str,

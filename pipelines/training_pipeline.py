@@ -2,7 +2,10 @@
 
 Steps, in the order they run:
 1. Ingest: read every batch.csv under `data_uri`, type and label it, split
-   train/eval by a hash of the split key.
+   train/eval by a hash of the split key. `data_version` names the bytes under
+   `data_uri` (the triggers pass an object generation or a listing fingerprint):
+   an input of ingest, so that on Vertex its cache key, and through its output
+   artifact every later step's, changes whenever the data does.
 2. Validate: statistics of both splits; each batch checked against the reviewed
    schema; a critical anomaly stops the run here, before training.
 3. Transform: tf.Transform analyzes the train split and transforms both; its
@@ -40,6 +43,7 @@ def build_training_pipeline(platform: Platform):
     @dsl.pipeline(name=PIPELINE_NAME, description="Ingest, validate, transform, train, evaluate, register.")
     def training_pipeline(
         data_uri: str,
+        data_version: str = "",
         dataset_config: str = DEFAULT_DATASET_CONFIG,
         model_name: str = "chicago-taxi-big-tipper",
         registry_uri: str = VERTEX,
@@ -54,7 +58,8 @@ def build_training_pipeline(platform: Platform):
         min_auc: float = 0.7,
         max_auc_regression: float = 0.01,
     ):
-        ingest = ingest_data(data_uri=data_uri, dataset_config=dataset_config).set_display_name("1. Ingest data")
+        ingest = ingest_data(data_uri=data_uri, data_version=data_version, dataset_config=dataset_config
+                             ).set_display_name("1. Ingest data")
         validate = validate_data(examples=ingest.outputs["examples"], dataset_config=dataset_config
                                  ).set_display_name("2. Validate data against the schema")
         transform = transform_data(examples=ingest.outputs["examples"], schema=validate.outputs["schema"],

@@ -1,14 +1,20 @@
 """`python runner.py --submit ...`: submit one run of a compiled template to Vertex AI Pipelines.
 
     python runner.py --submit --template compiled/training_pipeline.json \\
-        --param data_uri=gs://my-data/data/processed/2014/03 --label reason=backfill [--job-id ID] [--dry-run]
+        --param data_uri=gs://my-data/data/processed/2014/03 --label reason=backfill [--job-id ID] \\
+        [--cache | --no-cache] [--dry-run]
 
 Project, region, pipeline root, service account and API endpoint come from the
 same MLOPS_* variables as the Cloud Functions (docs/triggers.md); a flag
 overrides its variable. `--param` values are typed by the template (`epochs=5`,
-`hidden_units=[64,32]`). A given `--job-id` makes the call idempotent: running
-it twice creates one run. Exit status: 0 created or already there, 2 invalid
-request or configuration, 75 transient failure (try again).
+`hidden_units=[64,32]`). When the template takes `data_version` and it is not
+given, it is the fingerprint of the listing under `data_uri` (metadata only, see
+triggers/submission/data_version.py), so Vertex reuses no ingest of other bytes.
+`--cache`/`--no-cache` set every task's caching as aiplatform's `enable_caching`
+does; without either, each task keeps its compiled option. A given `--job-id`
+makes the call idempotent: running it twice creates one run. Exit status: 0
+created or already there, 2 invalid request or configuration, 75 transient
+failure (try again).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import os
 import sys
 
 from triggers import config as settings
-from triggers.submission.errors import ConfigError, InvalidRequest, TransientError
+from triggers.submission.data_version import DATA_VERSION_PARAMETER, data_version_value, listing_version
+from triggers.submission.errors import ConfigError, InvalidRequest, TemplateUnavailable, TransientError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, prepare, submit_run
 from triggers.submission.templates import load_template, parse_assignments
 
@@ -43,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--display-name", help="name shown in the Vertex UI (default: the job id)")
     for flag, setting in FLAG_SETTINGS.items():
         parser.add_argument(f"--{flag.replace('_', '-')}", help=f"{setting.meaning} (default: ${setting.env})")
+    parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                        help="turn execution caching on (--cache) or off (--no-cache) for every task, as "
+                             "aiplatform's enable_caching does (default: as compiled)")
     parser.add_argument("--dry-run", action="store_true", help="check and print the request, do not send it")
     return parser.parse_args(argv)
 
@@ -57,18 +67,26 @@ def main(argv: list[str]) -> int:
         target = VertexTarget.from_config(vertex)
         template = load_template(args.template, max_age_seconds=vertex.template_cache_seconds)
         values = dict(vertex.pipeline_parameters) | template.typed(parse_assignments(args.param, "--param"))
+        if DATA_VERSION_PARAMETER not in values and isinstance(values.get("data_uri"), str):
+            values.update(data_version_value(template, lambda: listing_version(values["data_uri"])))
+            if DATA_VERSION_PARAMETER not in template.parameters:
+                print(f"note: {args.template} has no {DATA_VERSION_PARAMETER} parameter: on Vertex its steps may "
+                      "reuse an earlier run's results for other bytes under the same data_uri (recompile it, or "
+                      "use --no-cache)", file=sys.stderr)
         labels = {"trigger": "manual", **parse_assignments(args.label, "--label")}
         now = datetime.datetime.now(datetime.UTC)
         run = RunRequest(template_uri=args.template, parameter_values=values, labels=labels,
                          service_account=vertex.service_account, display_name=args.display_name,
-                         job_id=args.job_id or make_job_id(template.name, "manual", f"{now:%Y%m%d%H%M%S}"))
+                         job_id=args.job_id or make_job_id(template.name, "manual", f"{now:%Y%m%d%H%M%S}"),
+                         enable_caching=args.cache)
         if args.dry_run:
             url, body = prepare(run, target)
-            body["pipelineSpec"] = f"<{template.name} from {args.template}>"
+            caching = "" if args.cache is None else f", caching {'on' if args.cache else 'off'} for every task"
+            body["pipelineSpec"] = f"<{template.name} from {args.template}{caching}>"
             print(json.dumps({"url": url, "body": body}, indent=2))
             return 0
         result = submit_run(run, target)
-    except (ConfigError, InvalidRequest) as error:
+    except (ConfigError, InvalidRequest, TemplateUnavailable) as error:  # at a terminal: a wrong path, not a race
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
     except TransientError as error:

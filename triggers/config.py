@@ -96,13 +96,10 @@ def _granularity(text: str) -> str:
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"expected a whole number from {low} to {high}") from None
-        if not low <= value <= high:
+        # ASCII digits only: int() also reads "２４" and "2_4".
+        if not re.fullmatch(r"-?[0-9]+", text) or not low <= int(text) <= high:
             raise ValueError(f"expected a whole number from {low} to {high}")
-        return value
+        return int(text)
 
     return parse
 

@@ -9,6 +9,7 @@ import pytest
 from pipelines.local_run import run_training_locally
 from registry.model_registry import CHALLENGER, CHAMPION, LocalModelRegistry
 from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS, copy_partitions
+from triggers.submission.data_version import listing_version
 
 MODEL = "chicago-taxi-big-tipper"
 pytestmark = pytest.mark.e2e
@@ -42,6 +43,10 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
         assert (run / artifact).exists(), artifact
     outcome = json.loads((run / "evaluate-model/evaluation/outcome.json").read_text())
     assert outcome["blessed"] and not outcome["has_champion"]
+    # Ingest records the version of the bytes it read (on Vertex, part of its cache key).
+    ingested = json.loads((run / "ingest-data/executor_output.json").read_text())
+    (examples,) = ingested["artifacts"]["examples"]["artifacts"]
+    assert examples["metadata"]["data_version"] == listing_version(str(workspace["landing"]))
     assert "<svg" in (run / "evaluate-model/report").read_text()
 
     registry = LocalModelRegistry(workspace["local"] / "registry")

@@ -35,6 +35,7 @@ from trigger_helpers import (
     TRAINING_TEMPLATE,
     FakeVertex,
     Gcs,
+    PagingGcs,
     free_port,
     process_group,
     wait_until,
@@ -77,13 +78,25 @@ def gcs(_gcs_server: Gcs, monkeypatch: pytest.MonkeyPatch) -> Gcs:
     return _gcs_server
 
 
+@pytest.fixture
+def paging_gcs(gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[PagingGcs]:
+    """The emulator behind a proxy that records each request and pages listings as Cloud Storage does;
+    the code under test reaches Cloud Storage through it (STORAGE_EMULATOR_HOST)."""
+    proxy = PagingGcs(gcs.url)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    yield proxy
+    proxy.close()
+
+
 # --- trigger configuration -----------------------------------------------------------------------
 
 
 @pytest.fixture
-def trigger_env(fake_vertex: FakeVertex, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A valid configuration for every trigger, pointing at the fake Vertex server and the real template."""
+def trigger_env(fake_vertex: FakeVertex, gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A valid configuration for every trigger, pointing at the fake Vertex server and the real template;
+    the data bucket exists in the GCS emulator (the triggers list it for the data version)."""
     assert TRAINING_TEMPLATE.exists(), f"{TRAINING_TEMPLATE} is missing: run `python runner.py --compile`"
+    gcs.ensure_bucket(DATA_BUCKET)
     env = {
         "MLOPS_PROJECT": PROJECT,
         "MLOPS_REGION": REGION,

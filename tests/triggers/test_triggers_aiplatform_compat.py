@@ -7,12 +7,14 @@ emulator. The product path never imports aiplatform; this test does, once.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs
 
+from triggers.cli import main as cli_main
 from triggers.submission.errors import ParameterError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, submit_run
 
@@ -34,12 +36,14 @@ def aiplatform(fake_vertex: FakeVertex, gcs: Gcs) -> Iterator[object]:
     vars(initializer.global_config).update(saved)
 
 
-def _pipeline_job(aiplatform, template_uri: str, pipeline_root: str, parameters: dict, job_id: str):
+def _pipeline_job(aiplatform, template_uri: str, pipeline_root: str, parameters: dict, job_id: str,
+                  enable_caching: bool | None = None):
     from google.auth.credentials import AnonymousCredentials
 
     return aiplatform.PipelineJob(display_name="compat", template_path=template_uri, job_id=job_id,
                                   pipeline_root=pipeline_root, parameter_values=parameters, labels=LABELS,
-                                  project=PROJECT, location=REGION, credentials=AnonymousCredentials())
+                                  project=PROJECT, location=REGION, credentials=AnonymousCredentials(),
+                                  enable_caching=enable_caching)
 
 
 def test_our_request_matches_aiplatform_on_the_wire(aiplatform, fake_vertex: FakeVertex, gcs: Gcs) -> None:
@@ -85,3 +89,30 @@ def test_both_refuse_an_unknown_parameter_ours_also_refuses_a_wrong_type(aiplatf
     with pytest.raises(ParameterError, match="parameter epochs='3'.*expected a whole number"):
         submit_run(RunRequest(template, mistyped, LABELS, SERVICE_ACCOUNT, "mistyped-parameter"), target)
     assert fake_vertex.calls == []
+
+
+@pytest.mark.parametrize(("flag", "enable_caching"), [("--cache", True), ("--no-cache", False), (None, None)])
+def test_the_cache_switch_sends_what_aiplatforms_enable_caching_sends(aiplatform, trigger_env, fake_vertex: FakeVertex,
+                                                                      gcs: Gcs, flag: str | None,
+                                                                      enable_caching: bool | None) -> None:
+    template_uri = gcs.upload("templates", f"{uuid.uuid4().hex}/training_pipeline.json",
+                              TRAINING_TEMPLATE.read_bytes())
+    pipeline_root = f"gs://pipeline-root-{uuid.uuid4().hex[:12]}/runs"
+    parameters = {**PARAMETERS, "data_version": "1709251200123456"}
+    _pipeline_job(aiplatform, template_uri, pipeline_root, parameters, "theirs", enable_caching).submit(
+        service_account=SERVICE_ACCOUNT)
+    as_text = {name: value if isinstance(value, str) else json.dumps(value) for name, value in parameters.items()}
+    assert cli_main(["--template", template_uri, "--pipeline-root", pipeline_root, "--job-id", "ours",
+                     "--display-name", "compat", *[f"--param={name}={text}" for name, text in as_text.items()],
+                     *[f"--label={key}={value}" for key, value in LABELS.items()], *([flag] if flag else [])]) == 0
+
+    theirs, ours = (call["body"] for call in fake_vertex.calls)
+    assert ours["pipelineSpec"] == theirs["pipelineSpec"]
+    assert ours["runtimeConfig"] == theirs["runtimeConfig"] and ours["labels"] == theirs["labels"]
+    if enable_caching is None:  # as compiled: ingest caches, the champion lookup does not
+        assert ours["pipelineSpec"] == json.loads(TRAINING_TEMPLATE.read_text())
+    else:
+        spec = ours["pipelineSpec"]
+        tasks = [task for component in [spec["root"], *spec["components"].values()]
+                 for task in component.get("dag", {}).get("tasks", {}).values()]
+        assert len(tasks) == 8 and all(task["cachingOptions"] == {"enableCache": enable_caching} for task in tasks)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex
+from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs, PagingGcs
 
 import runner
 from triggers.cli import EXIT_INVALID, EXIT_TRANSIENT, main
+from triggers.submission.data_version import listing_version
 
 DATA_URI = "gs://landing-data/data/processed/2014/03"
 
@@ -26,7 +27,8 @@ def test_dry_run_shows_the_typed_request_and_sends_nothing(trigger_env, fake_ver
     assert shown["url"] == (f"{fake_vertex.url}/v1/projects/{PROJECT}/locations/{REGION}/pipelineJobs"
                             "?pipelineJobId=backfill-2014-03")
     assert shown["body"]["runtimeConfig"]["parameterValues"] == {
-        "data_uri": DATA_URI, "epochs": 5, "learning_rate": 1.0, "hidden_units": [64, 32]}
+        "data_uri": DATA_URI, "epochs": 5, "learning_rate": 1.0, "hidden_units": [64, 32],
+        "data_version": listing_version(DATA_URI)}
     assert isinstance(shown["body"]["runtimeConfig"]["parameterValues"]["learning_rate"], float)
     assert shown["body"]["labels"] == {"trigger": "manual", "reason": "backfill"}
     assert fake_vertex.calls == []
@@ -77,3 +79,49 @@ def test_a_transient_failure_exits_75(trigger_env, fake_vertex: FakeVertex, caps
     fake_vertex.fail_next(503)
     assert main(["--template", str(TRAINING_TEMPLATE), "--param", f"data_uri={DATA_URI}"]) == EXIT_TRANSIENT
     assert "try again" in capsys.readouterr().err
+
+
+def _shown_parameters(capsys) -> dict:
+    return json.loads(capsys.readouterr().out)["body"]["runtimeConfig"]["parameterValues"]
+
+
+def test_the_data_version_is_the_listing_fingerprint_unless_given(trigger_env, paging_gcs: PagingGcs, gcs: Gcs,
+                                                                  capsys) -> None:
+    batch = "data/processed/2014/03/09/0000/batch.csv"
+    gcs.upload("landing-data", batch, b"a,b\n1,2\n")
+    assert submit("--param", f"data_uri={DATA_URI}", "--dry-run") == 0
+    first = _shown_parameters(capsys)["data_version"]
+    gcs.upload("landing-data", batch, b"a,b\n1,3\n")  # a corrected batch under the same data_uri
+    assert submit("--param", f"data_uri={DATA_URI}", "--dry-run") == 0
+    second = _shown_parameters(capsys)["data_version"]
+    assert first != second == listing_version(DATA_URI)
+
+    paging_gcs.requests.clear()
+    assert submit("--param", f"data_uri={DATA_URI}", "--param", "data_version=backfill-1", "--dry-run") == 0
+    assert _shown_parameters(capsys)["data_version"] == "backfill-1"
+    assert paging_gcs.requests == []  # given: nothing listed
+
+
+def test_a_local_data_uri_is_versioned_by_stat(trigger_env, tmp_path, capsys) -> None:
+    (tmp_path / "2014/03/01/0000").mkdir(parents=True)
+    (tmp_path / "2014/03/01/0000/batch.csv").write_text("a,b\n1,2\n")
+    assert submit("--param", f"data_uri={tmp_path}", "--dry-run") == 0
+    assert _shown_parameters(capsys)["data_version"] == listing_version(str(tmp_path))
+
+    assert submit("--param", f"data_uri={tmp_path / 'nowhere'}") == EXIT_INVALID
+    assert "no such folder or file here" in capsys.readouterr().err
+
+
+def test_the_cache_switch_is_shown_by_a_dry_run(trigger_env, capsys) -> None:
+    assert submit("--param", f"data_uri={DATA_URI}", "--no-cache", "--dry-run") == 0
+    assert json.loads(capsys.readouterr().out)["body"]["pipelineSpec"].endswith(", caching off for every task>")
+    assert submit("--param", f"data_uri={DATA_URI}", "--dry-run") == 0
+    assert "caching" not in json.loads(capsys.readouterr().out)["body"]["pipelineSpec"]
+
+
+def test_a_missing_template_at_a_terminal_is_a_wrong_path_not_a_retry(trigger_env, fake_vertex: FakeVertex,
+                                                                      tmp_path, capsys) -> None:
+    code = runner.main(["--submit", "--template", str(tmp_path / "training.json"), "--param", f"data_uri={DATA_URI}"])
+    assert code == EXIT_INVALID
+    assert "training.json does not exist (expected a compiled JSON file)" in capsys.readouterr().err
+    assert fake_vertex.calls == []

@@ -43,6 +43,8 @@ def test_every_missing_required_variable_is_named_at_once() -> None:
     ("MLOPS_DRIFT_COOLDOWN_HOURS", "0", "expected a whole number from 1 to 8760"),
     ("MLOPS_DRIFT_WINDOW_GRANULARITY", "week", "expected one of day, month"),
     ("MLOPS_DRIFT_WINDOW_PARTITIONS", "three", "expected a whole number"),
+    ("MLOPS_DRIFT_WINDOW_PARTITIONS", "\uff13", "expected a whole number"),       # fullwidth 3: int() reads it
+    ("MLOPS_DRIFT_COOLDOWN_HOURS", "2_4", "expected a whole number from 1 to 8760"),  # int() reads it as 24
 ])
 def test_a_bad_value_is_named_with_what_was_expected(trigger_env: dict, name: str, value: str,
                                                      expected: str) -> None:

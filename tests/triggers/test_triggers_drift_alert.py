@@ -9,9 +9,10 @@ import json
 
 import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
-from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, log_lines
+from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, Gcs, log_lines
 
 from triggers.events.drift import FeatureDrift, drift_alert_payload
+from triggers.submission.data_version import listing_version
 
 # The documented Model Monitoring (v1) anomaly entry, with a drift objective and our job.
 VERTEX_ENTRY = {
@@ -78,7 +79,8 @@ def test_a_vertex_anomaly_entry_submits_retraining_on_the_recent_window(client, 
     assert post(client, sink_message(VERTEX_ENTRY), mode) == 200
     (call,) = fake_vertex.calls
     window = ",".join(f"gs://{DATA_BUCKET}/data/processed/{month}" for month in ("2021/12", "2022/01", "2022/02"))
-    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": window}
+    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": window,
+                                                                "data_version": listing_version(window)}
     assert call["body"]["labels"] == {"trigger": "drift-alert", "model": MODEL, "partition": "2022-02",
                                       "cooldown-window": "202202030000"}
     assert call["job_id"] == f"training-pipeline-drift-{MODEL}-202202030000"
@@ -102,6 +104,20 @@ def test_a_burst_of_alerts_starts_one_run_per_cooldown_window(client, fake_verte
                                         f"training-pipeline-drift-{MODEL}-202611090000"]
     outcomes = [e["outcome"] for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
     assert outcomes == ["submitted", "already-submitted", "already-submitted", "submitted"]
+
+
+def test_the_data_version_follows_the_windows_bytes(client, fake_vertex: FakeVertex, gcs: Gcs) -> None:
+    batch = "data/processed/2026/10/15/0000/batch.csv"
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,2\n")
+    assert post(client, sink_message(own_entry("2026-11-08T06:00:00Z"))) == 200
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,3\n")  # a corrected batch: same object, new generation
+    assert post(client, sink_message(own_entry("2026-11-09T06:00:00Z"))) == 200  # the next cooldown window
+
+    first, second = (call["body"]["runtimeConfig"]["parameterValues"] for call in fake_vertex.calls)
+    assert first["data_uri"] == second["data_uri"] and "/data/processed/2026/10," in first["data_uri"]
+    assert first["data_version"] != second["data_version"]
+    assert second["data_version"] == listing_version(second["data_uri"])
+    assert len(fake_vertex.jobs) == 2
 
 
 def test_cooldown_and_window_are_configurable(function_app, trigger_env, fake_vertex: FakeVertex,
@@ -190,3 +206,30 @@ def test_the_monitoring_format_builder_refuses_what_the_trigger_would_refuse() -
         drift_alert_payload(MODEL, end, end - datetime.timedelta(days=1), [])
     payload = drift_alert_payload(MODEL, end - datetime.timedelta(days=7), end, [])
     assert payload["window_end"] == "2026-11-08T00:00:00Z" and payload["@type"] == "vertex-mlops.drift-alert.v1"
+
+
+def _own_entry_ending(window_end: str) -> dict:
+    entry = own_entry()
+    entry["jsonPayload"].update(window_start=None, window_end=window_end)
+    return entry
+
+
+@pytest.mark.parametrize(("entry", "environment"), [
+    (_own_entry_ending("9999-12-31T23:59:59-01:00"), {}),                            # after year 9999 in UTC
+    (_own_entry_ending("0001-01-01T00:00:00+01:00"), {}),                            # before year 1 in UTC
+    (_own_entry_ending("0001-02-01T00:00:00Z"), {}),                                 # 3-month window: year 0
+    (_own_entry_ending("9999-12-31T23:59:59Z"), {"MLOPS_PARTITION_TIMEZONE": "Asia/Tokyo"}),  # local date > 9999
+    (_own_entry_ending("0001-01-01T01:00:00Z"), {"MLOPS_DRIFT_WINDOW_GRANULARITY": "day",
+                                                 "MLOPS_DRIFT_WINDOW_PARTITIONS": "1",
+                                                 "MLOPS_DRIFT_COOLDOWN_HOURS": "8760"}),  # cooldown window < year 1
+    (_vertex_entry(endTime="0001-01-01T00:00:00+01:00"), {}),
+])
+def test_timestamps_at_the_calendars_limits_are_malformed(function_app, trigger_env, fake_vertex: FakeVertex,
+                                                          monkeypatch, capsys, entry: dict, environment: dict) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert post(function_app("drift_alert", "on_drift_log_entry").test_client(), sink_message(entry)) == 200
+    assert fake_vertex.calls == []
+    (logged,) = [e for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
+    assert (logged["severity"], logged["outcome"]) == ("WARNING", "ignored")
+    assert "out of range" in logged["message"] and "traceback" not in logged

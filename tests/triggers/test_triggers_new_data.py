@@ -52,7 +52,8 @@ def test_a_batch_submits_training_on_its_partition(client, fake_vertex: FakeVert
     assert response.status_code == 200
     (call,) = fake_vertex.calls
     body = call["body"]
-    assert body["runtimeConfig"]["parameterValues"] == {"data_uri": f"gs://{DATA_BUCKET}/data/processed/2014/03/01/0000"}
+    assert body["runtimeConfig"]["parameterValues"] == {"data_uri": f"gs://{DATA_BUCKET}/data/processed/2014/03/01/0000",
+                                                        "data_version": GENERATION}
     assert body["labels"] == {"trigger": "new-data", "partition": "2014-03-01-0000"}
     assert body["serviceAccount"] == SERVICE_ACCOUNT
     assert body["pipelineSpec"] == json.loads(TRAINING_TEMPLATE.read_text())
@@ -72,16 +73,26 @@ def test_redelivery_creates_no_second_run(client, fake_vertex: FakeVertex, capsy
     assert outcomes == ["submitted", "already-submitted"]
 
 
-def test_an_overwritten_batch_is_new_data(client, fake_vertex: FakeVertex) -> None:
+def test_an_overwritten_batch_is_new_data_with_its_own_data_version(client, fake_vertex: FakeVertex) -> None:
     post(client, storage_event(generation=GENERATION))
     post(client, storage_event(generation="1709251299999999"))
     assert len(fake_vertex.jobs) == 2
+    # Same data_uri, different bytes: the generation makes ingest's Vertex cache key differ.
+    first, second = (call["body"]["runtimeConfig"]["parameterValues"] for call in fake_vertex.calls)
+    assert first["data_uri"] == second["data_uri"]
+    assert (first["data_version"], second["data_version"]) == (GENERATION, "1709251299999999")
 
 
 def test_generation_as_a_json_number_is_accepted(client, fake_vertex: FakeVertex) -> None:
     # Google's sample StorageObjectData writes int64 fields as numbers.
     assert post(client, storage_event(generation=96883251)).status_code == 200
     assert len(fake_vertex.jobs) == 1
+
+
+def test_one_generation_written_differently_is_one_upload(client, fake_vertex: FakeVertex) -> None:
+    for generation in (96883251, "96883251", "096883251"):
+        assert post(client, storage_event(generation=generation)).status_code == 200
+    assert [call["status"] for call in fake_vertex.calls] == [200, 409, 409]
 
 
 @pytest.mark.parametrize("name", [
@@ -98,6 +109,10 @@ def test_generation_as_a_json_number_is_accepted(client, fake_vertex: FakeVertex
     "data/processed/2014/03/01/0000/../0000/batch.csv",          # dot-dot
     "data/processed/../processed/2014/03/01/0000/batch.csv",
     "data/processed//2014/03/01/0000/batch.csv",
+    # Other scripts' digits name the same partition to `\d` and int(): only ASCII digits are a date.
+    "data/processed/\uff12\uff10\uff11\uff14/\uff10\uff13/\uff10\uff11/\uff10\uff10\uff10\uff10/batch.csv",
+    "data/processed/\u0662\u0660\u0661\u0664/03/01/0000/batch.csv",   # Arabic-Indic year
+    "data/processed/2014/03/01/\u0966\u0966\u0966\u0966/batch.csv",   # Devanagari HHMM
 ])
 def test_other_objects_are_acknowledged_and_not_submitted(client, fake_vertex: FakeVertex, capsys, name: str) -> None:
     response = post(client, storage_event(name))
@@ -118,6 +133,11 @@ def test_an_object_in_another_bucket_is_not_ours(client, fake_vertex: FakeVertex
      "is not google.cloud.storage.object.v1.finalized"),
     (storage_event(generation="not-a-number"), "expected digits"),
     (storage_event(generation=None), "expected digits"),
+    (storage_event(generation="\uff11\uff17\uff10\uff19"), "expected digits"),    # fullwidth
+    (storage_event(generation="\u0661\u0667\u0660\u0669"), "expected digits"),    # Arabic-Indic
+    (storage_event(generation="17\u00b2"), "expected digits"),                        # superscript two
+    (storage_event(generation="9" * 20), "expected digits"),                           # beyond int64
+    (storage_event(generation=1.5), "expected digits"),
     (storage_event(name=""), "without bucket and name"),
     (CloudEvent({"type": "google.cloud.storage.object.v1.finalized", "source": "//storage.googleapis.com/x",
                  "datacontenttype": "text/plain"}, b"not json"), "not JSON"),
@@ -161,7 +181,8 @@ def test_fixed_parameters_from_the_environment_are_checked_against_the_template(
     monkeypatch.setenv("MLOPS_PIPELINE_PARAMETERS", '{"project": "test-project", "epochs": 2}')
     post(function_app("new_data", "on_object_finalized").test_client(), storage_event())
     assert fake_vertex.calls[0]["body"]["runtimeConfig"]["parameterValues"] == {
-        "project": "test-project", "epochs": 2, "data_uri": f"gs://{DATA_BUCKET}/data/processed/2014/03/01/0000"}
+        "project": "test-project", "epochs": 2, "data_uri": f"gs://{DATA_BUCKET}/data/processed/2014/03/01/0000",
+        "data_version": GENERATION}
 
     fake_vertex.reset()
     monkeypatch.setenv("MLOPS_PIPELINE_PARAMETERS", '{"epoch": 2}')
@@ -169,3 +190,15 @@ def test_fixed_parameters_from_the_environment_are_checked_against_the_template(
     assert fake_vertex.calls == []
     errors = [e for e in log_lines(capsys.readouterr().out) if e["severity"] == "ERROR"]
     assert "unknown parameter 'epoch'" in errors[-1]["message"] and "epochs: NUMBER_INTEGER" in errors[-1]["message"]
+
+
+def test_a_template_compiled_before_data_version_still_gets_its_run(function_app, fake_vertex: FakeVertex,
+                                                                    monkeypatch, tmp_path) -> None:
+    # During a deploy the functions may be new and the template old: the run must not be refused.
+    old = json.loads(TRAINING_TEMPLATE.read_text())
+    del old["root"]["inputDefinitions"]["parameters"]["data_version"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    monkeypatch.setenv("MLOPS_TRAINING_TEMPLATE_URI", str(tmp_path / "old.json"))
+    assert post(function_app("new_data", "on_object_finalized").test_client(), storage_event()).status_code == 200
+    (call,) = fake_vertex.calls
+    assert call["status"] == 200 and "data_version" not in call["body"]["runtimeConfig"]["parameterValues"]

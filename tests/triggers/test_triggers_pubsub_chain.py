@@ -24,8 +24,8 @@ def chain(pubsub_emulator: str, serve_function, fake_vertex: FakeVertex, gcs: Gc
     from google.cloud import pubsub_v1
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)
-    template_uri = gcs.upload("templates", f"{uuid.uuid4().hex}/training_pipeline.json",
-                              TRAINING_TEMPLATE.read_bytes())
+    template = f"{uuid.uuid4().hex}/training_pipeline.json"
+    template_uri = gcs.upload("templates", template, TRAINING_TEMPLATE.read_bytes())
     url = serve_function("drift_alert", "on_drift_log_entry",
                          {**trigger_env, "MLOPS_TRAINING_TEMPLATE_URI": template_uri,
                           "STORAGE_EMULATOR_HOST": gcs.url, "MLOPS_TEMPLATE_CACHE_SECONDS": "300"})
@@ -40,6 +40,7 @@ def chain(pubsub_emulator: str, serve_function, fake_vertex: FakeVertex, gcs: Gc
     def publish(entry: dict) -> None:
         publisher.publish(topic, json.dumps(entry).encode(), **{"logging.googleapis.com/timestamp": "x"}).result(30)
 
+    publish.template = template  # type: ignore[attr-defined]  # its name in the `templates` bucket
     yield publish
     subscriber.delete_subscription(subscription=subscription)
     publisher.delete_topic(topic=topic)
@@ -70,4 +71,22 @@ def test_a_transient_vertex_error_is_retried_by_pubsub(chain, fake_vertex: FakeV
     calls = fake_vertex.wait_for_calls(2, timeout=60)
     assert [c["status"] for c in calls] == [503, 200]
     assert calls[0]["job_id"] == calls[1]["job_id"]
+    assert len(fake_vertex.jobs) == 1
+
+
+def test_an_alert_while_the_template_is_missing_is_retried_by_pubsub_until_it_appears(
+        chain, fake_vertex: FakeVertex, gcs: Gcs, serve_function) -> None:
+    gcs.delete("templates", chain.template)  # a deploy is rewriting it (the function has not read it yet)
+    chain(own_entry("2026-11-12T06:00:00Z", insert_id="during-deploy"))
+
+    def refusals() -> int:
+        return sum(e.get("outcome") == "retry" and e["severity"] == "ERROR" for e in log_lines(serve_function.logs()))
+
+    wait_until(lambda: refusals() >= 2, 60, "Pub/Sub to redeliver while the template is missing")
+    assert fake_vertex.calls == []
+    gcs.upload("templates", chain.template, TRAINING_TEMPLATE.read_bytes())
+    (call,) = fake_vertex.wait_for_calls(1, timeout=60)
+    assert call["status"] == 200 and call["job_id"] == f"training-pipeline-drift-{MODEL}-202611120000"
+    wait_until(lambda: any(e.get("outcome") == "submitted" for e in log_lines(serve_function.logs())), 10,
+               "the function to log the run")
     assert len(fake_vertex.jobs) == 1

@@ -8,10 +8,11 @@ import zoneinfo
 
 import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
-from trigger_helpers import DATA_BUCKET, FakeVertex, log_lines
+from trigger_helpers import DATA_BUCKET, FakeVertex, Gcs, log_lines
 
 from triggers import config as settings
 from triggers.events.schedule import target_period
+from triggers.submission.data_version import listing_version
 
 
 def period(instant: str, timezone: str, granularity: str = "day", offset: int = 1) -> datetime.date:
@@ -68,7 +69,9 @@ def test_a_pubsub_tick_submits_yesterdays_partition(function_app, chicago, fake_
 
     (call,) = fake_vertex.calls
     assert call["job_id"] == "training-pipeline-schedule-20240310"
-    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": f"gs://{DATA_BUCKET}/data/processed/2024/03/10"}
+    data_uri = f"gs://{DATA_BUCKET}/data/processed/2024/03/10"
+    assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": data_uri,
+                                                                "data_version": listing_version(data_uri)}
     assert call["body"]["labels"] == {"trigger": "schedule", "partition": "2024-03-10"}
 
 
@@ -150,3 +153,46 @@ def test_http_target_answers_503_on_a_transient_error_and_200_otherwise(function
     fake_vertex.fail_next(400, "bad template")
     refused = client.post("/", headers={"X-CloudScheduler-ScheduleTime": "2024-03-11T07:00:00Z"})
     assert (refused.status_code, refused.json["outcome"]) == (200, "invalid")
+
+
+@pytest.mark.parametrize(("schedule_time", "timezone", "granularity"), [
+    ("9999-12-31T23:59:59-01:00", "UTC", "day"),        # the instant itself is after year 9999 in UTC
+    ("0001-01-01T00:00:00+01:00", "UTC", "day"),        # ...or before year 1
+    ("9999-12-31T23:59:59Z", "Asia/Tokyo", "day"),      # the local date is after 9999-12-31
+    ("0001-01-01T06:00:00Z", "UTC", "day"),             # yesterday is before 0001-01-01
+    ("0001-01-15T06:00:00Z", "UTC", "month"),           # last month is in year 0
+])
+def test_a_schedule_time_at_the_calendars_limits_is_malformed(function_app, trigger_env, fake_vertex: FakeVertex,
+                                                             monkeypatch, capsys, schedule_time: str, timezone: str,
+                                                             granularity: str) -> None:
+    monkeypatch.setenv("MLOPS_PARTITION_TIMEZONE", timezone)
+    monkeypatch.setenv("MLOPS_SCHEDULE_GRANULARITY", granularity)
+    http = function_app("schedule", "on_schedule_request").test_client()
+    answer = http.post("/", headers={"X-CloudScheduler-ScheduleTime": schedule_time})
+    assert (answer.status_code, answer.json["outcome"]) == (200, "ignored")
+    assert schedule_time[:19] in answer.json["detail"] and "out of range" in answer.json["detail"]
+
+    headers, body = to_binary(scheduler_message(schedule_time))
+    assert function_app("schedule", "on_schedule_message").test_client().post(
+        "/", headers=headers, data=body).status_code == 200
+    assert fake_vertex.calls == []
+    entries = [e for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "schedule"]
+    assert [(e["severity"], e["outcome"]) for e in entries] == [("WARNING", "ignored")] * 2
+    assert all("traceback" not in e for e in entries)
+
+
+
+def test_the_data_version_follows_the_partitions_bytes(function_app, chicago, fake_vertex: FakeVertex,
+                                                       gcs: Gcs) -> None:
+    client = function_app("schedule", "on_schedule_request").test_client()
+    tick = {"X-CloudScheduler-ScheduleTime": "2024-03-11T07:00:00Z"}  # -> partition 2024/03/10 (Chicago)
+    batch = "data/processed/2024/03/10/1200/batch.csv"
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,2\n")
+    client.post("/", headers=tick)
+    gcs.upload(DATA_BUCKET, batch, b"a,b\n1,3\n")  # a corrected batch: same object, new generation
+    client.post("/", headers=tick)  # the same slot again: the same job id, so Vertex answers 409
+
+    first, second = (call["body"]["runtimeConfig"]["parameterValues"] for call in fake_vertex.calls)
+    assert first["data_uri"] == second["data_uri"] == f"gs://{DATA_BUCKET}/data/processed/2024/03/10"
+    assert first["data_version"] != second["data_version"]
+    assert second["data_version"] == listing_version(second["data_uri"])

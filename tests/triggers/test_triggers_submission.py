@@ -9,7 +9,7 @@ import pytest
 from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs, free_port
 
 from triggers.submission import templates, transport
-from triggers.submission.errors import InvalidRequest, ParameterError, TransientError
+from triggers.submission.errors import InvalidRequest, ParameterError, TemplateUnavailable, TransientError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, submit_run
 
 PIPELINE_ROOT = "gs://pipeline-root/runs"
@@ -149,11 +149,13 @@ def test_template_is_read_from_cloud_storage(fake_vertex: FakeVertex, gcs: Gcs) 
     assert fake_vertex.calls[0]["body"]["pipelineSpec"] == json.loads(TRAINING_TEMPLATE.read_text())
 
 
-def test_missing_template_is_invalid_and_named(fake_vertex: FakeVertex, gcs: Gcs, tmp_path) -> None:
-    with pytest.raises(InvalidRequest, match=r"reading template gs://templates/nowhere.json: HTTP 404"):
+def test_a_missing_template_is_named_and_retried(fake_vertex: FakeVertex, gcs: Gcs, tmp_path) -> None:
+    # A deploy may be writing it while a batch lands: retried (a TransientError), never acknowledged as invalid.
+    with pytest.raises(TemplateUnavailable, match=r"reading template gs://templates/nowhere.json: HTTP 404"):
         submit_run(run_request(template_uri="gs://templates/nowhere.json"), target(fake_vertex.url))
-    with pytest.raises(InvalidRequest, match="does not exist"):
+    with pytest.raises(TemplateUnavailable, match="does not exist") as missing:
         submit_run(run_request(template_uri=str(tmp_path / "nowhere.json")), target(fake_vertex.url))
+    assert isinstance(missing.value, TransientError)
     assert fake_vertex.calls == []
 
 
@@ -163,7 +165,7 @@ def test_warm_instances_reuse_the_template_until_it_is_too_old(gcs: Gcs) -> None
     first = templates.load_template(uri, max_age_seconds=300)
     gcs.delete("templates", name)
     assert templates.load_template(uri, max_age_seconds=300) is first  # no read: the object is gone
-    with pytest.raises(InvalidRequest, match="HTTP 404"):
+    with pytest.raises(TemplateUnavailable, match="HTTP 404"):
         templates.load_template(uri, max_age_seconds=0)
 
 
@@ -171,9 +173,11 @@ def test_warm_instances_reuse_the_template_until_it_is_too_old(gcs: Gcs) -> None
     ("pipeline_name: x", "is not JSON"),
     ('{"components": {}}', "expected pipelineInfo and root"),
     ('{"pipelineInfo": {"name": "p"}, "root": {}, "schemaVersion": "2.0.0"}', "expected 2.1.0 or later"),
+    ('{"pipelineInfo": {"name": "p"}, "root": {}, "schemaVersion": "\uff12.1.0"}', "expected 2.1.0 or later"),
+    ('{"pipelineInfo": {"name": "p"}, "root": {}, "schemaVersion": "2.1.0\u00b2"}', "expected 2.1.0 or later"),
 ])
-def test_a_file_that_is_not_a_kfp_v2_template_is_refused(tmp_path, text: str, expected: str) -> None:
+def test_a_file_that_is_not_a_kfp_v2_template_is_refused_and_retried(tmp_path, text: str, expected: str) -> None:
     path = tmp_path / "template.json"
     path.write_text(text)
-    with pytest.raises(InvalidRequest, match=expected):
+    with pytest.raises(TemplateUnavailable, match=expected):  # perhaps half-written: retried
         templates.load_template(str(path), max_age_seconds=0)

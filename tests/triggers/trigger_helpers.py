@@ -12,7 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
 
 from tests.conftest import PROJECT_ROOT
 
@@ -156,8 +158,66 @@ class Gcs:
         target.blob(name).upload_from_string(data)
         return f"gs://{bucket}/{name}"
 
+    def ensure_bucket(self, bucket: str) -> None:
+        if not self.client.bucket(bucket).exists():
+            self.client.create_bucket(bucket)
+
     def delete(self, bucket: str, name: str) -> None:
         self.client.bucket(bucket).blob(name).delete()
+
+
+class PagingGcs:
+    """A recording proxy in front of the GCS emulator for Cloud Storage JSON API reads.
+
+    It records every request it forwards, and splits an object listing into pages of
+    `page_size` items with `nextPageToken`, as Cloud Storage does (1,000 per page):
+    gcp-storage-emulator returns every item in one answer, so paging is the one
+    behaviour this stands in for.
+    """
+
+    def __init__(self, upstream: str, page_size: int = 1000) -> None:
+        self.requests: list[str] = []  # method and path with query, in order
+        self.page_size = page_size
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                status, body = proxy._forward(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._upstream = upstream
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        # A short poll: close() waits for it, and each test starts its own proxy.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def _forward(self, path: str) -> tuple[int, bytes]:
+        self.requests.append(f"GET {path}")
+        parts = urlsplit(path)
+        query = parse_qs(parts.query)
+        offset = int(query.pop("pageToken", ["0"])[0])
+        upstream = requests.get(f"{self._upstream}{parts.path}?{urlencode(query, doseq=True)}", timeout=30)
+        segments = parts.path.strip("/").split("/")
+        is_listing = len(segments) == 5 and segments[:2] == ["storage", "v1"] and segments[4] == "o"
+        if not is_listing or not upstream.ok:
+            return upstream.status_code, upstream.content
+        listing = upstream.json()
+        items = listing.get("items", [])
+        page = {"kind": "storage#objects", "items": items[offset:offset + self.page_size]}
+        if offset + self.page_size < len(items):
+            page["nextPageToken"] = str(offset + self.page_size)
+        return 200, json.dumps(page).encode()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def log_lines(text: str) -> list[dict]:

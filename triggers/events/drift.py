@@ -32,6 +32,7 @@ from typing import Any
 
 from triggers.config import DriftConfig
 from triggers.events.partitions import local_date, parse_instant, period_label, period_prefix, shift
+from triggers.submission.data_version import data_version_value, listing_version
 from triggers.submission.errors import IgnoredEvent
 from triggers.submission.pipeline_jobs import RunRequest, make_job_id, slug
 from triggers.submission.templates import load_template
@@ -146,7 +147,11 @@ def parse_log_entry(entry: Any, config: DriftConfig) -> DriftAlert:
 def cooldown_start(instant: datetime.datetime, hours: int) -> datetime.datetime:
     """Start of the fixed, epoch-aligned window of `hours` holding `instant` (24: UTC midnight)."""
     seconds = hours * 3600
-    return datetime.datetime.fromtimestamp(int(instant.timestamp()) // seconds * seconds, datetime.UTC)
+    try:
+        return datetime.datetime.fromtimestamp(int(instant.timestamp()) // seconds * seconds, datetime.UTC)
+    except (OverflowError, ValueError, OSError):  # the window would start before year 1
+        raise ValueError(f"the {hours}-hour cooldown window holding {instant.isoformat()} is out of range: "
+                         "it starts before year 1") from None
 
 
 def window_data_uri(alert: DriftAlert, config: DriftConfig) -> str:
@@ -159,12 +164,18 @@ def window_data_uri(alert: DriftAlert, config: DriftConfig) -> str:
 
 def run_for_log_entry(entry: Any, config: DriftConfig) -> RunRequest:
     alert = parse_log_entry(entry, config)
+    try:
+        window = cooldown_start(alert.window_end, config.cooldown_hours)
+        end = local_date(alert.window_end, config.timezone)
+        data_uri = window_data_uri(alert, config)
+    except ValueError as error:  # at the calendar's limits
+        raise IgnoredEvent(f"no retraining window for an alert at {alert.window_end.isoformat()}: {error}",
+                           malformed=True) from None
     template = load_template(config.template_uri, max_age_seconds=config.vertex.template_cache_seconds)
-    window = cooldown_start(alert.window_end, config.cooldown_hours)
-    end = local_date(alert.window_end, config.timezone)
     return RunRequest(
         template_uri=config.template_uri,
-        parameter_values={**config.vertex.pipeline_parameters, "data_uri": window_data_uri(alert, config)},
+        parameter_values={**config.vertex.pipeline_parameters, "data_uri": data_uri,
+                          **data_version_value(template, lambda: listing_version(data_uri))},
         labels={"trigger": TRIGGER, "model": slug(config.model),
                 "partition": period_label(end, config.window_granularity), "cooldown-window": f"{window:%Y%m%d%H%M}"},
         service_account=config.vertex.service_account,

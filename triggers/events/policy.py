@@ -2,17 +2,20 @@
 
 `run_trigger` turns an event into at most one submission and decides its fate:
 
-| what happened                              | log      | result for the platform     |
-|--------------------------------------------|----------|-----------------------------|
-| run created                                | INFO     | ack                         |
-| run already existed (409, a redelivery)    | INFO     | ack                         |
-| event irrelevant                           | INFO     | ack                         |
-| event malformed                            | WARNING  | ack                         |
-| request invalid (local check, 400/403/404) | ERROR    | ack: a retry cannot fix it  |
-| unexpected exception (a bug)               | ERROR    | ack: same input, same bug   |
-| transient (429/5xx, network)               | WARNING  | raise: the platform retries |
+| what happened                                   | log      | result for the platform     |
+|-------------------------------------------------|----------|-----------------------------|
+| run created                                     | INFO     | ack                         |
+| run already existed (409, a redelivery)         | INFO     | ack                         |
+| event irrelevant                                | INFO     | ack                         |
+| event malformed                                 | WARNING  | ack                         |
+| request invalid (local check, 400/403/404)      | ERROR    | ack: a retry cannot fix it  |
+| unexpected exception (a bug)                    | ERROR    | ack: same input, same bug   |
+| template missing, unreadable or not KFP v2      | ERROR    | raise: the platform retries |
+| transient (429/5xx, network)                    | WARNING  | raise: the platform retries |
 
-Only the last case is retried, so no event can make a function crash-loop.
+Only the last two are retried, so no event can make a function crash-loop: a
+template is retried because a deploy may be writing it while a batch lands (the
+event must not be lost), for as long as the platform's retry policy allows.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Protocol
 
 from triggers.events.logs import log
 from triggers.events.partitions import parse_instant
-from triggers.submission.errors import IgnoredEvent, InvalidRequest, TransientError
+from triggers.submission.errors import IgnoredEvent, InvalidRequest, TemplateUnavailable, TransientError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, submit_run
 
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -111,6 +114,10 @@ def run_trigger(trigger: str, event_id: str | None, build: Callable[[], RunReque
     except InvalidRequest as invalid:
         log("ERROR", f"{trigger}: run request refused, not retrying: {invalid}", outcome="invalid", **context)
         return Outcome("invalid", str(invalid))
+    except TemplateUnavailable as unavailable:
+        log("ERROR", f"{trigger}: template unavailable, the platform will retry: {unavailable}", outcome="retry",
+            **context)
+        raise
     except TransientError as transient:
         log("WARNING", f"{trigger}: transient failure, the platform will retry: {transient}",
             outcome="retry", **context)

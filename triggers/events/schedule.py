@@ -18,6 +18,8 @@ import datetime
 
 from triggers.config import ScheduleConfig
 from triggers.events.partitions import local_date, period_label, period_prefix, shift
+from triggers.submission.data_version import data_version_value, listing_version
+from triggers.submission.errors import IgnoredEvent
 from triggers.submission.pipeline_jobs import RunRequest, make_job_id
 from triggers.submission.templates import load_template
 
@@ -30,13 +32,18 @@ def target_period(schedule_time: datetime.datetime, config: ScheduleConfig) -> d
 
 
 def run_for_schedule_time(schedule_time: datetime.datetime, config: ScheduleConfig) -> RunRequest:
-    period = target_period(schedule_time, config)
+    try:
+        period = target_period(schedule_time, config)
+    except ValueError as error:  # at the calendar's limits
+        raise IgnoredEvent(f"no partition for schedule time {schedule_time.isoformat()}: {error}",
+                           malformed=True) from None
     template = load_template(config.template_uri, max_age_seconds=config.vertex.template_cache_seconds)
-    prefix = period_prefix(config.data_prefix, period, config.granularity)
+    data_uri = f"gs://{config.data_bucket}/{period_prefix(config.data_prefix, period, config.granularity)}"
     label = period_label(period, config.granularity)
     return RunRequest(
         template_uri=config.template_uri,
-        parameter_values={**config.vertex.pipeline_parameters, config.parameter: f"gs://{config.data_bucket}/{prefix}"},
+        parameter_values={**config.vertex.pipeline_parameters, config.parameter: data_uri,
+                          **data_version_value(template, lambda: listing_version(data_uri))},
         labels={"trigger": TRIGGER, "partition": label},
         service_account=config.vertex.service_account,
         job_id=make_job_id(template.name, TRIGGER, label.replace("-", "")),

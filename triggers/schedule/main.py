@@ -44,9 +44,10 @@ def _from_request(request: flask.Request) -> RunRequest:
     if header is None:  # a manual "force run": the request time stands for the slot
         return schedule.run_for_schedule_time(datetime.datetime.now(datetime.UTC), CONFIG)
     try:
-        return schedule.run_for_schedule_time(parse_instant(header, schedule.SCHEDULE_TIME_HEADER), CONFIG)
+        schedule_time = parse_instant(header, schedule.SCHEDULE_TIME_HEADER)
     except ValueError as error:
         raise IgnoredEvent(str(error), malformed=True) from None
+    return schedule.run_for_schedule_time(schedule_time, CONFIG)
 
 
 @functions_framework.http

@@ -5,6 +5,9 @@
   Retrying the same event cannot fix it: logged with the reason, acknowledged.
 - `TransientError`: HTTP 429/5xx or a network failure. Raised to the platform,
   which redelivers the event with backoff.
+- `TemplateUnavailable` (a `TransientError`): the template is missing, unreadable
+  or not a KFP template. A deploy may be writing it, so it is retried like a
+  transient failure, and logged as an ERROR: someone must look if it lasts.
 """
 
 from __future__ import annotations
@@ -38,3 +41,7 @@ class TransientError(TriggerError):
 
 class ConfigError(ValueError):
     """An environment variable is missing or malformed; the message names it."""
+
+
+class TemplateUnavailable(TransientError):
+    """The template cannot be read or parsed now; retried until it can (or the platform gives up)."""

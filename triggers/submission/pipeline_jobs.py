@@ -12,6 +12,7 @@ for the same id and Vertex answers 409 ALREADY_EXISTS, which counts as success.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import re
@@ -59,6 +60,8 @@ class RunRequest:
     service_account: str | None
     job_id: str
     display_name: str | None = None
+    # aiplatform's `enable_caching`: None keeps each task's compiled option; True/False sets every task's.
+    enable_caching: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,13 +105,25 @@ def check_request(run: RunRequest) -> None:
         raise InvalidRequest("invalid run request: " + "; ".join(problems))
 
 
+def with_caching(spec: Mapping[str, Any], enable_caching: bool) -> dict[str, Any]:
+    """A copy of `spec` whose every task has `cachingOptions = {"enableCache": enable_caching}`: the tasks of
+    the root DAG and of every sub-DAG, exactly as aiplatform's `PipelineJob(enable_caching=...)` rewrites
+    them (`google.cloud.aiplatform.pipeline_jobs._set_enable_caching_value`)."""
+    spec = copy.deepcopy(dict(spec))  # the template's spec is shared by warm invocations
+    for component in [spec["root"], *spec.get("components", {}).values()]:
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            task["cachingOptions"] = {"enableCache": enable_caching}
+    return spec
+
+
 def build_pipeline_job(template: PipelineTemplate, run: RunRequest, pipeline_root: str) -> dict[str, Any]:
     """The `PipelineJob` body of `pipelineJobs.create` (REST v1)."""
     check_request(run)
     template.check_values(run.parameter_values)
     body: dict[str, Any] = {
         "displayName": run.display_name or run.job_id,
-        "pipelineSpec": template.spec,
+        "pipelineSpec": template.spec if run.enable_caching is None else with_caching(template.spec,
+                                                                                      run.enable_caching),
         "runtimeConfig": {
             "gcsOutputDirectory": pipeline_root,
             # Unset parameters are left to the template's defaults, as aiplatform does.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from triggers.submission import transport
-from triggers.submission.errors import InvalidRequest, ParameterError, TransientError
+from triggers.submission.errors import InvalidRequest, ParameterError, TemplateUnavailable
 
+# ASCII digits only: str.isdigit() also accepts "２" and "²" (which int() then refuses).
+SCHEMA_VERSION = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")
 # KFP parameter types → the JSON values Vertex accepts for them (bool is not a number here).
 PARAMETER_TYPES: dict[str, str] = {
     "STRING": "a string",
@@ -130,34 +133,42 @@ def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
 
 
 def parse_template(uri: str, text: str | bytes) -> PipelineTemplate:
-    """Checks that `text` is a KFP v2 PipelineSpec (JSON) whose parameters Vertex reads as parameterValues."""
+    """Checks that `text` is a KFP v2 PipelineSpec (JSON) whose parameters Vertex reads as parameterValues.
+
+    Anything else is `TemplateUnavailable`: retried, since a deploy may be halfway through writing it."""
     try:
         spec = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidRequest(f"template {uri} is not JSON ({error}); expected a compiled KFP PipelineSpec") from None
+        raise TemplateUnavailable(f"template {uri} is not JSON ({error}); expected a compiled KFP PipelineSpec"
+                                  ) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("pipelineInfo"), dict) or "root" not in spec:
-        raise InvalidRequest(f"template {uri} is not a KFP PipelineSpec: expected pipelineInfo and root")
-    version = tuple(int(p) for p in str(spec.get("schemaVersion", "0")).split(".") if p.isdigit())
+        raise TemplateUnavailable(f"template {uri} is not a KFP PipelineSpec: expected pipelineInfo and root")
+    version = SCHEMA_VERSION.fullmatch(str(spec.get("schemaVersion", "")))
     # Before 2.1.0, runtime values go in `parameters` with typed wrappers; every KFP 2 compiler writes 2.1.0+.
-    if version < (2, 1, 0):
-        raise InvalidRequest(f"template {uri} has schemaVersion {spec.get('schemaVersion')!r}: "
-                             "expected 2.1.0 or later (compile with the KFP v2 SDK)")
+    if not version or tuple(int(part) for part in version.groups()) < (2, 1, 0):
+        raise TemplateUnavailable(f"template {uri} has schemaVersion {spec.get('schemaVersion')!r}: "
+                                  "expected 2.1.0 or later (compile with the KFP v2 SDK)")
     return PipelineTemplate(uri=uri, spec=spec)
 
 
 def _read(uri: str) -> bytes:
+    """The template's bytes. Missing or unreadable: `TemplateUnavailable` (a deploy racing with an event);
+    throttled or a server error: `TransientError`."""
     if uri.startswith("gs://"):
         bucket, _, name = uri[len("gs://"):].partition("/")
         url = f"{transport.storage_api_base()}/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
         response = transport.send("GET", url)
-        transport.raise_for_status(response, f"reading template {uri}")
+        if not response.ok and response.status_code not in transport.TRANSIENT_STATUSES:
+            raise TemplateUnavailable(f"reading template {uri}: HTTP {response.status_code} "
+                                      f"{transport.google_error_message(response)}")
+        transport.raise_for_status(response, f"reading template {uri}")  # 429/5xx: transient
         return response.content
     try:
         return Path(uri).read_bytes()
     except FileNotFoundError:
-        raise InvalidRequest(f"template {uri} does not exist (expected a compiled JSON file)") from None
+        raise TemplateUnavailable(f"template {uri} does not exist (expected a compiled JSON file)") from None
     except OSError as error:
-        raise TransientError(f"reading template {uri} failed: {error}") from None
+        raise TemplateUnavailable(f"reading template {uri} failed: {error}") from None
 
 
 # uri → (monotonic time read, template). Warm invocations skip the read; the
