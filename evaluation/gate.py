@@ -2,8 +2,8 @@
 
 Both models are scored through their exported serving signatures on the raw
 eval split (the very path serving takes), then TFMA computes the metrics per
-slice and checks the thresholds: an absolute floor on AUC, and a change
-threshold against the champion. The change threshold is ignored on the first
+slice, and the candidate's overall metrics are checked: an absolute floor on
+AUC, and a change threshold against the champion. The change threshold is ignored on the first
 run, when there is no champion to compare with. The data set config's gate adds
 a minimum number of eval examples (fewer, and no metric is trusted) and optional
 floors on other overall metrics; an undefined metric never meets a floor. A
@@ -115,9 +115,10 @@ def _eval_config(config: DatasetConfig):
     """One model per TFMA run: in raw-prediction mode TFMA cannot mark a baseline
     (it knows one only when it loads models itself), so the change threshold is
     applied to the two runs' AUCs in `_change_failures`. The floors are applied
-    in `_floor_failures`, not as TFMA thresholds: TFMA passes an undefined (NaN)
-    metric and scores a one-class AUC as 0, where a refusal must say "undefined".
-    They apply to the overall slice only: a small slice is too noisy to gate on."""
+    in `_floor_failures`, not as TFMA thresholds, so that each refusal names the
+    setting it comes from and says why a metric is undefined (TFMA scores a
+    one-class AUC as 0). They apply to the overall slice only: a small slice is
+    too noisy to gate on."""
     from google.protobuf import text_format
     from tensorflow_model_analysis.proto import config_pb2
 
