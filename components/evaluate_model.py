@@ -4,34 +4,37 @@ from components import project_component
 
 
 @project_component
-def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config: str, champion_uri: str,
-                   min_auc: float, max_auc_regression: float, data_uri: str, metrics: Output[Metrics],
-                   classification_metrics: Output[ClassificationMetrics], report: Output[HTML],
-                   evaluation: Output[Artifact]) -> bool:
+def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config: str, model_name: str,
+                   champion_uri: str, champion_version: str, min_auc: float, max_auc_regression: float,
+                   data_uri: str, metrics: Output[Metrics], classification_metrics: Output[ClassificationMetrics],
+                   report: Output[HTML], evaluation: Output[Artifact]) -> bool:
     """TFMA against the champion. Returns the blessing, which decides whether the
     model is registered (a single output: kfp.local resolves only `Output` in a
     dsl.If condition, not a named output)."""
-    import math
     from pathlib import Path
 
     from contract.artifacts import OUTCOME_FILE
     from contract.dataset import load_dataset_config
+    from contract.model_inputs import InputSpec
     from dataprep.ingest import load_split
     from evaluation.gate import OVERALL, Thresholds, evaluate, predict
     from evaluation.report import evaluation_report
+    from registry.model_registry import CHAMPION, require_same_inputs
 
     config = load_dataset_config(dataset_config)
+    if champion_uri:  # a champion trained on other inputs is no baseline: refuse to compare
+        require_same_inputs(model_name, champion_version, champion_uri, InputSpec.load(model.path), (CHAMPION,))
     eval_frame = load_split(examples.path, "eval")
     candidate = predict(model.path, eval_frame)
     champion = predict(champion_uri, eval_frame) if champion_uri else None
     outcome = evaluate(eval_frame, candidate, champion, config,
-                       Thresholds(min_auc=min_auc, max_auc_regression=max_auc_regression), evaluation.path)
+                       Thresholds(min_auc=min_auc, max_auc_regression=max_auc_regression, gate=config.gate),
+                       evaluation.path)
     (Path(evaluation.path) / OUTCOME_FILE).write_text(outcome.to_json())
     evaluation.metadata.update({"blessed": outcome.blessed, "failures": outcome.failures})
 
-    for name, value in outcome.overall().items():
-        if math.isfinite(value):  # e.g. precision is undefined when nothing is predicted positive
-            metrics.log_metric(name, round(value, 4))
+    for name, value in outcome.defined_metrics().items():  # e.g. precision is undefined with no positive prediction
+        metrics.log_metric(name, round(value, 4))
     metrics.log_metric("blessed", outcome.blessed)
     roc = outcome.roc["candidate"]
     classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], [i / (len(roc["fpr"]) - 1 or 1)
@@ -41,7 +44,10 @@ def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config
 
     lineage = {"data_uri": data_uri, "model": model.uri, "champion": champion_uri or "(none: first run)",
                "schema": config.schema_uri, "eval rows": str(len(eval_frame))}
-    Path(report.path).write_text(evaluation_report(outcome, f"Evaluation of {config.model_name}", lineage))
+    # Browsers and the Vertex UI go by the file name: the recorded URI (kfp.local and Vertex both take it
+    # from this executor's output) ends in .html, and the file is written there.
+    report.uri += ".html"
+    Path(report.path).write_text(evaluation_report(outcome, f"Evaluation of {model_name}", lineage))
     verdict = "BLESSED" if outcome.blessed else "NOT BLESSED: " + "; ".join(outcome.failures)
     print(f"{verdict} (AUC {outcome.metrics[OVERALL]['candidate']['auc']:.4f})")
     return outcome.blessed

@@ -10,7 +10,8 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
                    schema: Input[Artifact], model_name: str, registry_uri: str, project: str, location: str,
                    serving_image: str, data_uri: str, pipeline_run: str
                    ) -> NamedTuple("Registered", version=str, aliases=str):
-    """A new version of the model, alias challenger (the first one also champion), with its lineage."""
+    """A new version of the model (its name resolved by lookup-champion), alias challenger (the first one
+    also champion), with its lineage; refused if a version of that model takes other inputs."""
     import json
     from collections import namedtuple
     from pathlib import Path

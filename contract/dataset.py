@@ -189,13 +189,18 @@ def load_dataset_config(config_location: str | Path = DEFAULT_DATASET_CONFIG) ->
     if not split_key:
         raise DatasetConfigError(f"{where}: split.key is empty; expected at least one column")
 
+    model_name = _require(raw, "model_name", where)
+    if not isinstance(model_name, str) or not model_name:
+        raise DatasetConfigError(f"{where}: model_name is {model_name!r}; expected the registry name of the model "
+                                 "this data set trains, such as chicago-taxi-big-tipper")
+
     parameters = raw.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise DatasetConfigError(f"{where}: parameters must map pipeline parameter names to values")
 
     return DatasetConfig(
         name=_require(raw, "name", where),
-        model_name=_require(raw, "model_name", where),
+        model_name=model_name,
         label=label,
         features=tuple(features),
         split_key=split_key,

@@ -93,6 +93,20 @@ class InputSpec:
             raise FileNotFoundError(f"{path} is missing: the exported model must carry its input spec") from None
         return cls.from_dict(json.loads(text), source=path)
 
+    def differences(self, other: InputSpec, this: str, that: str) -> list[str]:
+        """How `other`'s features and dtypes differ from these, one line per feature;
+        `this` and `that` name the two models in the lines. Empty: the same contract."""
+        lines = []
+        for name in sorted(self.features.keys() | other.features.keys()):
+            mine, theirs = self.features.get(name), other.features.get(name)
+            if theirs is None:
+                lines.append(f"feature {name!r} ({mine}) only in {this}")
+            elif mine is None:
+                lines.append(f"feature {name!r} ({theirs}) only in {that}")
+            elif mine != theirs:
+                lines.append(f"feature {name!r} is {mine} in {this}, {theirs} in {that}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "features": {name: {"dtype": dtype} for name, dtype in self.features.items()},

@@ -2,10 +2,12 @@
 
 Both models are scored through their exported serving signatures on the raw
 eval split (the very path serving takes), then TFMA computes the metrics per
-slice and checks the thresholds: an absolute floor on AUC, and a change
-threshold against the champion. The change threshold is ignored on the first
-run, when there is no champion to compare with. TFMA's validation result is the
-blessing: a model that fails it is never registered, so it never gets traffic.
+slice, and the candidate's overall metrics are checked: an absolute floor on
+AUC, and a change threshold against the champion. The change threshold is ignored on the first
+run, when there is no champion to compare with. The data set config's gate adds
+a minimum number of eval examples (fewer, and no metric is trusted) and optional
+floors on other overall metrics; an undefined metric never meets a floor. A
+model that fails any check is never registered, so it never gets traffic.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contract.dataset import DatasetConfig
+from contract.dataset import DatasetConfig, Gate
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 OVERALL = "overall"
 GATED_METRIC = "auc"
+DECISION_THRESHOLD = 0.5  # a probability at or above it is a positive prediction (accuracy, precision, recall)
 _PREDICTION_BATCH = 4096
 # Metric names as TFMA reports them -> the names this project shows.
 _METRICS = {"example_count": "example_count", "auc": "auc", "binary_accuracy": "accuracy",
@@ -31,11 +34,25 @@ _METRICS = {"example_count": "example_count", "auc": "auc", "binary_accuracy": "
             "mean_label": "mean_label", "mean_prediction": "mean_prediction"}
 
 
+# Why a metric can be undefined, said in a refusal.
+_UNDEFINED_BECAUSE = {
+    "auc": "the eval split holds one class only",
+    "accuracy": "there is no eval example",
+    "precision": f"no example is predicted positive at threshold {DECISION_THRESHOLD}",
+    "recall": "the eval split has no positive label",
+    "calibration": "the eval split has no positive label",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
+    """Every check a candidate must pass; all of it is recorded in the outcome and shown in the report."""
+
     min_auc: float = 0.7
     # The candidate's AUC may be at most this much below the champion's.
     max_auc_regression: float = 0.01
+    # The data set config's gate: minimum eval examples and other metric floors.
+    gate: Gate = dataclasses.field(default_factory=Gate)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_auc <= 1.0:
@@ -58,6 +75,10 @@ class EvaluationOutcome:
 
     def overall(self, model: str = CANDIDATE) -> dict[str, float]:
         return self.metrics[OVERALL][model]
+
+    def defined_metrics(self, model: str = CANDIDATE) -> dict[str, float]:
+        """The overall metrics that have a value: what KFP Metrics may hold (it cannot hold NaN)."""
+        return {name: value for name, value in self.overall(model).items() if math.isfinite(value)}
 
     def to_json(self) -> str:
         """Strict JSON: an undefined metric (NaN) is null."""
@@ -90,42 +111,72 @@ def predict(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
     return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
 
 
-def _eval_config(config: DatasetConfig, min_auc: float | None):
+def _eval_config(config: DatasetConfig):
     """One model per TFMA run: in raw-prediction mode TFMA cannot mark a baseline
     (it knows one only when it loads models itself), so the change threshold is
-    applied to the two runs' AUCs in `_change_failures`. The floor applies to
-    the overall slice only: a small slice's AUC is too noisy to gate on."""
+    applied to the two runs' AUCs in `_change_failures`. The floors are applied
+    in `_floor_failures`, not as TFMA thresholds, so that each refusal names the
+    setting it comes from and says why a metric is undefined (TFMA scores a
+    one-class AUC as 0). They apply to the overall slice only: a small slice is
+    too noisy to gate on."""
     from google.protobuf import text_format
     from tensorflow_model_analysis.proto import config_pb2
 
-    floor = ("per_slice_thresholds { slicing_specs {} threshold { value_threshold { lower_bound { value: "
-             f"{min_auc} }} }} }} }}" if min_auc is not None else "")
     slices = ["slicing_specs {}"] + [
         "slicing_specs { " + " ".join(f'feature_keys: "{key}"' for key in keys) + " }" for keys in config.slices]
     text = "\n".join([f'model_specs {{ label_key: "{config.label.name}" prediction_key: "prediction" }}',
-                      *slices, f"""
-metrics_specs {{
-  metrics {{ class_name: "ExampleCount" }}
-  metrics {{ class_name: "AUC" {floor} }}
-  metrics {{ class_name: "BinaryAccuracy" }}
-  metrics {{ class_name: "Precision" }}
-  metrics {{ class_name: "Recall" }}
-  metrics {{ class_name: "Calibration" }}
-  metrics {{ class_name: "MeanLabel" }}
-  metrics {{ class_name: "MeanPrediction" }}
-  metrics {{ class_name: "CalibrationPlot" config: '"num_buckets": 10' }}
-  metrics {{ class_name: "ConfusionMatrixPlot" config: '"num_thresholds": 50' }}
-}}"""])
+                      *slices, """
+metrics_specs {
+  metrics { class_name: "ExampleCount" }
+  metrics { class_name: "AUC" }
+  metrics { class_name: "BinaryAccuracy" }
+  metrics { class_name: "Precision" }
+  metrics { class_name: "Recall" }
+  metrics { class_name: "Calibration" }
+  metrics { class_name: "MeanLabel" }
+  metrics { class_name: "MeanPrediction" }
+  metrics { class_name: "CalibrationPlot" config: '"num_buckets": 10' }
+  metrics { class_name: "ConfusionMatrixPlot" config: '"num_thresholds": 50' }
+}"""])
     return text_format.Parse(text, config_pb2.EvalConfig())
 
 
 def _change_failures(metrics: dict[str, dict[str, dict[str, float]]], thresholds: Thresholds) -> list[str]:
     candidate = metrics[OVERALL][CANDIDATE][GATED_METRIC]
     champion = metrics[OVERALL][CHAMPION][GATED_METRIC]
-    if candidate - champion >= -thresholds.max_auc_regression:
+    # Undefined only on a one-class eval split, which the AUC floor already refuses.
+    if not (math.isfinite(candidate) and math.isfinite(champion)) or \
+            candidate - champion >= -thresholds.max_auc_regression:
         return []
     return [f"{OVERALL}: auc of the {CANDIDATE} is {candidate:.4f}, {champion - candidate:.4f} below the "
             f"{CHAMPION}'s {champion:.4f}; at most {thresholds.max_auc_regression} below is allowed"]
+
+
+def _floor_failure(metric: str, value: float, floor: float, source: str) -> str | None:
+    """The refusal when an overall metric of the candidate is undefined or below its floor."""
+    if not math.isfinite(value):
+        return (f"{OVERALL}: {metric} of the {CANDIDATE} is undefined ({_UNDEFINED_BECAUSE.get(metric, 'no value')}),"
+                f" so it cannot meet its floor {floor} ({source})")
+    if value < floor:
+        return f"{OVERALL}: {metric} of the {CANDIDATE} is {value:.4f}, below its floor {floor} ({source})"
+    return None
+
+
+def _floor_failures(metrics: dict[str, float], thresholds: Thresholds) -> list[str]:
+    """The absolute checks on the candidate's overall metrics: enough examples, then every floor."""
+    failures = []
+    examples = int(metrics.get("example_count", 0))
+    if examples < thresholds.gate.min_eval_examples:
+        failures.append(f"{OVERALL}: only {examples} labelled eval examples, at least "
+                        f"{thresholds.gate.min_eval_examples} are needed (gate.min_eval_examples): metrics from so "
+                        "few rows are not trusted")
+    floors = [(GATED_METRIC, thresholds.min_auc, "min_auc")] + [
+        (metric, floor, "gate.metric_floors") for metric, floor in thresholds.gate.metric_floors.items()]
+    for metric, floor, source in floors:
+        failure = _floor_failure(metric, metrics.get(metric, math.nan), floor, source)
+        if failure:
+            failures.append(failure)
+    return failures
 
 
 def _slice_name(slice_key: tuple) -> str:
@@ -137,6 +188,11 @@ def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarr
     """Runs TFMA over the eval split's labels, slice columns and each model's predictions."""
     import tensorflow_model_analysis as tfma
 
+    if eval_frame.empty:  # TFMA cannot run on no rows; there is nothing to judge the model on
+        raise ValueError(f"the eval split is empty: no labelled example to evaluate the model on; at least "
+                         f"{thresholds.gate.min_eval_examples} are needed (gate.min_eval_examples in "
+                         f"{config.source}). Train on more data (data_uri) or change split.eval_percent.")
+
     slice_columns = sorted({key for keys in config.slices for key in keys})
     data = pd.DataFrame({column: eval_frame[column].astype(str).where(eval_frame[column].notna(), "missing")
                          for column in slice_columns})
@@ -144,14 +200,12 @@ def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarr
     predictions = {CANDIDATE: candidate} | ({CHAMPION: champion} if champion is not None else {})
 
     metrics: dict[str, dict[str, dict[str, float]]] = {}
-    failures: list[str] = []
     roc: dict[str, dict[str, list[float]]] = {}
     calibration: dict[str, dict[str, list[float]]] = {}
+    eval_config = _eval_config(config)
     for model, model_predictions in predictions.items():
         data["prediction"] = model_predictions.astype("float32")
-        model_dir = str(Path(output_dir) / model)
-        eval_config = _eval_config(config, thresholds.min_auc if model == CANDIDATE else None)
-        result = tfma.analyze_raw_data(data, eval_config, output_path=model_dir)
+        result = tfma.analyze_raw_data(data, eval_config, output_path=str(Path(output_dir) / model))
         for slice_key, outputs in result.slicing_metrics:
             values = outputs[""][""]
             named = {shown: float(values[key]["doubleValue"]) for key, shown in _METRICS.items()
@@ -159,13 +213,8 @@ def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarr
             if named.get("mean_label") in (0.0, 1.0):
                 named[GATED_METRIC] = math.nan  # one class only: AUC is undefined, not 0
             metrics.setdefault(_slice_name(slice_key), {})[model] = named
-        if model == CANDIDATE:
-            for failure in tfma.load_validation_result(model_dir).metric_validations_per_slice:
-                for metric in failure.failures:
-                    failures.append(f"{OVERALL}: {metric.metric_key.name} of the {CANDIDATE} is "
-                                    f"{metric.metric_value.double_value.value:.4f}, below the floor "
-                                    f"{thresholds.min_auc}")
         roc[model], calibration[model] = _curves(result)
+    failures = _floor_failures(metrics[OVERALL][CANDIDATE], thresholds)
     if champion is not None:
         failures += _change_failures(metrics, thresholds)
     data["prediction"] = candidate
@@ -190,7 +239,7 @@ def _curves(result) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
 
 def _confusion(data: pd.DataFrame, label: str) -> dict[str, int]:
     labels = data[label].to_numpy()
-    predicted_positive = data["prediction"].to_numpy() >= 0.5
+    predicted_positive = data["prediction"].to_numpy() >= DECISION_THRESHOLD
     return {"tp": int((predicted_positive & (labels == 1)).sum()),
             "fp": int((predicted_positive & (labels == 0)).sum()),
             "tn": int((~predicted_positive & (labels == 0)).sum()),

@@ -7,7 +7,7 @@ import html
 import io
 import math
 
-from evaluation.gate import CANDIDATE, CHAMPION, GATED_METRIC, OVERALL, EvaluationOutcome
+from evaluation.gate import CANDIDATE, CHAMPION, DECISION_THRESHOLD, GATED_METRIC, OVERALL, EvaluationOutcome
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 h1{font-size:1.5em} .verdict{padding:.6em 1em;border-radius:6px;font-weight:600;display:inline-block}
@@ -86,12 +86,27 @@ def _table(outcome: EvaluationOutcome) -> str:
     return f"{legend}<table><tr><th>slice</th>{header}</tr>{''.join(rows)}</table>"
 
 
+def _thresholds(outcome: EvaluationOutcome) -> str:
+    """Every check that applied to this candidate, and where its threshold was set."""
+    thresholds = outcome.thresholds
+    change = f"at most {thresholds.max_auc_regression} below the champion's {GATED_METRIC}" + (
+        "" if outcome.has_champion else " (ignored: no champion yet, this is the first run)")
+    checks = [("labelled eval examples", f"at least {thresholds.gate.min_eval_examples}",
+               "data set config: gate.min_eval_examples"),
+              (f"{GATED_METRIC} (overall)", f"at least {thresholds.min_auc}", "pipeline parameter min_auc"),
+              *((f"{metric} (overall)", f"at least {floor}", "data set config: gate.metric_floors")
+                for metric, floor in thresholds.gate.metric_floors.items()),
+              (f"{GATED_METRIC} against the champion", change, "pipeline parameter max_auc_regression")]
+    left = "style='text-align:left'"
+    rows = "".join(f"<tr><td>{html.escape(check)}</td><td {left}>{html.escape(required)}</td>"
+                   f"<td {left}>{html.escape(source)}</td></tr>" for check, required, source in checks)
+    return f"<table><tr><th>check</th><th {left}>required</th><th {left}>set by</th></tr>{rows}</table>"
+
+
 def evaluation_report(outcome: EvaluationOutcome, title: str, lineage: dict[str, str]) -> str:
     verdict = ("<span class='verdict ok'>BLESSED: registered as challenger</span>" if outcome.blessed else
                "<span class='verdict no'>NOT BLESSED: not registered, gets no traffic</span>")
     failures = "".join(f"<li>{html.escape(failure)}</li>" for failure in outcome.failures) or "<li>none</li>"
-    baseline = ("compared with the current champion" if outcome.has_champion
-                else "no champion yet: the change threshold is ignored on this first run")
     lineage_rows = "".join(f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
                            for k, v in lineage.items())
     confusion = outcome.confusion
@@ -99,12 +114,11 @@ def evaluation_report(outcome: EvaluationOutcome, title: str, lineage: dict[str,
 <style>{_STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{verdict}</p>
-<p>Thresholds: AUC at least {outcome.thresholds.min_auc} overall; at most
-{outcome.thresholds.max_auc_regression} below the champion ({baseline}).</p>
 <h2>Failed checks</h2><ul>{failures}</ul>
+<h2>Checks that applied</h2>{_thresholds(outcome)}
 <h2>Plots</h2><div class="plots">{''.join(_plots(outcome))}</div>
 <h2>Metrics per slice</h2>{_table(outcome)}
-<h2>Confusion at threshold 0.5 (candidate)</h2>
+<h2>Confusion at threshold {DECISION_THRESHOLD} (candidate)</h2>
 <table><tr><th></th><th>predicted positive</th><th>predicted negative</th></tr>
 <tr><td>actual positive</td><td>{confusion['tp']}</td><td>{confusion['fn']}</td></tr>
 <tr><td>actual negative</td><td>{confusion['fp']}</td><td>{confusion['tn']}</td></tr></table>

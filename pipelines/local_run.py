@@ -47,12 +47,21 @@ class StepTimer(logging.Filter):
         return True
 
 
-def _task_outputs(run_dir: Path, task: str) -> dict:
-    """Parameter outputs a task wrote (kfp.local keeps them in executor_output.json)."""
+def _executor_output(run_dir: Path, task: str) -> dict:
+    """What a task recorded (kfp.local keeps it in executor_output.json)."""
     path = run_dir / task / "executor_output.json"
-    if not path.exists():
-        return {}
-    return json.loads(path.read_text()).get("parameterValues", {})
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _task_outputs(run_dir: Path, task: str) -> dict:
+    """Parameter outputs a task wrote."""
+    return _executor_output(run_dir, task).get("parameterValues", {})
+
+
+def _artifact_uri(run_dir: Path, task: str, artifact: str) -> str | None:
+    """The URI a task recorded for an output artifact (a step may rename its file, as evaluate does)."""
+    recorded = _executor_output(run_dir, task).get("artifacts", {}).get(artifact, {}).get("artifacts", [])
+    return recorded[0].get("uri") if recorded else None
 
 
 @dataclasses.dataclass
@@ -223,10 +232,11 @@ def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float
             print(f"champion's auc on the same data: {overall['champion']['auc']:.4f}")
         print(f"blessed: {outcome['blessed']}" + (f"  ({'; '.join(outcome['failures'])})" if outcome["failures"]
                                                   else ""))
-        print(f"report: {run_dir / 'evaluate-model' / 'report'}")
+        print(f"report: {_artifact_uri(run_dir, 'evaluate-model', 'report')}")
+    model_name = _task_outputs(run_dir, "lookup-champion").get("model_name")
     registered = _task_outputs(run_dir, "register-model")
     if registered:
-        print(f"registered: version {registered.get('version')} as {registered.get('aliases')}")
+        print(f"registered: version {registered.get('version')} of {model_name} as {registered.get('aliases')}")
     elif outcome_file.exists():
         print("registered: nothing (the model was not blessed)")
     if failure:

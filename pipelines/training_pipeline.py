@@ -12,11 +12,15 @@ Steps, in the order they run:
    graph becomes part of the serving model.
 4. Train: the Keras model on the transformed data; exported as a SavedModel
    whose signature takes raw instances as Vertex sends them.
-5. Look up the champion: the registry's current `champion`, if any.
-6. Evaluate: TFMA, overall and per slice, against the absolute floor and the
-   champion; writes metrics, a classification artifact and an HTML report.
+5. Look up the champion: resolve the model name (the data set config's
+   `model_name` unless the parameter `model_name` overrides it), then the
+   registry's current `champion` of it, if any.
+6. Evaluate: TFMA, overall and per slice, against the floors, the data set
+   config's gate and the champion (refused if it takes other inputs); writes
+   metrics, a classification artifact and an HTML report.
 7. Register (only if blessed): a new model version, alias `challenger` (the
-   very first also `champion`), with its lineage.
+   very first also `champion`), with its lineage; refused if a version of the
+   model takes other inputs.
 """
 
 
@@ -45,7 +49,7 @@ def build_training_pipeline(platform: Platform):
         data_uri: str,
         data_version: str = "",
         dataset_config: str = DEFAULT_DATASET_CONFIG,
-        model_name: str = "chicago-taxi-big-tipper",
+        model_name: str = "",  # "": the data set config's model_name
         registry_uri: str = VERTEX,
         project: str = "",
         location: str = "us-central1",
@@ -68,19 +72,21 @@ def build_training_pipeline(platform: Platform):
                         transform_graph=transform.outputs["transform_graph"], schema=validate.outputs["schema"],
                         dataset_config=dataset_config, learning_rate=learning_rate, hidden_units=hidden_units,
                         epochs=epochs, batch_size=batch_size, seed=seed).set_display_name("4. Train")
-        champion = lookup_champion(model_name=model_name, registry_uri=registry_uri, project=project,
-                                   location=location).set_display_name("5. Look up the champion")
+        champion = lookup_champion(model_name=model_name, dataset_config=dataset_config, registry_uri=registry_uri,
+                                   project=project, location=location).set_display_name("5. Look up the champion")
         champion.set_caching_options(False)  # the champion changes between runs; never reuse an old answer
         evaluation = evaluate_model(
             model=trained.outputs["model"], examples=ingest.outputs["examples"], dataset_config=dataset_config,
-            champion_uri=champion.outputs["champion_uri"], min_auc=min_auc, max_auc_regression=max_auc_regression,
-            data_uri=data_uri).set_display_name("6. Evaluate with TFMA")
+            model_name=champion.outputs["model_name"], champion_uri=champion.outputs["champion_uri"],
+            champion_version=champion.outputs["champion_version"], min_auc=min_auc,
+            max_auc_regression=max_auc_regression, data_uri=data_uri).set_display_name("6. Evaluate with TFMA")
         with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition)
             register_model(
                 model=trained.outputs["model"], evaluation=evaluation.outputs["evaluation"],
-                examples=ingest.outputs["examples"], schema=validate.outputs["schema"], model_name=model_name,
-                registry_uri=registry_uri, project=project, location=location, serving_image=serving_image,
-                data_uri=data_uri, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
+                model_name=champion.outputs["model_name"], registry_uri=registry_uri, project=project,
+                location=location, serving_image=serving_image, data_uri=data_uri,
+                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             ).set_display_name("7. Register the model").set_caching_options(False)
 
     return training_pipeline

@@ -10,6 +10,9 @@ Semantics shared by both:
 - The very first registered version also becomes `champion`, since there is
   nothing to compare it with; later ones arrive as `challenger` only and are
   promoted by the deploy step.
+- A model name holds one input contract (features and their dtypes, the
+  exported `input_spec.json`): its versions take turns behind one endpoint, so a
+  version trained on other inputs is refused (`require_same_inputs`).
 """
 
 from __future__ import annotations
@@ -24,18 +27,30 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from contract.model_inputs import InputSpec
 from storage.local_files import file_lock, write_json_atomically
+
+if TYPE_CHECKING:
+    from contract.dataset import DatasetConfig
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 VERTEX = "vertex"
 _ALIAS_PATTERN = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")  # Vertex's rule for version aliases
+# Safe as a folder name here and as a Vertex display name (at most 128 characters) there.
+_MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# Where a registered version's lineage records the inputs it was trained on.
+INPUT_CONTRACT_KEY = "input_contract"
 
 
 class RegistryError(RuntimeError):
     pass
+
+
+class InputContractMismatch(RegistryError):
+    """The candidate takes other inputs than a version already registered under its model name."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +70,22 @@ class ModelRegistry(Protocol):
     def set_alias(self, model_name: str, version: str, alias: str) -> None: ...
 
 
+def check_model_name(model_name: str, source: str = "model name") -> None:
+    if not isinstance(model_name, str) or not _MODEL_NAME_PATTERN.fullmatch(model_name):
+        raise RegistryError(f"{source} {model_name!r} is not valid; expected up to 128 letters, digits, '-', "
+                            "'_' or '.', starting with a letter or digit")
+
+
+def resolve_model_name(parameter: str, config: DatasetConfig) -> str:
+    """The run's model name: the data set config's `model_name`, unless the
+    pipeline parameter `model_name` overrides it. Resolved once per run."""
+    if parameter:
+        check_model_name(parameter, "pipeline parameter model_name")
+        return parameter
+    check_model_name(config.model_name, f"model_name in {config.source}")
+    return config.model_name
+
+
 def check_alias(alias: str) -> None:
     if not _ALIAS_PATTERN.match(alias) or alias.isdigit():
         raise RegistryError(f"alias {alias!r} is not valid; expected [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9]")
@@ -67,8 +98,7 @@ class LocalModelRegistry:
         self.root = Path(root)
 
     def _model_dir(self, model_name: str) -> Path:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", model_name):
-            raise RegistryError(f"model name {model_name!r} is not valid; expected letters, digits, '-', '_', '.'")
+        check_model_name(model_name)
         return self.root / model_name
 
     @contextlib.contextmanager
@@ -165,8 +195,14 @@ class VertexModelRegistry:
         parent = self._parent(model_name)
         if parent is None:
             return []
-        return [ModelVersion(model_name, str(v.version_id), "", tuple(v.version_aliases), {})
-                for v in parent.versioning_registry.list_versions()]
+        # models.listVersions returns whole Model resources (the SDK's list_versions keeps no artifact URI).
+        return [self._version_resource(model_name, resource)
+                for resource in parent.api_client.list_model_versions(name=parent.resource_name)]
+
+    @staticmethod
+    def _version_resource(model_name: str, resource) -> ModelVersion:
+        return ModelVersion(model_name, str(resource.version_id), resource.artifact_uri,
+                            tuple(resource.version_aliases), dict(resource.labels or {}))
 
     def register(self, model_name: str, model_uri: str, metadata: dict,
                  aliases: tuple[str, ...] = (CHALLENGER,)) -> ModelVersion:
@@ -198,7 +234,31 @@ def open_registry(registry_uri: str, project: str = "", location: str = "", serv
     return LocalModelRegistry(registry_uri)
 
 
+def require_same_inputs(model_name: str, version: str, version_uri: str, candidate: InputSpec,
+                        aliases: tuple[str, ...] = ()) -> None:
+    """Refuses, naming the version and each differing feature, when the version at
+    `version_uri` was trained on other features or dtypes than the candidate."""
+    label = f"version {version}" + (f" ({', '.join(aliases)})" if aliases else "")
+    remedy = ("One model name holds one input contract: train this data set under its own model name "
+              "(`model_name` in its data set config, or the pipeline parameter model_name).")
+    try:
+        registered = InputSpec.load(version_uri)
+    except (FileNotFoundError, ValueError) as error:  # ValueError: a malformed or non-JSON spec
+        raise InputContractMismatch(f"model {model_name!r} {label}: its input contract cannot be read, so "
+                                    f"this candidate cannot be checked against it ({error}). {remedy}") from None
+    differences = candidate.differences(registered, "the candidate", f"version {version}")
+    if differences:
+        raise InputContractMismatch(f"model {model_name!r} {label} was trained on other inputs than the "
+                                    f"candidate: {'; '.join(differences)}. {remedy}")
+
+
 def register_blessed_model(registry: ModelRegistry, model_name: str, model_uri: str, metadata: dict) -> ModelVersion:
-    """A blessed model arrives as `challenger`; the very first one is also `champion`."""
+    """A blessed model arrives as `challenger`; the very first one is also `champion`.
+    Every existing version must share the candidate's input contract (read from
+    the exported model), which the new version's lineage records."""
+    contract = InputSpec.load(model_uri)
+    for version in registry.versions(model_name):
+        require_same_inputs(model_name, version.version, version.uri, contract, version.aliases)
     first = registry.get(model_name, CHAMPION) is None
-    return registry.register(model_name, model_uri, metadata, (CHALLENGER, CHAMPION) if first else (CHALLENGER,))
+    return registry.register(model_name, model_uri, metadata | {INPUT_CONTRACT_KEY: dict(contract.features)},
+                             (CHALLENGER, CHAMPION) if first else (CHALLENGER,))

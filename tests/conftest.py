@@ -7,7 +7,9 @@ printed; on CI (CI=true) the same absence is a failure, never a silent skip.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,23 @@ def require_or_skip(available: bool, reason: str) -> None:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+@pytest.fixture
+def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A bucket in an in-memory Cloud Storage emulator (gcp-storage-emulator); every
+    google-cloud-storage client in this process reaches it through STORAGE_EMULATOR_HOST."""
+    require_or_skip(importlib.util.find_spec("gcp_storage_emulator") is not None,
+                    "gcp-storage-emulator is not installed (it is in the dev extras)")
+    from gcp_storage_emulator.server import create_server
+
+    from serving.processes import free_loopback_port
+
+    bucket, port = "test-bucket", free_loopback_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    try:
+        yield bucket
+    finally:
+        server.stop()

@@ -16,11 +16,13 @@ def test_shipped_config_is_complete(dataset_config):
     ("{kind: numeric}", "has kind 'nonsense'"),
     ("eval_percent: 20", "eval_percent is 0"),
     ("name: chicago_taxi", "missing required key 'name'"),
+    ("model_name: chicago-taxi-big-tipper", "model_name is 12; expected the registry name"),
 ])
 def test_bad_config_names_the_problem(tmp_path, dataset_config, mutation, message):
     text = Path(dataset_config.source).read_text()
     replacement = {"{kind: numeric}": "{kind: nonsense}", "eval_percent: 20": "eval_percent: 0",
-                   "name: chicago_taxi": "title: chicago_taxi"}[mutation]
+                   "name: chicago_taxi": "title: chicago_taxi",
+                   "model_name: chicago-taxi-big-tipper": "model_name: 12"}[mutation]
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace(mutation, replacement, 1))
     with pytest.raises(DatasetConfigError, match=message):

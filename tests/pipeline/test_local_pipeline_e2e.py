@@ -1,4 +1,8 @@
-"""The training pipeline end to end with kfp.local: the same definition Vertex runs."""
+"""The training pipeline end to end with kfp.local: the same definition Vertex runs.
+
+The runs use a copy of the shipped data set config with its own model name (the
+pipeline's `model_name` parameter is left at its default, so the config's name
+must be the one used) and a minimum of eval examples the small partitions can meet."""
 
 import json
 from pathlib import Path
@@ -6,12 +10,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.local_run import run_training_locally
-from registry.model_registry import CHALLENGER, CHAMPION, LocalModelRegistry
-from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS, copy_partitions
+from contract.model_inputs import InputSpec
+from pipelines.local_run import print_summary, run_training_locally
+from registry.model_registry import CHALLENGER, CHAMPION, INPUT_CONTRACT_KEY, LocalModelRegistry
+from tests.pipeline.conftest import (
+    SMALL_DATA_HYPERPARAMETERS,
+    SMALL_DATA_MIN_EVAL_EXAMPLES,
+    SMALL_PARTITIONS,
+    copy_partitions,
+    derived_config,
+)
+from tests.report_rendering import CANDIDATE_COLOUR, CHAMPION_COLOUR, render_report
 from triggers.submission.data_version import listing_version
 
-MODEL = "chicago-taxi-big-tipper"
+MODEL = "chicago-taxi-small-sample"
 pytestmark = pytest.mark.e2e
 
 
@@ -19,27 +31,35 @@ def _runs(local_dir: Path) -> list[Path]:
     return sorted((local_dir / "pipeline_root").iterdir())
 
 
+def _recorded_report(run: Path) -> Path:
+    """The report file as kfp.local recorded it (what the summary prints and a browser opens)."""
+    recorded = json.loads((run / "evaluate-model/executor_output.json").read_text())
+    return Path(recorded["artifacts"]["report"]["artifacts"][0]["uri"])
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    return {"landing": copy_partitions(root), "local": root / "local"}
+    config = derived_config(root / "small_sample.yaml", model_name=MODEL,
+                            gate={"min_eval_examples": SMALL_DATA_MIN_EVAL_EXAMPLES, "metric_floors": {"recall": 0.2}})
+    return {"landing": copy_partitions(root), "local": root / "local", "config": str(config)}
 
 
 @pytest.fixture(scope="module")
 def first_run(workspace):
-    code = run_training_locally(data_uri=str(workspace["landing"]), local_dir=workspace["local"],
-                                **SMALL_DATA_HYPERPARAMETERS)
+    code = run_training_locally(data_uri=str(workspace["landing"]), dataset_config=workspace["config"],
+                                local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
     return code, _runs(workspace["local"])[-1]
 
 
-def test_first_run_trains_evaluates_and_registers_the_champion(first_run, workspace):
+def test_first_run_trains_evaluates_and_registers_the_champion(first_run, workspace, tmp_path, capsys):
     code, run = first_run
     assert code == 0
     for artifact in ("ingest-data/examples/train.parquet", "validate-data/statistics/statistics.pbtxt",
                      "validate-data/schema/schema.pbtxt", "validate-data/anomalies/anomalies.pbtxt",
                      "transform-data/transform_graph/transform_fn/saved_model.pb",
                      "train-model/model/saved_model.pb", "train-model/model/input_spec.json",
-                     "evaluate-model/report"):
+                     "evaluate-model/report.html"):
         assert (run / artifact).exists(), artifact
     outcome = json.loads((run / "evaluate-model/evaluation/outcome.json").read_text())
     assert outcome["blessed"] and not outcome["has_champion"]
@@ -47,30 +67,56 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
     ingested = json.loads((run / "ingest-data/executor_output.json").read_text())
     (examples,) = ingested["artifacts"]["examples"]["artifacts"]
     assert examples["metadata"]["data_version"] == listing_version(str(workspace["landing"]))
-    assert "<svg" in (run / "evaluate-model/report").read_text()
+    assert outcome["thresholds"]["gate"]["min_eval_examples"] == SMALL_DATA_MIN_EVAL_EXAMPLES
+    report = _recorded_report(run)
+    assert report == run / "evaluate-model/report.html"
+    assert f"<title>Evaluation of {MODEL}</title>" in report.read_text()
 
+    # Registered under the data set config's model name: the parameter was left to default to it.
     registry = LocalModelRegistry(workspace["local"] / "registry")
     [version] = registry.versions(MODEL)
+    assert registry.versions("chicago-taxi-big-tipper") == []
     assert version.aliases == (CHALLENGER, CHAMPION)
     assert version.metadata["data_uri"] == str(workspace["landing"])
     assert version.metadata["metrics"]["auc"] == pytest.approx(outcome["metrics"]["overall"]["candidate"]["auc"])
     assert version.metadata["pipeline_run"].startswith("training-pipeline")
+    assert version.metadata[INPUT_CONTRACT_KEY] == InputSpec.load(run / "train-model/model").features
     assert (Path(version.uri) / "saved_model.pb").exists()
 
+    print_summary(run, {}, 0.0, str(workspace["landing"]), None)
+    summary = capsys.readouterr().out
+    assert f"report: {report}\n" in summary and f"registered: version 1 of {MODEL} as challenger,champion" in summary
 
-def test_second_run_is_judged_against_the_first_runs_champion(first_run, workspace, capfd):
+    # The recorded file opens in a browser as a page, with its three plots drawn.
+    rendered = render_report(report, tmp_path / "rendered")
+    assert len(rendered.plots) == 3
+    assert all(rendered.pixels_near(plot, CANDIDATE_COLOUR) > 100 for plot in range(3))
+
+
+def test_second_run_is_judged_against_the_first_runs_champion_and_the_gate(first_run, workspace, tmp_path, capfd):
+    """One partition holds fewer eval examples than the gate's minimum: refused, and the report says why."""
     code = run_training_locally(data_uri=str(workspace["landing"] / SMALL_PARTITIONS[0]),
-                                local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
+                                dataset_config=workspace["config"], local_dir=workspace["local"],
+                                **SMALL_DATA_HYPERPARAMETERS)
     run = _runs(workspace["local"])[-1]
     outcome = json.loads((run / "evaluate-model/evaluation/outcome.json").read_text())
-    assert code == 0 and outcome["has_champion"]
-    assert "champion's auc on the same data" in capfd.readouterr().out
+    assert code == 0 and outcome["has_champion"] and not outcome["blessed"]
+    eval_rows = int(outcome["metrics"]["overall"]["candidate"]["example_count"])
+    refusal = (f"overall: only {eval_rows} labelled eval examples, at least {SMALL_DATA_MIN_EVAL_EXAMPLES} are "
+               "needed (gate.min_eval_examples): metrics from so few rows are not trusted")
+    assert eval_rows < SMALL_DATA_MIN_EVAL_EXAMPLES and outcome["failures"][0] == refusal
+    output = capfd.readouterr().out
+    assert "champion's auc on the same data" in output and refusal in output
+    assert "registered: nothing (the model was not blessed)" in output
     registry = LocalModelRegistry(workspace["local"] / "registry")
-    assert registry.get(MODEL, CHAMPION).version == "1"  # registering never promotes; deploy does
-    if outcome["blessed"]:
-        assert registry.get(MODEL, CHALLENGER).version == "2"
-    else:
-        assert len(registry.versions(MODEL)) == 1 and outcome["failures"]
+    assert [(v.version, v.aliases) for v in registry.versions(MODEL)] == [("1", (CHALLENGER, CHAMPION))]
+
+    report = _recorded_report(run)
+    assert refusal in report.read_text()
+    rendered = render_report(report, tmp_path / "rendered")
+    assert len(rendered.plots) == 3
+    assert all(rendered.pixels_near(plot, CANDIDATE_COLOUR) > 100 and rendered.pixels_near(plot, CHAMPION_COLOUR) > 100
+               for plot in range(3))
 
 
 @pytest.mark.parametrize("breakage, expected", [
@@ -85,7 +131,8 @@ def test_a_bad_batch_stops_before_training_and_leaves_the_registry_untouched(
     registry = LocalModelRegistry(workspace["local"] / "registry")
     versions_before = [(v.version, v.aliases) for v in registry.versions(MODEL)]
 
-    code = run_training_locally(data_uri=str(landing), local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
+    code = run_training_locally(data_uri=str(landing), dataset_config=workspace["config"],
+                                local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
 
     assert code == 1
     run = _runs(workspace["local"])[-1]

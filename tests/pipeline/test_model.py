@@ -1,18 +1,23 @@
 """Transform, train, export and evaluate on two small shipped partitions, calling
-the plain Python the components wrap (no KFP)."""
+the plain Python the components wrap (no KFP runner; one test calls a component's function)."""
 
 import json
 import math
 
 import numpy as np
 import pytest
+from kfp import dsl
 
+from components.evaluate_model import evaluate_model
+from contract.dataset import Gate
 from contract.model_inputs import INPUT_SPEC_FILE, InputSpec
 from dataprep.ingest import ingest, load_split
 from dataprep.transform import run_transform
 from evaluation.gate import CANDIDATE, CHAMPION, OVERALL, Thresholds, evaluate, predict
 from evaluation.report import evaluation_report
-from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, copy_partitions
+from registry.model_registry import InputContractMismatch
+from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, copy_partitions, exported_model
+from tests.report_rendering import CANDIDATE_COLOUR, CHAMPION_COLOUR, render_report
 from trainer.train import Hyperparameters, train_and_export
 
 
@@ -90,9 +95,10 @@ def scored(trained):
     return eval_frame, predict(str(trained["root"] / "model"), eval_frame)
 
 
-def test_first_run_is_judged_by_the_floor_alone(scored, dataset_config, tmp_path):
+def test_first_run_is_judged_by_the_floors_alone(scored, dataset_config, small_data_gate, tmp_path):
     eval_frame, candidate = scored
-    outcome = evaluate(eval_frame, candidate, None, dataset_config, Thresholds(min_auc=0.6), str(tmp_path / "a"))
+    outcome = evaluate(eval_frame, candidate, None, dataset_config, Thresholds(min_auc=0.6, gate=small_data_gate),
+                       str(tmp_path / "a"))
     assert outcome.blessed and not outcome.has_champion and outcome.failures == []
     overall = outcome.overall()
     assert overall["example_count"] == len(eval_frame)
@@ -101,28 +107,60 @@ def test_first_run_is_judged_by_the_floor_alone(scored, dataset_config, tmp_path
     assert {"payment_type=Cash", "trip_start_day=1"} <= set(outcome.metrics)
     # Cash tips are not recorded: that slice has one class, so its AUC is undefined rather than 0.
     assert math.isnan(outcome.metrics["payment_type=Cash"][CANDIDATE]["auc"])
-    high = evaluate(eval_frame, candidate, None, dataset_config, Thresholds(min_auc=0.999), str(tmp_path / "b"))
-    assert not high.blessed and "below the floor 0.999" in high.failures[0]
 
 
-def test_a_candidate_worse_than_the_champion_is_not_blessed(scored, dataset_config, tmp_path):
+def test_too_few_examples_or_a_metric_below_or_without_its_floor_is_refused_and_explained(
+        scored, dataset_config, tmp_path):
+    """The issue's case: a model that predicts no positive (recall 0, precision undefined) on too few rows."""
+    eval_frame, _ = scored
+    never_positive = np.full(len(eval_frame), 0.1, dtype="float32")
+    gate = Gate(min_eval_examples=len(eval_frame) + 1, metric_floors={"recall": 0.2, "precision": 0.5})
+    outcome = evaluate(eval_frame, never_positive, None, dataset_config, Thresholds(min_auc=0.6, gate=gate),
+                       str(tmp_path / "b"))
+    assert not outcome.blessed
+    assert outcome.failures == [
+        f"overall: only {len(eval_frame)} labelled eval examples, at least {len(eval_frame) + 1} are needed "
+        "(gate.min_eval_examples): metrics from so few rows are not trusted",
+        "overall: auc of the candidate is 0.5000, below its floor 0.6 (min_auc)",
+        "overall: recall of the candidate is 0.0000, below its floor 0.2 (gate.metric_floors)",
+        "overall: precision of the candidate is undefined (no example is predicted positive at threshold 0.5), "
+        "so it cannot meet its floor 0.5 (gate.metric_floors)"]
+    # KFP Metrics gets the defined metrics only: it cannot hold NaN.
+    assert "precision" not in outcome.defined_metrics() and outcome.defined_metrics()["recall"] == 0.0
+    assert all(math.isfinite(value) for value in outcome.defined_metrics().values())
+    recorded = json.loads(outcome.to_json())
+    assert recorded["thresholds"]["gate"] == {"min_eval_examples": len(eval_frame) + 1,
+                                              "metric_floors": {"recall": 0.2, "precision": 0.5}}
+
+    report = evaluation_report(outcome, "Evaluation", {"data_uri": "x"})
+    assert "NOT BLESSED" in report and "so it cannot meet its floor 0.5" in report
+    assert f"at least {len(eval_frame) + 1}" in report and "data set config: gate.metric_floors" in report
+
+
+def test_a_candidate_worse_than_the_champion_is_not_blessed(scored, dataset_config, small_data_gate, tmp_path):
     eval_frame, candidate = scored
     labels = eval_frame[dataset_config.label.name].to_numpy().astype("float32")
     perfect_champion = 0.1 + 0.8 * labels  # AUC 1.0
-    outcome = evaluate(eval_frame, candidate, perfect_champion, dataset_config, Thresholds(min_auc=0.6),
-                       str(tmp_path / "c"))
+    thresholds = Thresholds(min_auc=0.6, gate=small_data_gate)
+    outcome = evaluate(eval_frame, candidate, perfect_champion, dataset_config, thresholds, str(tmp_path / "c"))
     assert not outcome.blessed
     assert outcome.metrics[OVERALL][CHAMPION]["auc"] == pytest.approx(1.0)
-    assert "below the champion's 1.0000" in outcome.failures[0]
+    assert len(outcome.failures) == 1 and "below the champion's 1.0000" in outcome.failures[0]
     # An equal champion is no reason to refuse: the regression allowance is inclusive.
-    tie = evaluate(eval_frame, candidate, candidate.copy(), dataset_config, Thresholds(min_auc=0.6),
-                   str(tmp_path / "d"))
+    tie = evaluate(eval_frame, candidate, candidate.copy(), dataset_config, thresholds, str(tmp_path / "d"))
     assert tie.blessed and tie.has_champion
 
     report = evaluation_report(outcome, "Evaluation", {"data_uri": "x"})
     assert "NOT BLESSED" in report and report.count("<svg") == 3 and "below the champion" in report
     json.loads(outcome.to_json())  # strict JSON, NaN-free
     assert set(outcome.roc) == {CANDIDATE, CHAMPION}
+
+    # In a browser: the ROC, calibration and per-slice plots each show both models.
+    (tmp_path / "report.html").write_text(report)
+    rendered = render_report(tmp_path / "report.html", tmp_path / "rendered")
+    assert len(rendered.plots) == 3 and all(width > 200 and height > 200 for _, _, width, height in rendered.plots)
+    for plot in range(3):
+        assert rendered.pixels_near(plot, CANDIDATE_COLOUR) > 100 and rendered.pixels_near(plot, CHAMPION_COLOUR) > 100
 
 
 def test_the_trained_model_serves_over_http_as_it_predicts_in_process(trained, scored, dataset_config, tmp_path):
@@ -147,3 +185,21 @@ def test_the_trained_model_serves_over_http_as_it_predicts_in_process(trained, s
     assert answer.status == 200, answer.body
     served = [prediction["probability"] for prediction in json.loads(answer.body)["predictions"]]
     np.testing.assert_allclose(served, in_process[:64], rtol=1e-5, atol=1e-6)
+
+
+def test_a_champion_trained_on_other_inputs_is_never_compared_with(trained, dataset_config, tmp_path):
+    """The evaluate step refuses before scoring anything, naming the model, the version and the features."""
+    loans_champion = exported_model(tmp_path / "champion", InputSpec({"income": "float32", "fare": "int64"}))
+    outputs = {name: kind(uri=str(tmp_path / name)) for name, kind in (
+        ("metrics", dsl.Metrics), ("classification_metrics", dsl.ClassificationMetrics), ("report", dsl.HTML),
+        ("evaluation", dsl.Artifact))}
+    with pytest.raises(InputContractMismatch, match="model 'chicago-taxi-big-tipper' version 3 \\(champion\\) was "
+                       "trained on other inputs than the candidate: feature 'company' \\(string\\) only in the "
+                       "candidate; feature 'dropoff_community_area'.*feature 'fare' is float32 in the candidate, "
+                       "int64 in version 3"):
+        evaluate_model.python_func(
+            model=dsl.Model(uri=str(trained["root"] / "model")),
+            examples=dsl.Dataset(uri=str(trained["root"] / "examples")), dataset_config=dataset_config.source,
+            model_name="chicago-taxi-big-tipper", champion_uri=str(loans_champion), champion_version="3",
+            min_auc=0.7, max_auc_regression=0.01, data_uri="x", **outputs)
+    assert not (tmp_path / "report.html").exists()

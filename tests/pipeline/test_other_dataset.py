@@ -1,12 +1,15 @@
 """A different CSV data set works by writing a new config file: no code change.
 
 A synthetic loan data set (other columns, other kinds, a string label) goes through
-the same functions the pipeline's components call, from ingest to evaluation."""
+the same functions the pipeline's components call, from ingest to registration:
+its own gate judges it, and it is registered under its own config's model name,
+never into the taxi model."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from components.lookup_champion import lookup_champion
 from contract.dataset import load_dataset_config
 from contract.model_inputs import InputSpec
 from contract.schema import load_schema, write_schema
@@ -14,6 +17,14 @@ from dataprep import validation as dv
 from dataprep.ingest import find_batches, ingest, load_batches, load_manifest, load_split, type_columns
 from dataprep.transform import run_transform
 from evaluation.gate import Thresholds, evaluate, predict
+from registry.model_registry import (
+    INPUT_CONTRACT_KEY,
+    InputContractMismatch,
+    LocalModelRegistry,
+    register_blessed_model,
+    resolve_model_name,
+)
+from tests.pipeline.conftest import exported_model
 from trainer.train import train_and_export
 
 CONFIG = """
@@ -33,6 +44,9 @@ split:
 slices:
   - [region]
 schema: loans.schema.pbtxt
+gate:
+  min_eval_examples: 150
+  metric_floors: {recall: 0.3, precision: 0.3}
 """
 
 
@@ -65,7 +79,7 @@ def loans(tmp_path_factory):
     return root, load_dataset_config(root / "loans.yaml")
 
 
-def test_a_new_config_is_all_a_new_data_set_needs(loans):
+def test_a_new_config_is_all_a_new_data_set_needs(loans, dataset_config):
     root, config = loans
     assert config.feature_names == ["income", "age", "region", "product_code"]
 
@@ -88,6 +102,21 @@ def test_a_new_config_is_all_a_new_data_set_needs(loans):
 
     eval_frame = load_split(root / "examples", "eval")
     outcome = evaluate(eval_frame, predict(str(root / "model"), eval_frame), None, config,
-                       Thresholds(min_auc=0.7), str(root / "evaluation"))
+                       Thresholds(min_auc=0.7, gate=config.gate), str(root / "evaluation"))
     assert outcome.blessed, outcome.failures
     assert {"region=north", "region=south", "region=east"} <= set(outcome.metrics)
+    assert outcome.thresholds.gate.metric_floors == {"recall": 0.3, "precision": 0.3}
+
+    # Registered under its own config's model name; the taxi model, trained on other inputs, refuses it.
+    registry = LocalModelRegistry(root / "registry")
+    taxi = exported_model(root / "taxi-model", InputSpec({name: "float32" for name in dataset_config.feature_names}))
+    register_blessed_model(registry, resolve_model_name("", dataset_config), str(taxi), {})
+    with pytest.raises(InputContractMismatch, match="model 'chicago-taxi-big-tipper' version 1 .*'income'"):
+        register_blessed_model(registry, "chicago-taxi-big-tipper", str(root / "model"), {})
+    # The pipeline's lookup step is where a run's model name is resolved: here, to the loans config's.
+    resolved = lookup_champion.python_func(model_name="", dataset_config=str(root / "loans.yaml"),
+                                           registry_uri=str(root / "registry"), project="", location="")
+    assert (resolved.model_name, resolved.champion_uri) == ("loan-default", "")
+    version = register_blessed_model(registry, resolved.model_name, str(root / "model"), {})
+    assert (version.model_name, version.version) == ("loan-default", "1")
+    assert version.metadata[INPUT_CONTRACT_KEY] == InputSpec.load(root / "model").features

@@ -1,6 +1,7 @@
 """The Vertex backend of the registry, through the real google-cloud-aiplatform client
 (REST transport) pointed at a local stand-in for the Model Registry API. Mocked,
-because no Google Cloud is reachable here: only the server side of the API."""
+because no Google Cloud is reachable here: only the server side of the API. The
+models' input specs are read from gs:// in a Cloud Storage emulator, as on Vertex."""
 
 import json
 import threading
@@ -10,14 +11,23 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from registry.model_registry import CHALLENGER, CHAMPION, VertexModelRegistry, register_blessed_model
+from contract.model_inputs import INPUT_SPEC_FILE, InputSpec
+from registry.model_registry import (
+    CHALLENGER,
+    CHAMPION,
+    INPUT_CONTRACT_KEY,
+    InputContractMismatch,
+    VertexModelRegistry,
+    register_blessed_model,
+)
 
 PROJECT, LOCATION, NAME = "test-project", "us-central1", "chicago-taxi-big-tipper"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 
 class FakeModelRegistry:
-    """models.list, models.upload (a finished long-running operation), models.get by version or alias."""
+    """models.list, models.listVersions, models.upload (a finished long-running operation), models.get by
+    version or alias."""
 
     def __init__(self) -> None:
         self.uploads: list[dict] = []
@@ -54,6 +64,8 @@ class FakeModelRegistry:
 
     def get(self, url) -> tuple[int, dict]:
         path = unquote(url.path)
+        if path == f"/v1/{PARENT}/models/1:listVersions":
+            return 200, {"models": [self.model(version) for version in self.versions]}
         if path == f"/v1/{PARENT}/models":
             wanted = parse_qs(url.query).get("filter", [""])[0]
             found = self.versions and f'display_name="{NAME}"' == wanted
@@ -96,22 +108,45 @@ def vertex():
     vars(initializer.global_config).update(saved)
 
 
-def test_first_upload_is_champion_then_new_versions_of_the_same_model(vertex):
+TAXI_INPUTS = InputSpec({"fare": "float32", "trip_start_hour": "int64", "company": "string"})
+
+
+def export_to_gcs(bucket: str, run: str, inputs: InputSpec = TAXI_INPUTS) -> str:
+    """An exported model's gs:// folder; the registry reads only its input spec (the upload is faked)."""
+    from google.cloud import storage
+
+    storage.Client().bucket(bucket).blob(f"{run}/model/{INPUT_SPEC_FILE}").upload_from_string(
+        json.dumps(inputs.to_dict()))
+    return f"gs://{bucket}/{run}/model"
+
+
+@pytest.mark.emulator
+def test_first_upload_is_champion_then_new_versions_of_the_same_model(vertex, gcs_bucket):
     registry = VertexModelRegistry(PROJECT, LOCATION, serving_image="us-docker.pkg.dev/p/r/serving:1")
     assert registry.get(NAME, CHAMPION) is None
 
-    first = register_blessed_model(registry, NAME, "gs://bucket/run-1/model", {"labels": {"data_uri": "gs://x/2014"}})
+    first_uri, second_uri = export_to_gcs(gcs_bucket, "run-1"), export_to_gcs(gcs_bucket, "run-2")
+    first = register_blessed_model(registry, NAME, first_uri, {"labels": {"data_uri": "gs://x/2014"}})
     assert first.version == "1" and set(first.aliases) >= {CHALLENGER, CHAMPION}
     upload = vertex.uploads[0]
     assert "parentModel" not in upload
     assert upload["model"]["displayName"] == NAME
-    assert upload["model"]["artifactUri"] == "gs://bucket/run-1/model"
+    assert upload["model"]["artifactUri"] == first_uri
+    assert json.loads(upload["model"]["versionDescription"])[INPUT_CONTRACT_KEY] == TAXI_INPUTS.features
     assert upload["model"]["containerSpec"]["imageUri"] == "us-docker.pkg.dev/p/r/serving:1"
     assert upload["model"]["labels"] == {"data_uri": "gs---x-2014"}  # label values: [a-z0-9_-] only
 
-    second = register_blessed_model(registry, NAME, "gs://bucket/run-2/model", {})
+    second = register_blessed_model(registry, NAME, second_uri, {})
     assert vertex.uploads[1]["parentModel"] == f"{PARENT}/models/1"  # a version, not a new model
     assert vertex.uploads[1]["model"]["versionAliases"] == [CHALLENGER]
     assert second.version == "2"
     assert registry.get(NAME, CHAMPION).version == "1"
-    assert registry.get(NAME, CHALLENGER).uri == "gs://bucket/run-2/model"
+    assert registry.get(NAME, CHALLENGER).uri == second_uri
+    assert [(v.version, v.uri) for v in registry.versions(NAME)] == [("1", first_uri), ("2", second_uri)]
+
+    # A model trained on another data set is refused before anything is uploaded.
+    other_uri = export_to_gcs(gcs_bucket, "loans", InputSpec({"income": "float32", "region": "string"}))
+    with pytest.raises(InputContractMismatch, match=f"model '{NAME}' version 1 \\(champion, default\\) was trained "
+                                                    "on other inputs than the candidate: feature 'company'"):
+        register_blessed_model(registry, NAME, other_uri, {})
+    assert len(vertex.uploads) == 2
