@@ -65,8 +65,12 @@ def extra_field_on_line(line_number: int):
 
 
 def invalid_utf8_on_line(line_number: int):
+    """Two bytes that are not UTF-8 at the end of that line's payment_type."""
     def change(lines: list[bytes]) -> list[bytes]:
-        lines[line_number - 1] = lines[line_number - 1].replace(b"Cash", b"Cash\xe9\xff")
+        index = lines[0].split(b",").index(b"payment_type")
+        fields = lines[line_number - 1].split(b",")
+        fields[index] += b"\xe9\xff"
+        lines[line_number - 1] = b",".join(fields)
         return lines
     return change
 
@@ -78,11 +82,12 @@ def drop_columns(*names: str):
     return change
 
 
-def set_cells(column: str, values: dict[int, bytes]):
-    """Replaces the cells of `column` on the given (1-based) line numbers."""
+def set_cells(column: str, values: dict[int, bytes] | bytes):
+    """Replaces the cells of `column` on the given (1-based) line numbers, or on every row."""
     def change(lines: list[bytes]) -> list[bytes]:
         index = lines[0].split(b",").index(column.encode())
-        for line_number, value in values.items():
+        by_line = values if isinstance(values, dict) else dict.fromkeys(range(2, len(lines) + 1), values)
+        for line_number, value in by_line.items():
             fields = lines[line_number - 1].split(b",")
             fields[index] = value
             lines[line_number - 1] = b",".join(fields)
