@@ -32,7 +32,6 @@ from contract.artifacts import EVAL_FILE, MANIFEST_FILE, TRAIN_FILE
 from contract.dataset import BATCH_COLUMN, DatasetConfig
 from contract.paths import BATCH_FILE_NAME, PROJECT_ROOT
 
-SPLIT_COLUMN = "_split"
 # How many distinct offending values a problem or anomaly quotes.
 SAMPLE_COUNT = 3
 # Problem kinds, named by the closest tensorflow-metadata AnomalyInfo.Type (validation reports them as such).
@@ -172,7 +171,7 @@ def parse_batch(data: bytes, uri: str) -> tuple[pd.DataFrame | None, BatchInfo]:
         problems += _undecodable_problems(header, header_line, rows, starts)
         header = [_shown(name) for name in header]
     problems += _repeated_columns(header, header_line) + _row_length_problems(rows, starts, len(header))
-    if not rows:
+    if header and not rows:
         problems.append(BatchProblem("", NO_ROWS, f"the file has a header (line {header_line}) but no rows"))
     info = BatchInfo(uri=uri, rows=len(rows), columns=header, problems=problems)
     return (None, info) if problems else (pd.DataFrame(rows, columns=header, dtype=object), info)
@@ -297,73 +296,79 @@ def label_input_columns(expression: str) -> list[str]:
     return list(dict.fromkeys(quoted.get(node.id, node.id) for node in names))
 
 
-def _numeric_label_inputs(frames: list[pd.DataFrame], inputs: list[str], missing_values: tuple[str, ...]) -> set[str]:
-    """The label inputs that hold numbers: most of their values, over all batches, parse as numbers.
-    A batch with text there is then a damaged batch, where a text column (`outcome == 'default'`) is not."""
-    numeric = set()
-    for column in inputs:
-        values = pd.concat([frame[column] for frame in frames if column in frame.columns] or [pd.Series(dtype=str)])
-        present = int((~values.isin(missing_values)).sum())
-        if present and 2 * len(non_numeric_values(values, missing_values)) <= present:
-            numeric.add(column)
-    return numeric
+def _require_label_inputs(frame: pd.DataFrame | None, info: BatchInfo, inputs: list[str],
+                          expression: str) -> tuple[pd.DataFrame | None, BatchInfo]:
+    """A readable batch without a column the label reads is left out (or its label would be all 0)."""
+    missing = [column for column in inputs if column not in info.columns]
+    if frame is None or not missing:
+        return frame, info
+    return None, dataclasses.replace(info, problems=[BatchProblem(
+        column, MISSING_COLUMN, f"the batch has no column {column!r}; the label expression {expression!r} reads it")
+        for column in missing])
 
 
-def _label(frame: pd.DataFrame, inputs: list[str], numeric: set[str],
-           config: DatasetConfig) -> tuple[pd.Series | None, list[BatchProblem]]:
-    """One batch's label, or the problems that keep it from being computed, each naming its column."""
-    expression, markers = config.label.expression, config.missing_values
+def _text_in(raw: pd.DataFrame, columns: list[str], missing_values: tuple[str, ...],
+             why: str) -> dict[int, list[BatchProblem]]:
+    """Per batch index: one problem for each of `columns` holding values that are not numbers."""
+    problems: dict[int, list[BatchProblem]] = collections.defaultdict(list)
+    for column in columns:
+        text = non_numeric_values(raw[column], missing_values)
+        for batch, values in text.groupby(raw.loc[text.index, BATCH_COLUMN]):
+            problems[int(batch)].append(BatchProblem(column, WRONG_TYPE, (
+                f"{len(values)} value(s) are not numbers, such as {sample_values(values)}; {why} (a value "
+                "meaning 'no value' belongs in the config's missing_values)")))
+    return problems
+
+
+def _leave_out(raw: pd.DataFrame, infos: list[BatchInfo],
+               problems: dict[int, list[BatchProblem]]) -> tuple[pd.DataFrame, list[BatchInfo]]:
+    """Records the problems and drops those batches' rows, and any column only they had."""
+    if not problems:
+        return raw, infos
+    infos = [dataclasses.replace(info, problems=info.problems + problems[index]) if index in problems else info
+             for index, info in enumerate(infos)]
+    kept = {column for info in infos if not info.problems for column in info.columns} | {BATCH_COLUMN}
+    rows = raw[~raw[BATCH_COLUMN].isin(list(problems))].reset_index(drop=True)
+    return rows[[column for column in rows.columns if column in kept]], infos
+
+
+def _type_and_label(raw: pd.DataFrame, infos: list[BatchInfo], inputs: list[str],
+                    config: DatasetConfig) -> tuple[pd.DataFrame, pd.DataFrame, list[BatchInfo]]:
+    """The rows kept, as text and typed with their label. A batch holding text in a column the label
+    reads as numbers is left out first; so is one whose text makes the expression fail."""
+    expression, markers, name = config.label.expression, config.missing_values, config.label.name
     reads = f"the label expression {expression!r} reads it"
-    problems = [BatchProblem(column, MISSING_COLUMN, f"the batch has no column {column!r}; {reads}")
-                for column in inputs if column not in frame.columns]
-    if problems:
-        return None, problems
-    problems = [_not_numbers(column, frame[column], markers, f"{reads} as numbers")
-                for column in inputs if column in numeric and len(non_numeric_values(frame[column], markers))]
-    if problems:
-        return None, problems
-    typed = pd.DataFrame({column: infer_column_type(frame[column], markers) for column in inputs}, index=frame.index)
-    try:
-        label = typed.eval(expression)
-    except Exception as error:  # pandas raises many types here; all mean "the expression does not fit"
-        text = [column for column in inputs if typed[column].dtype == object]
-        if not text:  # numbers throughout: the expression itself does not fit the data set
-            raise IngestError(f"label expression {expression!r} failed on the data: {error}") from error
-        cause = f"the label expression {expression!r} fails on text: {str(error).splitlines()[0]}"
-        return None, [_not_numbers(column, frame[column], markers, cause) for column in text]
-    return pd.Series(label, index=frame.index).fillna(False).astype("int64"), []
-
-
-def _not_numbers(column: str, raw: pd.Series, missing_values: tuple[str, ...], why: str) -> BatchProblem:
-    text = non_numeric_values(raw, missing_values)
-    return BatchProblem(column, WRONG_TYPE, f"{len(text)} value(s) are not numbers, such as {sample_values(text)}; "
-                                            f"{why} (a value meaning 'no value' belongs in the config's "
-                                            "missing_values)")
+    # A label input holds numbers when most of its values do, over all batches: text in one batch is then
+    # damage. A column of text (`outcome == 'default'`) is left to the expression.
+    numeric = [column for column in inputs if column in raw.columns
+               and 2 * len(non_numeric_values(raw[column], markers)) <= (~raw[column].isin(markers)).sum()]
+    raw, infos = _leave_out(raw, infos, _text_in(raw, numeric, markers, f"{reads} as numbers"))
+    while True:  # at most twice: after a failure, no batch with text in a label input is left
+        typed = type_columns(raw, markers)
+        if typed.empty:
+            return raw, typed.assign(**{name: pd.Series(dtype="int64")}), infos
+        try:
+            label = typed.eval(expression)
+        except Exception as error:  # pandas raises many types here; all mean "the expression does not fit"
+            text = [column for column in inputs if typed[column].dtype == object]
+            if not text:  # numbers throughout: the expression itself does not fit the data set
+                raise IngestError(f"label expression {expression!r} failed on the data: {error}") from error
+            cause = f"{reads} and fails on text: {str(error).splitlines()[0]}"
+            raw, infos = _leave_out(raw, infos, _text_in(raw, text, markers, cause))
+            continue
+        typed[name] = pd.Series(label, index=typed.index).fillna(False).astype("int64")
+        return raw, typed, infos
 
 
 def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path) -> IngestSummary:
     """Reads, types, labels and splits; writes train/eval Parquet and a manifest.
 
-    The label is computed per batch, after checking the columns it reads, so a
-    damaged batch is recorded and left out instead of failing the expression."""
+    The columns the label expression reads are checked per batch before it is
+    computed, so a damaged batch is recorded and left out instead of failing it."""
     inputs = label_input_columns(config.label.expression)
-    batches = read_batches(find_batches(data_uri))
-    numeric = _numeric_label_inputs([frame for frame, _ in batches if frame is not None], inputs,
-                                    config.missing_values)
-    labels, checked = [], []
-    for frame, info in batches:
-        if frame is not None:
-            label, problems = _label(frame, inputs, numeric, config)
-            if problems:
-                frame, info = None, dataclasses.replace(info, problems=problems)
-            else:
-                labels.append(label)
-        checked.append((frame, info))
-
-    raw, infos = combine(checked)
-    typed = type_columns(raw, config.missing_values)
-    typed[config.label.name] = (pd.concat(labels, ignore_index=True) if labels
-                                else pd.Series(dtype="int64", index=typed.index))
+    raw, infos = combine([_require_label_inputs(frame, info, inputs, config.label.expression)
+                          for frame, info in read_batches(find_batches(data_uri))])
+    raw, typed, infos = _type_and_label(raw, infos, inputs, config)
     is_eval = (split_assignment(raw, config.split_key, config.eval_percent) if len(raw)
                else np.zeros(0, dtype=bool))
 

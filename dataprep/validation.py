@@ -6,6 +6,8 @@ artifacts are the ones TFX tooling reads:
   compute_statistics(frame)          -> DatasetFeatureStatistics
   infer_schema(frame, config)        -> Schema (first use; then reviewed and kept in the repo)
   validate(frame, batches, schema)   -> list[Anomaly], one entry per broken rule per batch
+Every problem ingest recorded about a batch (unreadable, no rows, a column the
+label needs) becomes a critical anomaly too, so one run names them all.
 """
 
 from __future__ import annotations
