@@ -171,7 +171,7 @@ def parse_batch(data: bytes, uri: str) -> tuple[pd.DataFrame | None, BatchInfo]:
         problems += _undecodable_problems(header, header_line, rows, starts)
         header = [_shown(name) for name in header]
     problems += _repeated_columns(header, header_line) + _row_length_problems(rows, starts, len(header))
-    if header and not rows:
+    if header and not rows and not any(problem.rule == NOT_CSV for problem in problems):  # else rows are unknown
         problems.append(BatchProblem("", NO_ROWS, f"the file has a header (line {header_line}) but no rows"))
     info = BatchInfo(uri=uri, rows=len(rows), columns=header, problems=problems)
     return (None, info) if problems else (pd.DataFrame(rows, columns=header, dtype=object), info)

@@ -213,8 +213,8 @@ def _check_feature(feature: schema_pb2.Feature, values: pd.Series, batch_uri: st
     presence = len(present) / len(values)
     if feature.HasField("presence") and presence < feature.presence.min_fraction:
         found.append(Anomaly(name, "FEATURE_TYPE_LOW_FRACTION_PRESENT", CRITICAL, batch_uri,
-                             f"{presence:.0%} of values present; the schema requires at least "
-                             f"{feature.presence.min_fraction:.0%}"))
+                             f"{len(present)} of {len(values)} values present ({presence:.1%}); the schema "
+                             f"requires at least {feature.presence.min_fraction:.0%}"))
     if present.empty:
         return found
 

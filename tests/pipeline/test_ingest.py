@@ -143,6 +143,8 @@ def test_a_header_only_batch_alone_gives_empty_outputs_and_no_nan(small_landing,
     (extra_field_on_line(7), "", "FEATURE_TYPE_HIGH_NUMBER_VALUES", "line 7 has 19 fields; the header has 18"),
     (lambda lines: lines[:-1] + [lines[-1][:20]], "", "FEATURE_TYPE_LOW_NUMBER_VALUES",
      "line 464 has 6 fields; the header has 18"),  # a file cut off in its last line
+    (lambda lines: lines[:1] + [b"x" * 200_000] + lines[1:], "", "STATS_NOT_AVAILABLE",
+     "line 2: not readable as CSV: field larger than field limit"),  # and no false "no rows"
 ])
 def test_an_unreadable_file_is_recorded_with_its_line(small_landing, dataset_config, tmp_path, change, column, rule,
                                                       where):
