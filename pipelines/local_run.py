@@ -29,7 +29,7 @@ _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TRACEBACK = "Traceback (most recent call last):"
 # Lines of each step's output kept for its error message: a traceback's end is all it needs.
-_KEPT_LINES = 200
+_KEPT_LINES = 500
 
 
 class StepTimer(logging.Filter):
