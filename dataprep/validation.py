@@ -6,6 +6,8 @@ artifacts are the ones TFX tooling reads:
   compute_statistics(frame)          -> DatasetFeatureStatistics
   infer_schema(frame, config)        -> Schema (first use; then reviewed and kept in the repo)
   validate(frame, batches, schema)   -> list[Anomaly], one entry per broken rule per batch
+Every problem ingest recorded about a batch (unreadable, no rows, a column the
+label needs) becomes a critical anomaly too, so one run names them all.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from contract.artifacts import ANOMALIES_FILE, ANOMALIES_JSON_FILE, SCHEMA_FILE, STATISTICS_FILE
 from contract.dataset import BATCH_COLUMN, RESERVED_PREFIX, DatasetConfig
 from contract.schema import load_schema, write_schema
-from dataprep.ingest import BatchInfo
+from dataprep.ingest import BatchInfo, non_numeric_values, sample_values
 from storage import uri as storage_uri
 
 CRITICAL = "critical"
@@ -38,14 +40,17 @@ class DataValidationError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Anomaly:
-    feature: str
+    feature: str  # "" for the batch as a whole (an unreadable file, no rows)
     rule: str  # an AnomalyInfo.Type name, e.g. SCHEMA_MISSING_COLUMN
     severity: str  # critical | warning
     batch: str  # the batch URI, or "all batches"
     description: str
 
+    def summary(self) -> str:
+        return f"{self.feature + ': ' if self.feature else ''}{self.rule}: {self.description} ({self.batch})"
+
     def __str__(self) -> str:
-        return f"[{self.severity}] {self.feature}: {self.rule}: {self.description} ({self.batch})"
+        return f"[{self.severity}] {self.summary()}"
 
 
 def data_columns(frame: pd.DataFrame) -> list[str]:
@@ -162,11 +167,6 @@ def _type_name(kind: int) -> str:
     return schema_pb2.FeatureType.Name(kind)
 
 
-def _non_numeric_examples(values: pd.Series) -> pd.Series:
-    text = values.dropna().astype(str)
-    return text[pd.to_numeric(text, errors="coerce").isna()]
-
-
 def validate(frame: pd.DataFrame, batches: list[BatchInfo], schema: schema_pb2.Schema,
              config: DatasetConfig) -> list[Anomaly]:
     """Checks each batch against the schema. Critical anomalies must stop the run."""
@@ -177,12 +177,17 @@ def validate(frame: pd.DataFrame, batches: list[BatchInfo], schema: schema_pb2.S
     by_batch = dict(tuple(frame.groupby(BATCH_COLUMN, sort=True)))
 
     for index, batch in enumerate(batches):
-        for column in sorted(schema_names - set(batch.columns)):
-            anomalies.append(Anomaly(column, "SCHEMA_MISSING_COLUMN", CRITICAL, batch.uri,
-                                     "column is in the schema but not in the batch"))
-        for column in sorted(set(batch.columns) - schema_names):
-            anomalies.append(Anomaly(column, "SCHEMA_NEW_COLUMN", WARNING, batch.uri,
-                                     "column is not in the schema; it is ignored"))
+        anomalies.extend(problem_anomalies(batch))
+        # A column ingest explained (a label input the batch lacks) keeps ingest's reason only. A file
+        # without a readable header has its one problem, not an anomaly per schema column.
+        explained = {problem.column for problem in batch.problems}
+        if batch.columns:
+            for column in sorted(schema_names - set(batch.columns) - explained):
+                anomalies.append(Anomaly(column, "SCHEMA_MISSING_COLUMN", CRITICAL, batch.uri,
+                                         "column is in the schema but not in the batch"))
+            for column in sorted(set(batch.columns) - schema_names - explained):
+                anomalies.append(Anomaly(column, "SCHEMA_NEW_COLUMN", WARNING, batch.uri,
+                                         "column is not in the schema; it is ignored"))
 
         rows = by_batch.get(index)
         if rows is None or rows.empty:
@@ -194,6 +199,12 @@ def validate(frame: pd.DataFrame, batches: list[BatchInfo], schema: schema_pb2.S
     return anomalies
 
 
+def problem_anomalies(batch: BatchInfo) -> list[Anomaly]:
+    """What ingest recorded about a batch (unreadable, no rows, a column the label needs): each critical."""
+    return [Anomaly(problem.column, problem.rule, CRITICAL, batch.uri, problem.description)
+            for problem in batch.problems]
+
+
 def _check_feature(feature: schema_pb2.Feature, values: pd.Series, batch_uri: str,
                    domains: dict[str, set[str]], tolerances) -> list[Anomaly]:
     found: list[Anomaly] = []
@@ -202,19 +213,20 @@ def _check_feature(feature: schema_pb2.Feature, values: pd.Series, batch_uri: st
     presence = len(present) / len(values)
     if feature.HasField("presence") and presence < feature.presence.min_fraction:
         found.append(Anomaly(name, "FEATURE_TYPE_LOW_FRACTION_PRESENT", CRITICAL, batch_uri,
-                             f"{presence:.0%} of values present; the schema requires at least "
-                             f"{feature.presence.min_fraction:.0%}"))
+                             f"{len(present)} of {len(values)} values present ({presence:.1%}); the schema "
+                             f"requires at least {feature.presence.min_fraction:.0%}"))
     if present.empty:
         return found
 
     actual = column_type(values)
     expected = feature.type
     if expected in (schema_pb2.INT, schema_pb2.FLOAT) and actual == schema_pb2.BYTES:
-        bad = _non_numeric_examples(present)
+        bad = non_numeric_values(present, ())
         if len(bad):
             found.append(Anomaly(name, "UNEXPECTED_DATA_TYPE", CRITICAL, batch_uri,
-                                 f"expected {_type_name(expected)}, found {len(bad)} non-numeric value(s) "
-                                 f"such as {bad.iloc[0]!r}"))
+                                 f"expected {_type_name(expected)}, found {len(bad)} non-numeric value(s): "
+                                 f"{sample_values(bad)} (a value meaning 'no value' belongs in the config's "
+                                 "missing_values)"))
             return found
         present = pd.to_numeric(present)
     elif expected == schema_pb2.INT and actual == schema_pb2.FLOAT:
@@ -248,7 +260,7 @@ def _tolerance_anomaly(name: str, rule: str, offending: pd.Series, total: int, t
     if offending.empty:
         return []
     share = len(offending) / total
-    examples = ", ".join(repr(value) for value in offending.drop_duplicates().head(3))
+    examples = sample_values(offending)
     severity = CRITICAL if share > tolerance else WARNING
     return [Anomaly(name, rule, severity, batch_uri,
                     f"{share:.1%} {what} (tolerance {tolerance:.0%}), e.g. {examples}")]
@@ -262,7 +274,7 @@ def anomalies_proto(anomalies: list[Anomaly], schema: schema_pb2.Schema) -> anom
     """The TFX ExampleValidator artifact: one AnomalyInfo per feature, a reason per rule and batch."""
     proto = anomalies_pb2.Anomalies(baseline=schema)
     for anomaly in anomalies:
-        info = proto.anomaly_info[anomaly.feature]
+        info = proto.anomaly_info[anomaly.feature] if anomaly.feature else proto.dataset_anomaly_info
         severity = (anomalies_pb2.AnomalyInfo.ERROR if anomaly.severity == CRITICAL
                     else anomalies_pb2.AnomalyInfo.WARNING)
         info.severity = max(info.severity, severity)
@@ -280,12 +292,14 @@ def write_validation_outputs(anomalies: list[Anomaly], schema: schema_pb2.Schema
 
 
 def raise_on_critical(anomalies: list[Anomaly]) -> None:
+    """Stops the run. The message's first line names the first anomaly (feature, rule, batch), since
+    that line is what a failed step shows; the lines after it list them all (up to 20)."""
     blocking = critical(anomalies)
     if blocking:
         lines = "\n  ".join(str(anomaly) for anomaly in blocking[:20])
         more = f"\n  ... and {len(blocking) - 20} more" if len(blocking) > 20 else ""
-        raise DataValidationError(f"{len(blocking)} critical data anomalies; the batch does not reach "
-                                  f"training:\n  {lines}{more}")
+        raise DataValidationError(f"{len(blocking)} critical data anomal{'y' if len(blocking) == 1 else 'ies'}; "
+                                  f"the data does not reach training. First: {blocking[0].summary()}\n  {lines}{more}")
 
 
 def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistics_dir: str | Path,
@@ -318,14 +332,28 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
 
 
 def infer_schema_cli(data_uri: str | None, dataset_config: str | None) -> int:
-    """`python runner.py --infer-schema`: writes the schema the config names, for review."""
-    from contract.dataset import load_dataset_config
-    from contract.paths import DEFAULT_DATA_URI, DEFAULT_DATASET_CONFIG
-    from dataprep.ingest import find_batches, load_batches, type_columns
+    """`python runner.py --infer-schema`: writes the schema the config names, for review.
+    Refuses (exit 1, each problem named) when a batch cannot be read: a contract inferred
+    without it would be a contract for other data."""
+    import sys
 
-    config = load_dataset_config(dataset_config or DEFAULT_DATASET_CONFIG)
-    raw, _ = load_batches(find_batches(data_uri or DEFAULT_DATA_URI))
-    schema = infer_schema(type_columns(raw), config)
+    from contract.dataset import DatasetConfigError, load_dataset_config
+    from contract.paths import DEFAULT_DATA_URI, DEFAULT_DATASET_CONFIG
+    from dataprep.ingest import IngestError, find_batches, load_batches, type_columns
+
+    try:
+        config = load_dataset_config(dataset_config or DEFAULT_DATASET_CONFIG)
+        raw, batches = load_batches(find_batches(data_uri or DEFAULT_DATA_URI))
+    except (DatasetConfigError, IngestError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    problems = [anomaly for batch in batches for anomaly in problem_anomalies(batch)]
+    if problems:
+        listed = "\n  ".join(str(anomaly) for anomaly in problems)
+        print(f"no schema written: {len(problems)} problem(s) in the batches; fix or remove them, then run "
+              f"again:\n  {listed}")
+        return 1
+    schema = infer_schema(type_columns(raw, config.missing_values), config)
     write_schema(schema, config.schema_uri)
     print(f"wrote {config.schema_uri} ({len(schema.feature)} features): review it, then commit it")
     return 0

@@ -1,11 +1,14 @@
 """Local mode: the training pipeline on this machine with kfp.local.
 
 The same pipeline definition Vertex runs; each step a subprocess of this
-environment. Prints each step with its duration and ends with a summary.
+environment. Prints each step with its duration and ends with a summary; when
+a step fails, the summary's last lines are that step's own error message.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -13,6 +16,7 @@ import os
 import re
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,27 +28,81 @@ from pipelines.settings import SETTINGS
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+_TRACEBACK = "Traceback (most recent call last):"
+# Lines of each step's output kept for its error message: a traceback's end is all it needs.
+_KEPT_LINES = 500
 
 
 class StepTimer(logging.Filter):
     """Reads kfp.local's own task log lines, adds each step's duration to them and
-    keeps the durations for the summary. A filter on the root logger, because
-    kfp.local swaps that logger's handlers for every task."""
+    keeps the durations, the running step and the failed ones for the summary. A
+    filter on the root logger, because kfp.local swaps that logger's handlers for
+    every task."""
 
     def __init__(self) -> None:
         super().__init__()
         self.started: dict[str, float] = {}
         self.durations: dict[str, float] = {}
+        self.current: str | None = None
+        self.failed: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = _ANSI.sub("", str(record.msg))
         if match := _STARTED.search(message):
             self.started[match.group(1)] = time.perf_counter()
+            self.current = match.group(1)
         elif (match := _FINISHED.search(message)) and match.group(1) in self.started:
             seconds = time.perf_counter() - self.started[match.group(1)]
             self.durations[match.group(1)] = seconds
+            if match.group(2) == "FAILURE":
+                self.failed.append(match.group(1))
             record.msg = f"{record.msg} in {seconds:.1f} s"
         return True
+
+
+class StepOutput:
+    """Stands in for sys.stdout during a run: passes everything through and keeps the
+    end of each step's output, because kfp.local prints a step's output (its
+    traceback included) there and raises an error that only names the step."""
+
+    def __init__(self, stream, timer: StepTimer) -> None:
+        self.stream = stream
+        self.timer = timer
+        self.tails: dict[str, collections.deque[str]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=_KEPT_LINES))
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        if self.timer.current:
+            self.tails[self.timer.current].extend(lines)
+        return len(text)
+
+    def __getattr__(self, name: str):  # flush, encoding, isatty, fileno: the real stream's
+        return getattr(self.stream, name)
+
+    def error(self, task: str) -> str:
+        return step_error(list(self.tails.get(task, [])))
+
+
+def step_error(lines: list[str]) -> str:
+    """The exception a step's output ends with, as `ErrorType: first line of its message`.
+
+    A traceback's frames are indented beyond its first line and its exception
+    line is not (kfp.local indents the whole step's output by the same amount)."""
+    clean = [_ANSI.sub("", line).rstrip() for line in lines]
+    starts = [index for index, line in enumerate(clean) if line.strip() == _TRACEBACK]
+    if not starts:
+        last = next((line.strip() for line in reversed(clean) if line.strip()), "")
+        return f"no Python error in its output; it ends with: {last}" if last else "no output"
+    indent = len(clean[starts[-1]]) - len(clean[starts[-1]].lstrip())
+    for line in clean[starts[-1] + 1:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            exception, separator, message = line.strip().partition(": ")
+            return exception.rsplit(".", 1)[-1] + separator + message
+    return "its traceback ends before the exception line"
 
 
 def _executor_output(run_dir: Path, task: str) -> dict:
@@ -70,6 +128,7 @@ class LocalRun:
     run_dir: Path | None
     step_seconds: dict[str, float]
     wall_seconds: float
+    step_errors: dict[str, str]  # each failed step's own error message
 
 
 # A name for `--pipeline` -> the compiled template whose parameters are the contract a local run is
@@ -173,13 +232,19 @@ def run_training_pipeline(data_uri: str | None = None, dataset_config: str | Non
     before = set(pipeline_root.iterdir())
 
     timer = StepTimer()
+    output = StepOutput(sys.stdout, timer)
     logging.getLogger().addFilter(timer)
     started = time.perf_counter()
     failure: Exception | None = None
     try:
-        build_training_pipeline("local")(data_uri=data_uri, dataset_config=dataset_config or DEFAULT_DATASET_CONFIG,
-                                         **({"registry_uri": str(registry)} | parameters))
-    except RuntimeError as error:  # kfp.local raises when a step fails; its log is above
+        with contextlib.redirect_stdout(output):
+            build_training_pipeline("local")(data_uri=data_uri,
+                                             dataset_config=dataset_config or DEFAULT_DATASET_CONFIG,
+                                             **({"registry_uri": str(registry)} | parameters))
+    except RuntimeError as error:  # kfp.local raises when a step fails; the step's own error is kept
+        failure = error
+    except Exception as error:  # kfp.local itself failed: show where, and still print the summary
+        traceback.print_exc()
         failure = error
     finally:
         logging.getLogger().removeFilter(timer)
@@ -187,8 +252,9 @@ def run_training_pipeline(data_uri: str | None = None, dataset_config: str | Non
 
     new_runs = sorted(set(pipeline_root.iterdir()) - before)
     run_dir = new_runs[-1] if new_runs else None
-    print_summary(run_dir, timer.durations, wall, data_uri, failure)
-    return LocalRun(failure is None, run_dir, timer.durations, wall)
+    step_errors = {task: output.error(task) for task in timer.failed}
+    print_summary(run_dir, timer.durations, wall, data_uri, failure, step_errors)
+    return LocalRun(failure is None, run_dir, timer.durations, wall, step_errors)
 
 
 def _data_version(data_uri: str) -> str:
@@ -202,25 +268,43 @@ def _data_version(data_uri: str) -> str:
 
 
 def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float, data_uri: str,
-                  failure: Exception | None) -> None:
+                  failure: Exception | None, step_errors: dict[str, str] | None = None) -> None:
+    """The run at a glance. After a failure its last lines say why: each failed step's own error
+    (for bad data: the feature, the rule and the batch), never only kfp.local's "task failed"."""
     print("\n" + "=" * 72)
     print(f"training pipeline, local mode: {'FAILED' if failure else 'done'} in {wall:.1f} s  (data_uri={data_uri})")
     for task, seconds in durations.items():
         print(f"  {task:<22} {seconds:6.1f} s")
-    if run_dir is None:
-        print("=" * 72)
-        return
+    if run_dir is not None:
+        _print_outcome(run_dir)
+    print("=" * 72)
+    step_errors = step_errors or {}
+    for task, error in step_errors.items():
+        print(f"{task} failed: {error}")
+    if failure and not step_errors:
+        print(f"failed: {type(failure).__name__}: {_ANSI.sub('', str(failure)).splitlines()[0]}")
+
+
+def _print_outcome(run_dir: Path) -> None:
+    from dataprep.ingest import load_manifest
+    from dataprep.validation import Anomaly
+
     ingest = _task_outputs(run_dir, "ingest-data")
     if ingest:
-        print(f"rows: {ingest.get('rows')} in {ingest.get('batches')} batch(es); "
-              f"train {ingest.get('train_rows')}, eval {ingest.get('eval_rows')}")
+        batches = load_manifest(run_dir / "ingest-data" / "examples").batches
+        left_out = sum(1 for batch in batches if batch.problems)
+        print(f"rows: {ingest.get('rows')} in {ingest.get('batches')} batch(es)"
+              + (f", {left_out} left out for problems (below)" if left_out else "")
+              + f"; train {ingest.get('train_rows')}, eval {ingest.get('eval_rows')}")
     anomalies_file = run_dir / "validate-data" / "anomalies" / ANOMALIES_JSON_FILE
     if anomalies_file.exists():
         anomalies = json.loads(anomalies_file.read_text())
         critical = [a for a in anomalies if a["severity"] == "critical"]
         print(f"anomalies: {len(critical)} critical, {len(anomalies) - len(critical)} warning(s)")
         for anomaly in critical[:5]:
-            print(f"  {anomaly['feature']}: {anomaly['rule']}: {anomaly['description']} ({anomaly['batch']})")
+            print(f"  {Anomaly(**anomaly).summary()}")
+        if len(critical) > 5:
+            print(f"  ... and {len(critical) - 5} more in {anomalies_file}")
     outcome_file = run_dir / "evaluate-model" / "evaluation" / OUTCOME_FILE
     if outcome_file.exists():
         outcome = json.loads(outcome_file.read_text())
@@ -239,7 +323,4 @@ def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float
         print(f"registered: version {registered.get('version')} of {model_name} as {registered.get('aliases')}")
     elif outcome_file.exists():
         print("registered: nothing (the model was not blessed)")
-    if failure:
-        print(f"stopped: {failure}")
     print(f"artifacts: {run_dir.relative_to(PROJECT_ROOT) if run_dir.is_relative_to(PROJECT_ROOT) else run_dir}")
-    print("=" * 72)

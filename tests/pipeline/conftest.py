@@ -63,3 +63,61 @@ def copy_partitions(target: Path, partitions=SMALL_PARTITIONS) -> Path:
 def small_landing(tmp_path) -> Path:
     """A writable landing area holding two shipped monthly batches."""
     return copy_partitions(tmp_path)
+
+
+# Damage for tests: each takes a batch file's lines (bytes, header first) and returns the damaged lines.
+def damage(batch: Path, change) -> Path:
+    lines = change(batch.read_bytes().splitlines())
+    batch.write_bytes(b"\n".join(lines) + b"\n" if lines else b"")
+    return batch
+
+
+def header_only(lines: list[bytes]) -> list[bytes]:
+    return lines[:1]
+
+
+def zero_bytes(lines: list[bytes]) -> list[bytes]:
+    return []
+
+
+def duplicate_fare(lines: list[bytes]) -> list[bytes]:
+    """The header names fare twice (columns 2 and 19); pandas alone would call the second `fare.1`."""
+    return [lines[0] + b",fare"] + [line + b",9.99" for line in lines[1:]]
+
+
+def extra_field_on_line(line_number: int):
+    def change(lines: list[bytes]) -> list[bytes]:
+        lines[line_number - 1] += b",extra"
+        return lines
+    return change
+
+
+def invalid_utf8_on_line(line_number: int):
+    """Two bytes that are not UTF-8 at the end of that line's payment_type."""
+    def change(lines: list[bytes]) -> list[bytes]:
+        index = lines[0].split(b",").index(b"payment_type")
+        fields = lines[line_number - 1].split(b",")
+        fields[index] += b"\xe9\xff"
+        lines[line_number - 1] = b",".join(fields)
+        return lines
+    return change
+
+
+def drop_columns(*names: str):
+    def change(lines: list[bytes]) -> list[bytes]:
+        drop = {lines[0].split(b",").index(name.encode()) for name in names}
+        return [b",".join(f for i, f in enumerate(line.split(b",")) if i not in drop) for line in lines]
+    return change
+
+
+def set_cells(column: str, values: dict[int, bytes] | bytes):
+    """Replaces the cells of `column` on the given (1-based) line numbers, or on every row."""
+    def change(lines: list[bytes]) -> list[bytes]:
+        index = lines[0].split(b",").index(column.encode())
+        by_line = values if isinstance(values, dict) else dict.fromkeys(range(2, len(lines) + 1), values)
+        for line_number, value in by_line.items():
+            fields = lines[line_number - 1].split(b",")
+            fields[index] = value
+            lines[line_number - 1] = b",".join(fields)
+        return lines
+    return change

@@ -7,7 +7,6 @@ must be the one used) and a minimum of eval examples the small partitions can me
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from contract.model_inputs import InputSpec
@@ -18,7 +17,12 @@ from tests.pipeline.conftest import (
     SMALL_DATA_MIN_EVAL_EXAMPLES,
     SMALL_PARTITIONS,
     copy_partitions,
+    damage,
     derived_config,
+    drop_columns,
+    duplicate_fare,
+    header_only,
+    set_cells,
 )
 from tests.report_rendering import CANDIDATE_COLOUR, CHAMPION_COLOUR, render_report
 from triggers.submission.data_version import listing_version
@@ -119,24 +123,30 @@ def test_second_run_is_judged_against_the_first_runs_champion_and_the_gate(first
                for plot in range(3))
 
 
-@pytest.mark.parametrize("breakage, expected", [
-    (lambda frame: frame.drop(columns=["payment_type"]), "payment_type: SCHEMA_MISSING_COLUMN"),
-    (lambda frame: frame.assign(trip_miles="twelve"), "trip_miles: UNEXPECTED_DATA_TYPE"),
-])
+# Each breaks the second partition's batch; `alone` runs on that batch only.
+@pytest.mark.parametrize("breakage, alone, expected", [
+    (drop_columns("payment_type"), False, "payment_type: SCHEMA_MISSING_COLUMN"),
+    (set_cells("trip_miles", b"twelve"), False, "trip_miles: UNEXPECTED_DATA_TYPE"),
+    (duplicate_fare, False, "fare: FEATURE_TYPE_HIGH_NUMBER_VALUES"),
+    (set_cells("tips", {2: b"$1.50", 3: b"$2", 4: b"n/a"}), False, "tips: UNEXPECTED_DATA_TYPE"),
+    (header_only, True, "NO_DATA_IN_SPAN"),
+], ids=["column dropped", "numbers to text", "header repeats a column", "label input to text", "header only"])
 def test_a_bad_batch_stops_before_training_and_leaves_the_registry_untouched(
-        first_run, workspace, tmp_path, capfd, breakage, expected):
+        first_run, workspace, tmp_path, capfd, breakage, alone, expected):
     landing = copy_partitions(tmp_path)
-    batch = landing / SMALL_PARTITIONS[1] / "batch.csv"
-    breakage(pd.read_csv(batch, dtype=str, keep_default_na=False)).to_csv(batch, index=False)
+    batch = damage(landing / SMALL_PARTITIONS[1] / "batch.csv", breakage)
     registry = LocalModelRegistry(workspace["local"] / "registry")
     versions_before = [(v.version, v.aliases) for v in registry.versions(MODEL)]
 
-    code = run_training_locally(data_uri=str(landing), dataset_config=workspace["config"],
+    code = run_training_locally(data_uri=str(batch.parent if alone else landing), dataset_config=workspace["config"],
                                 local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
 
     assert code == 1
     run = _runs(workspace["local"])[-1]
     assert not (run / "transform-data").exists() and not (run / "train-model").exists()
-    output = capfd.readouterr().out
-    assert expected in output and str(batch) in output
+    summary = capfd.readouterr().out.split("=" * 72)[-2:]  # the summary, then what follows its closing line
+    assert expected in summary[0] and str(batch) in summary[0]
+    # The last line is the step's own error: its exception, the first anomaly's feature, rule and batch.
+    last = summary[1].strip().splitlines()[-1]
+    assert last.startswith("validate-data failed: DataValidationError: ") and expected in last and str(batch) in last
     assert [(v.version, v.aliases) for v in registry.versions(MODEL)] == versions_before

@@ -85,7 +85,7 @@ def test_a_new_config_is_all_a_new_data_set_needs(loans, dataset_config):
 
     # First use: the schema is inferred (what `runner.py --infer-schema` does), then it is the contract.
     raw, _ = load_batches(find_batches(str(root / "processed")))
-    write_schema(dv.infer_schema(type_columns(raw), config), config.schema_uri)
+    write_schema(dv.infer_schema(type_columns(raw, config.missing_values), config), config.schema_uri)
     schema = load_schema(config.schema_uri)
 
     summary = ingest(str(root / "processed"), config, root / "examples")
