@@ -19,4 +19,8 @@ def load_schema(location: str | Path) -> schema_pb2.Schema:
 
 
 def write_schema(schema: schema_pb2.Schema, path: str | Path) -> None:
+    """Writes a local file: a schema is reviewed before it lands in Cloud Storage, never written there."""
+    if storage_uri.is_gcs(storage_uri.canonical(path)):
+        raise ValueError(f"{path}: a schema is written locally, reviewed, then uploaded; "
+                         "expected a local path (infer it with a local copy of the data set config)")
     Path(path).write_text(text_format.MessageToString(schema))

@@ -7,12 +7,15 @@ printed; on CI (CI=true) the same absence is a failure, never a silent skip.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from contract.paths import PROJECT_ROOT
+from tests.gcs_emulator import GcsEmulator, free_port
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -28,3 +31,20 @@ def require_or_skip(available: bool, reason: str) -> None:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """The GCS emulator, one per session. Point code at it with
+    `monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.url)`; use a bucket of your own."""
+    require_or_skip(importlib.util.find_spec("gcp_storage_emulator") is not None,
+                    "gcp-storage-emulator is not installed (it is in the dev extras)")
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield GcsEmulator(f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
