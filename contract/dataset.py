@@ -90,10 +90,11 @@ class DatasetConfig:
 def resolve_config_location(location: str | Path) -> str:
     """A relative path is relative to the project root, so the same parameter
     value works from any working directory and inside the pipeline image."""
-    text = storage_uri.canonical(str(location))
-    if not text.strip():
-        raise DatasetConfigError("dataset_config is empty; expected a YAML file: a path relative to the project "
-                                 "root, an absolute path or gs://BUCKET/path.yaml")
+    try:
+        text = storage_uri.canonical(storage_uri.checked(location))
+    except ValueError as error:
+        raise DatasetConfigError(f"dataset_config: {error} (a path relative to the project root, an absolute "
+                                 "path or gs://BUCKET/path.yaml)") from None
     if storage_uri.is_gcs(text) or Path(text).is_absolute():
         return text
     return str(PROJECT_ROOT / text)
@@ -159,8 +160,6 @@ def load_dataset_config(config_location: str | Path = DEFAULT_DATASET_CONFIG) ->
         raise DatasetConfigError(f"data set config {location} is a folder; expected a YAML file") from None
     except UnicodeDecodeError as error:
         raise DatasetConfigError(f"data set config {location} is not UTF-8 text: {error}") from None
-    except ValueError as error:  # a URI that storage cannot read, such as another scheme
-        raise DatasetConfigError(f"data set config: {error}") from None
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:

@@ -52,7 +52,7 @@ class IngestSummary:
 
 def _resolved(prefix: str) -> str:
     """A relative local prefix is relative to the project root; gs:// and the mount stand as they are."""
-    if storage_uri.is_gcs(storage_uri.canonical(prefix)) or Path(prefix).is_absolute():
+    if storage_uri.is_gcs(storage_uri.canonical(storage_uri.checked(prefix))) or Path(prefix).is_absolute():
         return prefix
     return str((PROJECT_ROOT / prefix).resolve())
 
@@ -66,9 +66,11 @@ def find_batches(data_uri: str) -> list[str]:
             continue
         try:
             files = storage_uri.list_files(_resolved(prefix))
-        except (FileNotFoundError, ValueError) as error:
+        except ValueError as error:  # not a URI storage reads (another scheme, no bucket)
+            raise IngestError(f"data_uri {prefix!r}: {error}") from None
+        except FileNotFoundError:
             raise IngestError(f"data_uri {prefix!r} does not exist; expected a folder or gs:// prefix "
-                              f"holding .../{BATCH_FILE_NAME} files ({error})") from None
+                              f"holding .../{BATCH_FILE_NAME} files") from None
         found.extend(uri for uri in files if posixpath.basename(uri) == BATCH_FILE_NAME)
     if not found:
         raise IngestError(f"no {BATCH_FILE_NAME} under data_uri {data_uri!r}; expected the landing layout "

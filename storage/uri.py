@@ -31,8 +31,8 @@ def is_gcs(uri: str | Path) -> bool:
     return str(uri).startswith(GCS_SCHEME)
 
 
-def _checked(uri: str | Path) -> str:
-    """The URI as text; an empty one or another scheme (s3://, https://) is refused by name."""
+def checked(uri: str | Path) -> str:
+    """The URI as text; an empty one or another scheme (s3://, https://) is refused by name (ValueError)."""
     text = str(uri)
     if not text.strip():
         raise ValueError(f"empty URI; {_EXPECTED}")
@@ -64,7 +64,7 @@ def mounted_path(uri: str) -> Path:
 
 def join(uri: str | Path, *parts: str) -> str:
     """`uri/part/...` for a gs:// URI or a local path, without ever turning a URI into a Path."""
-    text = _checked(uri)
+    text = checked(uri)
     if is_gcs(text):
         return "/".join([text.rstrip("/"), *(part.strip("/") for part in parts)])
     return str(Path(text, *parts))
@@ -76,7 +76,7 @@ def beside(uri: str | Path, name: str) -> str:
     name = canonical(name)
     if is_gcs(name) or Path(name).is_absolute():
         return name
-    text = _checked(uri)
+    text = checked(uri)
     if is_gcs(text):
         bucket, path = split_gcs(text)
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), name))
@@ -103,7 +103,7 @@ def _client():
 
 def read_bytes(uri: str | Path) -> bytes:
     """The bytes of one file; FileNotFoundError or IsADirectoryError names the URI."""
-    uri = _checked(uri)
+    uri = checked(uri)
     local = _local(uri)
     if local is not None:
         if local.is_dir():
@@ -145,7 +145,7 @@ def _gcs_objects(uri: str) -> list:
 
 def exists(uri: str | Path) -> bool:
     """A file, or a folder holding at least one file."""
-    uri = _checked(uri)
+    uri = checked(uri)
     local = _local(uri)
     if local is not None:
         return local.exists()
@@ -155,7 +155,7 @@ def exists(uri: str | Path) -> bool:
 def list_files(uri: str | Path) -> list[str]:
     """Every file at `uri` (a file) or under it (a folder, a gs:// prefix), sorted; gs:// ones as gs://
     URIs whether they were seen through the mount or not, local ones as paths."""
-    uri = _checked(uri)
+    uri = checked(uri)
     local = _local(uri)
     if local is not None:
         if local.is_file():
@@ -172,7 +172,7 @@ def list_files(uri: str | Path) -> list[str]:
 
 def download_prefix(uri: str, destination: Path) -> Path:
     """Copy every object under a gs:// prefix into `destination`, keeping relative paths."""
-    uri = _checked(uri)
+    uri = checked(uri)
     _, prefix = split_gcs(canonical(uri))
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     blobs = _gcs_objects(uri)
@@ -189,7 +189,7 @@ def download_prefix(uri: str, destination: Path) -> Path:
 def local_dir(uri: str | Path, scratch: Path | None = None) -> Path:
     """A folder's files on local disk: the folder itself, the mount's view, or a copy downloaded
     into `scratch` (a new temporary folder by default; whoever asked owns it)."""
-    uri = _checked(uri)
+    uri = checked(uri)
     local = _local(uri)
     if local is not None:
         if not local.exists():
