@@ -6,8 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 from pipelines.local_run import run_training_locally
 from registry.model_registry import CHALLENGER, CHAMPION, LocalModelRegistry
+from tests.gcs_emulator import EMULATOR_ENV
 from tests.pipeline.conftest import SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS, copy_partitions
 
 MODEL = "chicago-taxi-big-tipper"
@@ -53,12 +55,24 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
     assert (Path(version.uri) / "saved_model.pb").exists()
 
 
-def test_second_run_is_judged_against_the_first_runs_champion(first_run, workspace, capfd):
-    code = run_training_locally(data_uri=str(workspace["landing"] / SMALL_PARTITIONS[0]),
+def test_second_run_is_judged_against_the_first_runs_champion_with_its_config_from_gcs(
+        first_run, workspace, capfd, gcs_emulator, monkeypatch):
+    # A data set config in Cloud Storage, its schema beside it: each step (a subprocess) reads both from the
+    # emulator, the way a Vertex run reads dataset_config=gs://... without a new pipeline image.
+    monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.url)
+    bucket = gcs_emulator.new_bucket("configs")
+    shipped = PROJECT_ROOT / DEFAULT_DATASET_CONFIG
+    config_uri = gcs_emulator.upload_file(shipped, f"gs://{bucket}/datasets/taxi.yaml")
+    gcs_emulator.upload_file(shipped.with_name("chicago_taxi.schema.pbtxt"),
+                             f"gs://{bucket}/datasets/chicago_taxi.schema.pbtxt")
+
+    code = run_training_locally(data_uri=str(workspace["landing"] / SMALL_PARTITIONS[0]), dataset_config=config_uri,
                                 local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
     run = _runs(workspace["local"])[-1]
     outcome = json.loads((run / "evaluate-model/evaluation/outcome.json").read_text())
     assert code == 0 and outcome["has_champion"]
+    validated = json.loads((run / "validate-data/executor_output.json").read_text())["artifacts"]["schema"]
+    assert validated["artifacts"][0]["metadata"]["source"] == f"gs://{bucket}/datasets/chicago_taxi.schema.pbtxt"
     assert "champion's auc on the same data" in capfd.readouterr().out
     registry = LocalModelRegistry(workspace["local"] / "registry")
     assert registry.get(MODEL, CHAMPION).version == "1"  # registering never promotes; deploy does
