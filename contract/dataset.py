@@ -158,6 +158,8 @@ def load_dataset_config(config_location: str | Path = DEFAULT_DATASET_CONFIG) ->
         raise DatasetConfigError(f"data set config not found: {location}") from None
     except IsADirectoryError:
         raise DatasetConfigError(f"data set config {location} is a folder; expected a YAML file") from None
+    except PermissionError as error:
+        raise DatasetConfigError(f"data set config: {error}") from None
     except UnicodeDecodeError as error:
         raise DatasetConfigError(f"data set config {location} is not UTF-8 text: {error}") from None
     try:

@@ -95,10 +95,16 @@ def _local(uri: str) -> Path | None:
     return mounted if mounted.exists() else None
 
 
-def _client():
+def _client(uri: str):
+    """A client, or PermissionError naming the URI when there are no credentials to read it with."""
+    from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage as gcs  # only a gs:// read without the mount pays for this import
 
-    return gcs.Client()
+    try:
+        return gcs.Client()
+    except DefaultCredentialsError:
+        raise PermissionError(f"reading {uri} needs Google Cloud credentials (on a workstation: gcloud auth "
+                              "application-default login), or STORAGE_EMULATOR_HOST for an emulator") from None
 
 
 def read_bytes(uri: str | Path) -> bytes:
@@ -118,9 +124,11 @@ def read_bytes(uri: str | Path) -> bytes:
     if not name or name.endswith("/"):
         raise IsADirectoryError(f"{uri} names a bucket or a folder; expected a file")
     try:
-        return _client().bucket(bucket).blob(name).download_as_bytes()
+        return _client(uri).bucket(bucket).blob(name).download_as_bytes()
     except exceptions.NotFound:
         raise FileNotFoundError(f"{uri} does not exist") from None
+    except exceptions.Forbidden as error:
+        raise PermissionError(f"reading {uri} is not allowed: {error.message}") from None
 
 
 def read_text(uri: str | Path) -> str:
@@ -135,9 +143,11 @@ def _gcs_objects(uri: str) -> list:
     bucket, name = split_gcs(canonical(uri))
     folder = name.rstrip("/") + "/" if name else ""
     try:
-        blobs = list(_client().list_blobs(bucket, prefix=name))
+        blobs = list(_client(uri).list_blobs(bucket, prefix=name))
     except exceptions.NotFound:
         raise FileNotFoundError(f"{uri}: bucket {bucket!r} does not exist") from None
+    except exceptions.Forbidden as error:
+        raise PermissionError(f"listing {uri} is not allowed: {error.message}") from None
     return sorted((blob for blob in blobs if (blob.name == name or blob.name.startswith(folder))
                    and not blob.name.endswith("/")),  # folder placeholder objects
                   key=lambda blob: blob.name)

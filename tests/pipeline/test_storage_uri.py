@@ -262,3 +262,13 @@ def test_a_config_whose_schema_is_not_a_file_name_is_refused(tmp_path, schema_li
 def test_a_schema_is_never_written_to_a_gs_uri():
     with pytest.raises(ValueError, match="written locally, reviewed, then uploaded"):
         write_schema(load_schema(SHIPPED_SCHEMA), "gs://bucket/configs/x.schema.pbtxt")
+
+
+def test_reading_gs_without_credentials_says_what_is_missing(monkeypatch, tmp_path):
+    monkeypatch.delenv(EMULATOR_ENV, raising=False)
+    monkeypatch.setenv(storage_uri.GCS_MOUNT_ENV, str(tmp_path / "no-mount"))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    with pytest.raises(PermissionError, match=re.escape("reading gs://bucket/x.yaml needs Google Cloud credentials")):
+        storage_uri.read_text("gs://bucket/x.yaml")
+    with pytest.raises(DatasetConfigError, match="needs Google Cloud credentials"):
+        load_dataset_config("gs://bucket/x.yaml")
