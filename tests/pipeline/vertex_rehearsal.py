@@ -102,13 +102,7 @@ class RehearsedRun:
     order: list[str] = dataclasses.field(default_factory=list)  # every task, as reached
     steps: dict[str, Step] = dataclasses.field(default_factory=dict)  # bare task name -> step
     skipped: list[str] = dataclasses.field(default_factory=list)
-    failure: str = ""  # "TASK: traceback" of the step that stopped the run
-
-    def step(self, task: str) -> Step:
-        if task not in self.steps:
-            raise AssertionError(f"{self.job_name}: {task} did not run (ran {list(self.steps)}; "
-                                 f"skipped {self.skipped}){': ' + self.failure if self.failure else ''}")
-        return self.steps[task]
+    failure: str = ""  # "TASK failed: traceback" of the step that stopped the run
 
 
 def _typed(value: Any, parameter_type: str, where: str) -> Any:
@@ -209,7 +203,7 @@ class VertexRehearsal:
                 value = scope["parameters"][source["componentInputParameter"]]
             elif "taskOutputParameter" in source:
                 ref = source["taskOutputParameter"]
-                value = done[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
+                value = _output(done, ref["producerTask"], "parameters", ref["outputParameterKey"])
             elif "runtimeValue" in source:
                 value = self._substitute(source["runtimeValue"]["constant"], job_name)
             else:
@@ -220,7 +214,7 @@ class VertexRehearsal:
                 resolved["artifacts"][name] = scope["artifacts"][source["componentInputArtifact"]]
             elif "taskOutputArtifact" in source:
                 ref = source["taskOutputArtifact"]
-                resolved["artifacts"][name] = done[ref["producerTask"]]["artifacts"][ref["outputArtifactKey"]]
+                resolved["artifacts"][name] = _output(done, ref["producerTask"], "artifacts", ref["outputArtifactKey"])
             else:
                 raise NotImplementedError(f"input artifact {name}: source {source} is not rehearsed yet")
         return resolved
@@ -268,8 +262,8 @@ class VertexRehearsal:
         with self._mounted(mount):
             try:
                 executor = Executor(executor_input, _load(program, step_dir))
-                paths = {name: artifact.path for name, artifact in
-                         [*executor.input_artifacts.items(), *executor.output_artifacts.items()]}
+                input_paths = {name: artifact.path for name, artifact in executor.input_artifacts.items()}
+                output_paths = {name: artifact.path for name, artifact in executor.output_artifacts.items()}
                 executor.execute()
             except Exception:
                 raise _StepFailed(f"{task_name} failed:\n{traceback.format_exc()}") from None
@@ -284,9 +278,9 @@ class VertexRehearsal:
                     for name, entry in result.get("artifacts", {}).items()}
         run.steps[bare] = Step(
             task=task_name, program=program, mount=mount, parameters=parameters,
-            inputs={name: {"uri": artifact["uri"], "path": paths[name], "metadata": artifact["metadata"]}
+            inputs={name: {"uri": artifact["uri"], "path": input_paths[name], "metadata": artifact["metadata"]}
                     for name, artifact in inputs["artifacts"].items()},
-            outputs={name: {"uri": artifact["uri"], "path": paths[name], "metadata": artifact["metadata"]}
+            outputs={name: {"uri": artifact["uri"], "path": output_paths[name], "metadata": artifact["metadata"]}
                      for name, artifact in produced.items()},
             output_parameters=result.get("parameterValues", {}), seconds=seconds)
         return {"parameters": result.get("parameterValues", {}), "artifacts": produced}
@@ -305,6 +299,13 @@ class VertexRehearsal:
 
 class _StepFailed(Exception):
     pass
+
+
+def _output(done: dict[str, dict], producer: str, kind: str, key: str) -> Any:
+    if key not in done[producer][kind]:
+        raise NotImplementedError(f"{producer} produced no {kind} {key!r} here (a skipped task, or a sub-DAG or "
+                                  "container op whose outputs the rehearsal does not produce yet)")
+    return done[producer][kind][key]
 
 
 def _load(program: Program, step_dir: Path):
