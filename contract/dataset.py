@@ -9,7 +9,6 @@ set on Vertex is an upload of two files and a parameter, not an image rebuild.
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,18 +90,25 @@ class DatasetConfig:
 def resolve_config_location(location: str | Path) -> str:
     """A relative path is relative to the project root, so the same parameter
     value works from any working directory and inside the pipeline image."""
-    text = storage_uri.canonical(str(location))
+    try:
+        text = storage_uri.canonical(storage_uri.checked(location))
+    except ValueError as error:
+        raise DatasetConfigError(f"dataset_config: {error} (a path relative to the project root, an absolute "
+                                 "path or gs://BUCKET/path.yaml)") from None
     if storage_uri.is_gcs(text) or Path(text).is_absolute():
         return text
     return str(PROJECT_ROOT / text)
 
 
-def _sibling(location: str, name: str) -> str:
-    """`name` relative to the folder holding `location` (gs:// or local)."""
-    if storage_uri.is_gcs(location) or storage_uri.is_gcs(name) or Path(name).is_absolute():
-        return name if storage_uri.is_gcs(name) or Path(name).is_absolute() else \
-            posixpath.join(posixpath.dirname(location), name)
-    return str(Path(location).parent / name)
+def _schema_location(config_location: str, name: object, where: str) -> str:
+    """The schema file named in the config, relative to the config (gs:// or local)."""
+    if not isinstance(name, str) or not name.strip():
+        raise DatasetConfigError(f"{where}: schema is {name!r}; expected a file name relative to this config "
+                                 "(or a gs:// URI)")
+    try:
+        return storage_uri.beside(config_location, name)
+    except ValueError as error:
+        raise DatasetConfigError(f"{where}: schema {name!r}: {error}") from None
 
 
 def _require(mapping: dict, key: str, where: str):
@@ -148,8 +154,12 @@ def load_dataset_config(config_location: str | Path = DEFAULT_DATASET_CONFIG) ->
     location = resolve_config_location(config_location)
     try:
         text = storage_uri.read_text(location)
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise DatasetConfigError(f"data set config not found: {location}") from None
+    except IsADirectoryError:
+        raise DatasetConfigError(f"data set config {location} is a folder; expected a YAML file") from None
+    except PermissionError as error:
+        raise DatasetConfigError(f"data set config: {error}") from None
     except UnicodeDecodeError as error:
         raise DatasetConfigError(f"data set config {location} is not UTF-8 text: {error}") from None
     try:
@@ -206,7 +216,7 @@ def load_dataset_config(config_location: str | Path = DEFAULT_DATASET_CONFIG) ->
         split_key=split_key,
         eval_percent=eval_percent,
         slices=tuple(tuple(s) for s in raw.get("slices", ())),
-        schema_uri=_sibling(location, _require(raw, "schema", where)),
+        schema_uri=_schema_location(location, _require(raw, "schema", where), where),
         validation=ValidationTolerances(**raw.get("validation", {})),
         source=location,
         missing_values=_missing_values(raw.get("missing_values"), where),

@@ -19,4 +19,9 @@ def load_schema(location: str | Path) -> schema_pb2.Schema:
 
 
 def write_schema(schema: schema_pb2.Schema, path: str | Path) -> None:
+    """Writes a file (the /gcs/ mount is a file system too); a gs:// URI is refused: a reviewed schema is
+    uploaded by a person, not written there by code."""
+    if storage_uri.is_gcs(path):
+        raise ValueError(f"{path}: a schema is written locally, reviewed, then uploaded; "
+                         "expected a local path (infer it with a local copy of the data set config)")
     Path(path).write_text(text_format.MessageToString(schema))

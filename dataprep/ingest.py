@@ -21,16 +21,17 @@ import csv
 import dataclasses
 import io
 import json
+import posixpath
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.fs as pafs
 
 from contract.artifacts import EVAL_FILE, MANIFEST_FILE, TRAIN_FILE
 from contract.dataset import BATCH_COLUMN, DatasetConfig
 from contract.paths import BATCH_FILE_NAME, PROJECT_ROOT
+from storage import uri as storage_uri
 
 # How many distinct offending values a problem or anomaly quotes.
 SAMPLE_COUNT = 3
@@ -84,33 +85,28 @@ class IngestSummary:
         return counts
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str, str]:
-    """(filesystem, path inside it, prefix to turn a path back into a URI)."""
-    if uri.startswith("gs://"):
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-        return filesystem, path, "gs://"
-    local = Path(uri)
-    local = local if local.is_absolute() else PROJECT_ROOT / local
-    return pafs.LocalFileSystem(), str(local.resolve()), ""
+def _resolved(prefix: str) -> str:
+    """A relative local prefix is relative to the project root; gs:// and the mount stand as they are."""
+    if storage_uri.is_gcs(storage_uri.canonical(storage_uri.checked(prefix))) or Path(prefix).is_absolute():
+        return prefix
+    return str((PROJECT_ROOT / prefix).resolve())
 
 
 def find_batches(data_uri: str) -> list[str]:
-    """Every batch.csv under each comma-separated prefix in data_uri, sorted."""
+    """Every batch.csv under each comma-separated prefix in data_uri (folders, gs:// prefixes or the
+    /gcs/ mount; read through storage.uri), sorted."""
     found: list[str] = []
     for prefix in (part.strip() for part in data_uri.split(",")):
         if not prefix:
             continue
-        filesystem, path, scheme = _filesystem(prefix)
-        info = filesystem.get_file_info(path)
-        if info.type == pafs.FileType.File and path.endswith(BATCH_FILE_NAME):
-            found.append(scheme + path)
-            continue
-        if info.type != pafs.FileType.Directory:
+        try:
+            files = storage_uri.list_files(_resolved(prefix))
+        except ValueError as error:  # not a URI storage reads (another scheme, no bucket)
+            raise IngestError(f"data_uri {prefix!r}: {error}") from None
+        except FileNotFoundError:
             raise IngestError(f"data_uri {prefix!r} does not exist; expected a folder or gs:// prefix "
-                              f"holding .../{BATCH_FILE_NAME} files")
-        selector = pafs.FileSelector(path, recursive=True)
-        found.extend(scheme + entry.path for entry in filesystem.get_file_info(selector)
-                     if entry.type == pafs.FileType.File and entry.base_name == BATCH_FILE_NAME)
+                              f"holding .../{BATCH_FILE_NAME} files") from None
+        found.extend(uri for uri in files if posixpath.basename(uri) == BATCH_FILE_NAME)
     if not found:
         raise IngestError(f"no {BATCH_FILE_NAME} under data_uri {data_uri!r}; expected the landing layout "
                           "data/processed/YYYY/MM/DD/HHMM/batch.csv")
@@ -131,9 +127,7 @@ def read_batches(batch_uris: list[str]) -> list[tuple[pd.DataFrame | None, Batch
     """Each batch's cells as text, or None beside the problems that keep it out."""
     batches = []
     for uri in batch_uris:
-        filesystem, path, _ = _filesystem(uri)
-        with filesystem.open_input_stream(path) as stream:
-            batches.append(parse_batch(stream.read(), uri))
+        batches.append(parse_batch(storage_uri.read_bytes(uri), uri))
     return batches
 
 

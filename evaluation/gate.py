@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,20 +95,25 @@ class EvaluationOutcome:
         return json.dumps(strict(dataclasses.asdict(self)), indent=1, allow_nan=False)
 
 
-def predict(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
-    """Probabilities from the exported serving signature, in row order."""
+def predict(model_uri: str, frame: pd.DataFrame) -> np.ndarray:
+    """Probabilities from the exported serving signature, in row order. The model is read by URI
+    (a local folder, the `/gcs/` mount or gs://, as the registry hands a champion back); TensorFlow
+    reads only the local copy, since its own gs:// filesystem would not honour the GCS emulator."""
     import tensorflow as tf
 
     from contract.model_inputs import PROBABILITY_OUTPUT, InputSpec
+    from storage import uri as storage_uri
     from trainer.features import to_model_inputs
 
-    signature = tf.saved_model.load(model_dir).signatures["serving_default"]
-    spec = InputSpec.load(model_dir)
-    inputs = to_model_inputs(frame, spec.raw_features, spec.missing_values)
-    outputs = []
-    for start in range(0, len(frame), _PREDICTION_BATCH):
-        batch = {name: tf.constant(values[start:start + _PREDICTION_BATCH]) for name, values in inputs.items()}
-        outputs.append(signature(**batch)[PROBABILITY_OUTPUT].numpy())
+    with tempfile.TemporaryDirectory(prefix="model-") as scratch:
+        model_dir = storage_uri.local_dir(model_uri, Path(scratch))
+        signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+        spec = InputSpec.load(model_dir)
+        inputs = to_model_inputs(frame, spec.raw_features, spec.missing_values)
+        outputs = []
+        for start in range(0, len(frame), _PREDICTION_BATCH):
+            batch = {name: tf.constant(values[start:start + _PREDICTION_BATCH]) for name, values in inputs.items()}
+            outputs.append(signature(**batch)[PROBABILITY_OUTPUT].numpy())
     return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
 
 

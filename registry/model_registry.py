@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from contract.model_inputs import InputSpec
+from storage import uri as storage_uri
 from storage.local_files import file_lock, write_json_atomically
 
 if TYPE_CHECKING:
@@ -137,13 +138,17 @@ class LocalModelRegistry:
                  aliases: tuple[str, ...] = (CHALLENGER,)) -> ModelVersion:
         for alias in aliases:
             check_alias(alias)
-        if not Path(model_uri).is_dir():
-            raise RegistryError(f"model_uri {model_uri!r} is not a folder holding a SavedModel")
         with self._locked(model_name) as model_dir:
             existing = [int(p.name) for p in (model_dir / "versions").iterdir() if p.name.isdigit()]
             version = str(max(existing, default=0) + 1)
             staging = Path(tempfile.mkdtemp(dir=model_dir / "versions", prefix=f".{version}-"))
-            shutil.copytree(model_uri, staging / "model")
+            try:  # the model by URI: a local folder or the /gcs/ mount (copied), or gs:// (downloaded)
+                source = storage_uri.local_dir(model_uri, staging / "model")
+            except (FileNotFoundError, NotADirectoryError, ValueError) as error:
+                shutil.rmtree(staging)
+                raise RegistryError(f"model_uri {model_uri!r} is not a folder holding a SavedModel: {error}") from None
+            if source != staging / "model":
+                shutil.copytree(source, staging / "model")
             record = {"version": version, "source_uri": model_uri, "created": time.time(), "metadata": metadata}
             (staging / "version.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
             os.replace(staging, model_dir / "versions" / version)  # the version appears whole, or not at all

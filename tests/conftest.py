@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from contract.paths import PROJECT_ROOT
+from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator, free_port
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -32,21 +33,26 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
-@pytest.fixture
-def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A bucket in an in-memory Cloud Storage emulator (gcp-storage-emulator); every
-    google-cloud-storage client in this process reaches it through STORAGE_EMULATOR_HOST."""
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """The GCS emulator, one per session. Point code at it with
+    `monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.url)`; use a bucket of your own."""
     require_or_skip(importlib.util.find_spec("gcp_storage_emulator") is not None,
                     "gcp-storage-emulator is not installed (it is in the dev extras)")
     from gcp_storage_emulator.server import create_server
 
-    from serving.processes import free_loopback_port
-
-    bucket, port = "test-bucket", free_loopback_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
     try:
-        yield bucket
+        yield GcsEmulator(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket in the session's emulator; every google-cloud-storage client in this
+    process reaches it through STORAGE_EMULATOR_HOST for the test's duration."""
+    monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.url)
+    return gcs_emulator.new_bucket()

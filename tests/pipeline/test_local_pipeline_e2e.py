@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from contract.model_inputs import InputSpec
+from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 from pipelines.local_run import print_summary, run_training_locally
 from registry.model_registry import CHALLENGER, CHAMPION, INPUT_CONTRACT_KEY, LocalModelRegistry
+from tests.gcs_emulator import EMULATOR_ENV
 from tests.pipeline.conftest import (
     SMALL_DATA_HYPERPARAMETERS,
     SMALL_DATA_MIN_EVAL_EXAMPLES,
@@ -97,14 +99,28 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
     assert all(rendered.pixels_near(plot, CANDIDATE_COLOUR) > 100 for plot in range(3))
 
 
-def test_second_run_is_judged_against_the_first_runs_champion_and_the_gate(first_run, workspace, tmp_path, capfd):
-    """One partition holds fewer eval examples than the gate's minimum: refused, and the report says why."""
-    code = run_training_locally(data_uri=str(workspace["landing"] / SMALL_PARTITIONS[0]),
-                                dataset_config=workspace["config"], local_dir=workspace["local"],
-                                **SMALL_DATA_HYPERPARAMETERS)
+def test_second_run_is_judged_against_the_champion_and_the_gate_with_its_config_from_gcs(
+        first_run, workspace, tmp_path, capfd, gcs_emulator, monkeypatch):
+    """One partition holds fewer eval examples than the gate's minimum: refused, and the report says why.
+
+    The data set config is in Cloud Storage with its schema beside it: each step (a subprocess) reads
+    both from the emulator, the way a Vertex run reads dataset_config=gs://... without a new image."""
+    monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.url)
+    bucket = gcs_emulator.new_bucket("configs")
+    shipped = PROJECT_ROOT / DEFAULT_DATASET_CONFIG
+    config = derived_config(tmp_path / "small_sample.yaml", model_name=MODEL, schema="chicago_taxi.schema.pbtxt",
+                            gate={"min_eval_examples": SMALL_DATA_MIN_EVAL_EXAMPLES, "metric_floors": {"recall": 0.2}})
+    config_uri = gcs_emulator.upload_file(config, f"gs://{bucket}/datasets/small_sample.yaml")
+    gcs_emulator.upload_file(shipped.with_name("chicago_taxi.schema.pbtxt"),
+                             f"gs://{bucket}/datasets/chicago_taxi.schema.pbtxt")
+
+    code = run_training_locally(data_uri=str(workspace["landing"] / SMALL_PARTITIONS[0]), dataset_config=config_uri,
+                                local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
     run = _runs(workspace["local"])[-1]
     outcome = json.loads((run / "evaluate-model/evaluation/outcome.json").read_text())
     assert code == 0 and outcome["has_champion"] and not outcome["blessed"]
+    validated = json.loads((run / "validate-data/executor_output.json").read_text())["artifacts"]["schema"]
+    assert validated["artifacts"][0]["metadata"]["source"] == f"gs://{bucket}/datasets/chicago_taxi.schema.pbtxt"
     eval_rows = int(outcome["metrics"]["overall"]["candidate"]["example_count"])
     refusal = (f"overall: only {eval_rows} labelled eval examples, at least {SMALL_DATA_MIN_EVAL_EXAMPLES} are "
                "needed (gate.min_eval_examples): metrics from so few rows are not trusted")

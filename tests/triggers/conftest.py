@@ -4,7 +4,7 @@
   records every `pipelineJobs.create` call, answers 409 ALREADY_EXISTS for an id
   it has created before (as Vertex does), and can be told to fail the next calls
   (503, 400, ...).
-- `gcs`: gcp-storage-emulator, in memory, for templates read from gs://.
+- `gcs`: the session's gcp-storage-emulator (tests/conftest.py), for templates read from gs://.
 - `pubsub_emulator`: the real Pub/Sub emulator (`gcloud beta emulators pubsub`),
   one per session; skipped locally and failed on CI when it is not installed.
 - `serve_function`: a `functions-framework` server subprocess running a function
@@ -62,14 +62,8 @@ def fake_vertex(_fake_vertex_server: FakeVertex) -> Iterator[FakeVertex]:
 
 
 @pytest.fixture(scope="session")
-def _gcs_server() -> Iterator[Gcs]:
-    from gcp_storage_emulator.server import create_server
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    yield Gcs(f"http://127.0.0.1:{port}")
-    server.stop()
+def _gcs_server(gcs_emulator) -> Gcs:
+    return Gcs(gcs_emulator.url)  # the session's one emulator (tests/conftest.py)
 
 
 @pytest.fixture

@@ -1,0 +1,160 @@
+"""The pipeline image holds everything a compiled step reads at run time.
+
+No Docker engine here, so components/Dockerfile is checked against what the compiled template
+runs: every step's program (the component function's source the template carries, the train
+step's Vertex Training CustomJob included), the project modules it imports, transitively, the
+third-party packages those import, and the files a run opens by default (the default data set
+config and its schema).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from contract.dataset import load_dataset_config
+from contract.paths import PROJECT_ROOT
+from pipelines.compile import COMPILED_DIR
+from pipelines.settings import SETTINGS
+from tests.pipeline.vertex_rehearsal import step_programs
+
+DOCKERFILE = PROJECT_ROOT / "components" / "Dockerfile"
+APP = "/app"  # WORKDIR and PYTHONPATH in the image: the project root there
+PROJECT_PACKAGES = {path.parent.name for path in PROJECT_ROOT.glob("*/__init__.py")}
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    logical = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip() if " " in line.strip() else "")
+            for line in logical.splitlines() if line.strip()]
+
+
+def _copies(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(source, destination) per COPY source, sources normalised without a trailing slash."""
+    pairs = []
+    for instruction, arguments in instructions:
+        if instruction == "COPY":
+            *sources, destination = arguments.split()
+            pairs += [(source.rstrip("/"), destination.rstrip("/")) for source in sources]
+    return pairs
+
+
+def _module_file(module: str) -> Path | None:
+    base = PROJECT_ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(source: str, module: str = "") -> set[str]:
+    """Every module name an import statement anywhere in `source` names (function bodies too)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the importing module's package
+                package = module.split(".")[:-node.level] if module else []
+                base = ".".join([*package, *([base] if base else [])])
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names if alias.name != "*"}
+    return found
+
+
+def _closure(sources: list[str]) -> tuple[set[Path], set[str]]:
+    """Project files the sources import, transitively, and the third-party top-level names any of them import."""
+    files: set[Path] = set()
+    third_party: set[str] = set()
+    pending = [(source, "") for source in sources]
+    while pending:
+        source, module = pending.pop()
+        for name in _imports(source, module):
+            top = name.split(".")[0]
+            if top not in PROJECT_PACKAGES:
+                if top and top not in sys.stdlib_module_names:
+                    third_party.add(top)
+                continue
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):  # a.b.c imports a and a.b first
+                prefix = ".".join(parts[:depth])
+                path = _module_file(prefix)
+                if path and path not in files:
+                    files.add(path)
+                    pending.append((path.read_text(), prefix if path.name != "__init__.py" else f"{prefix}.__init__"))
+    return files, third_party
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return json.loads((COMPILED_DIR / "training_pipeline.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    return _instructions(DOCKERFILE.read_text())
+
+
+def _covered(relative: str, copies: list[tuple[str, str]]) -> bool:
+    """Copied into the image at the same place under /app, so PROJECT_ROOT-relative paths resolve."""
+    return any((relative == source or relative.startswith(source + "/")) and destination == f"{APP}/{source}"
+               for source, destination in copies)
+
+
+def test_every_step_runs_in_the_pipeline_image_the_custom_job_included(template):
+    programs = step_programs(template)
+    assert {program.image for program in programs.values()} == {SETTINGS.pipeline_image}
+    assert {program.form for program in programs.values()} == {"lightweight component", "Vertex Training CustomJob"}
+
+
+def test_the_image_holds_every_project_module_the_steps_import(template, dockerfile):
+    files, _ = _closure([program.source for program in step_programs(template).values()])
+    relative = sorted(path.relative_to(PROJECT_ROOT).as_posix() for path in files)
+    assert "evaluation/gate.py" in relative and "storage/uri.py" in relative  # the walk reaches the floor
+    missing = [path for path in relative if not _covered(path, _copies(dockerfile))]
+    assert not missing, f"components/Dockerfile does not COPY {missing} to {APP}/, which the steps import"
+
+
+def test_the_image_installs_requirements_lock_and_it_pins_every_package_the_steps_import(template, dockerfile):
+    lock_copy = [destination for source, destination in _copies(dockerfile) if source == "requirements.lock"]
+    assert lock_copy, "components/Dockerfile does not COPY requirements.lock"
+    assert any(instruction == "RUN" and re.search(rf"pip install -r {re.escape(lock_copy[0])}(\s|$)", arguments)
+               for instruction, arguments in dockerfile), "the image must install requirements.lock as `make` does"
+
+    lock = {re.sub(r"[-_.]+", "-", name).lower() for name in
+            re.findall(r"^([A-Za-z0-9_.\-]+)==", (PROJECT_ROOT / "requirements.lock").read_text(), re.M)}
+    _, third_party = _closure([program.source for program in step_programs(template).values()])
+    providers = importlib.metadata.packages_distributions()
+    assert {"kfp", "tensorflow", "tensorflow_model_analysis", "pandas"} <= third_party
+    unpinned = {name: providers.get(name) for name in third_party
+                if not {re.sub(r"[-_.]+", "-", dist).lower() for dist in providers.get(name, [])} & lock}
+    assert not unpinned, f"imported by the steps but not pinned in requirements.lock: {unpinned}"
+
+
+def test_the_image_holds_the_default_data_set_config_and_its_schema(template, dockerfile):
+    default = template["root"]["inputDefinitions"]["parameters"]["dataset_config"]["defaultValue"]
+    assert not Path(default).is_absolute() and "://" not in default  # resolved against the image's /app
+    config = load_dataset_config(default)
+    for opened in (config.source, config.schema_uri):
+        relative = Path(opened).relative_to(PROJECT_ROOT).as_posix()
+        assert _covered(relative, _copies(dockerfile)), f"components/Dockerfile does not COPY {relative} to {APP}/"
+
+
+def test_the_image_finds_the_project_runs_as_a_user_and_leaves_the_command_to_kfp(dockerfile):
+    serving_base = [arguments for instruction, arguments in _instructions(
+        (PROJECT_ROOT / "serving" / "Dockerfile").read_text()) if instruction == "FROM"]
+    assert [arguments for instruction, arguments in dockerfile if instruction == "FROM"] == serving_base
+    env = " ".join(arguments for instruction, arguments in dockerfile if instruction == "ENV")
+    assert re.search(rf"\bPYTHONPATH={APP}(\s|$)", env)  # `python -m kfp.dsl.executor_main` runs from a temp dir
+    assert ("WORKDIR", APP) in dockerfile
+    users = [arguments for instruction, arguments in dockerfile if instruction == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert not [instruction for instruction, _ in dockerfile if instruction in ("ENTRYPOINT", "CMD")]

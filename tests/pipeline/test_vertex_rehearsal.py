@@ -1,0 +1,157 @@
+"""The CI rehearsal of the Vertex form: what a template does on Vertex AI, on this machine, twice.
+
+Every compiled template's steps run in the order its DAG gives (tests/pipeline/vertex_rehearsal.py
+says how each Vertex mechanism is stood in for): inputs and outputs are gs:// URIs in the GCS
+emulator, a step sees its artifacts through a stand-in for the /gcs/ mount and nothing else, and
+the registry is the Vertex backend, through the real aiplatform client, against the stand-in Model
+Registry API, which hands back gs:// artifact URIs as Vertex does. The first training run registers
+the champion; the second is evaluated against that champion, read from its gs:// URI, and is
+registered as challenger. Locally every URI is a folder, so only a rehearsal like this shows a step
+that cannot read gs:// (the second run used to fail at evaluate-model: `Path("gs://b/x")`).
+
+Designed to grow: each template another change adds (deploy, evaluation, batch prediction, canary
+decision) gets its rehearsal here, in `REHEARSED_TEMPLATES`; a template without one fails
+`test_every_compiled_template_is_rehearsed`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from contract.artifacts import OUTCOME_FILE, SCHEMA_FILE
+from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+from contract.schema import load_schema
+from pipelines.compile import COMPILED_DIR, pipelines_to_compile
+from pipelines.settings import SETTINGS
+from registry.model_registry import CHALLENGER, CHAMPION, VertexModelRegistry
+from storage import uri as storage_uri
+from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator
+from tests.pipeline.conftest import SAMPLE, SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS
+from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT, stand_in_model_registry
+from tests.pipeline.vertex_rehearsal import RehearsedRun, VertexRehearsal
+
+pytestmark = pytest.mark.emulator
+
+TRAINING_TEMPLATE = COMPILED_DIR / "training_pipeline.json"
+REHEARSED_TEMPLATES = {"training_pipeline"}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactory):
+    """Two training runs of the compiled template on the Vertex form, shared by the tests below."""
+    bucket = gcs_emulator.new_bucket("vertex-rehearsal")
+    with pytest.MonkeyPatch.context() as patch, stand_in_model_registry() as model_registry:
+        patch.setenv(EMULATOR_ENV, gcs_emulator.url)
+        for partition in SMALL_PARTITIONS:
+            gcs_emulator.upload_file(SAMPLE / partition / "batch.csv",
+                                     f"gs://{bucket}/data/processed/{partition}/batch.csv")
+        # The data set config from Cloud Storage, its schema beside it: a new data set is an upload and
+        # a parameter. Two small partitions hold fewer eval rows than the shipped gate asks for.
+        shipped = PROJECT_ROOT / DEFAULT_DATASET_CONFIG
+        config_text = shipped.read_text()
+        assert "min_eval_examples: 200" in config_text
+        config_uri = gcs_emulator.upload_bytes(f"gs://{bucket}/configs/taxi.yaml",
+                                               config_text.replace("min_eval_examples: 200",
+                                                                   "min_eval_examples: 100").encode())
+        gcs_emulator.upload_file(shipped.with_name("chicago_taxi.schema.pbtxt"),
+                                 f"gs://{bucket}/configs/chicago_taxi.schema.pbtxt")
+
+        runner = VertexRehearsal(TRAINING_TEMPLATE, f"gs://{bucket}/pipeline_root",
+                                 tmp_path_factory.mktemp("rehearsal"), gcs_emulator, PROJECT, LOCATION)
+        parameters = {"data_uri": f"gs://{bucket}/data/processed", "dataset_config": config_uri,
+                      "project": PROJECT, "location": LOCATION, **SMALL_DATA_HYPERPARAMETERS}
+        first = runner.run("training-pipeline-rehearsal-1", parameters)
+        second = runner.run("training-pipeline-rehearsal-2", parameters) if not first.failure else None
+        yield {"bucket": bucket, "config": config_uri, "runs": [first, second], "registry": model_registry,
+               "spec": runner.spec}
+
+
+def _succeeded(run: RehearsedRun | None) -> RehearsedRun:
+    assert run is not None, "the first run failed, so the second never started"
+    assert not run.failure, f"{run.job_name} stopped at {run.failure}"
+    return run
+
+
+def _executor_tasks(spec: dict) -> dict[str, set[str]]:
+    """Every task that runs a program -> the tasks it waits for, over the root DAG and its sub-DAGs."""
+    found = {}
+    for dag in [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]:
+        for name, task in dag["tasks"].items():
+            if "executorLabel" in spec["components"][task["componentRef"]["name"]]:
+                found[name] = set(task.get("dependentTasks", []))
+    return found
+
+
+def test_every_compiled_template_is_rehearsed():
+    missing = set(pipelines_to_compile()) - REHEARSED_TEMPLATES
+    assert not missing, (f"templates {sorted(missing)} have no Vertex rehearsal: add one to "
+                         "tests/pipeline/test_vertex_rehearsal.py (REHEARSED_TEMPLATES)")
+
+
+def test_every_step_of_the_template_runs_in_its_dag_order_both_times(rehearsal):
+    expected = _executor_tasks(rehearsal["spec"])
+    for run in map(_succeeded, rehearsal["runs"]):
+        assert set(run.steps) == set(expected) and not run.skipped
+        ran = [task.rsplit("/", 1)[-1] for task in run.order]
+        for task, waits_for in expected.items():
+            assert all(ran.index(before) < ran.index(task) for before in waits_for), (task, ran)
+        assert run.steps["register-model"].task == "condition-1/register-model"  # inside dsl.If, which held
+
+
+def test_steps_read_and_write_only_gs_uris_seen_through_the_mount(rehearsal):
+    bucket = rehearsal["bucket"]
+    for run in map(_succeeded, rehearsal["runs"]):
+        for name, step in run.steps.items():
+            for artifact in [*step.inputs.values(), *step.outputs.values()]:
+                assert artifact["uri"].startswith(f"gs://{bucket}/pipeline_root/"), (name, artifact)
+                assert artifact["path"] == str(step.mount / artifact["uri"].removeprefix("gs://")), (name, artifact)
+            for output, artifact in step.outputs.items():
+                assert artifact["uri"].startswith(f"gs://{bucket}/pipeline_root/{run.job_name}/{name}/"), output
+        model = run.steps["train-model"].outputs["model"]["uri"]
+        assert {"saved_model.pb", "input_spec.json"} <= {
+            name.rsplit("/", 1)[-1] for name in storage_uri.list_files(model)}, "the model never reached the emulator"
+
+
+def test_the_train_step_runs_its_custom_job_program_in_the_pipeline_image(rehearsal):
+    steps = _succeeded(rehearsal["runs"][0]).steps
+    assert steps["train-model"].program.form == "Vertex Training CustomJob"
+    assert {step.program.image for step in steps.values()} == {SETTINGS.pipeline_image}
+
+
+def test_the_first_run_registers_its_model_as_champion_from_its_gs_uri(rehearsal):
+    first = _succeeded(rehearsal["runs"][0])
+    assert first.steps["lookup-champion"].output_parameters["champion_uri"] == ""
+    model_uri = first.steps["train-model"].outputs["model"]["uri"]
+    registered = first.steps["register-model"].output_parameters
+    assert registered["version"] == "1" and {CHALLENGER, CHAMPION} <= set(registered["aliases"].split(","))
+    assert rehearsal["registry"].uploads[0]["model"]["artifactUri"] == model_uri
+
+
+def test_the_second_run_is_evaluated_against_the_champion_and_registered_as_challenger(rehearsal):
+    first, second = (_succeeded(run) for run in rehearsal["runs"])
+    champion_uri = first.steps["train-model"].outputs["model"]["uri"]
+    assert second.steps["lookup-champion"].output_parameters["champion_uri"] == champion_uri
+    assert second.steps["evaluate-model"].parameters["champion_uri"] == champion_uri
+
+    evaluation = second.steps["evaluate-model"].outputs["evaluation"]["uri"]
+    outcome = json.loads(storage_uri.read_text(storage_uri.join(evaluation, OUTCOME_FILE)))
+    assert outcome["has_champion"] and outcome["blessed"], outcome["failures"]
+    assert set(outcome["metrics"]["overall"]) == {"candidate", "champion"}
+
+    registered = second.steps["register-model"].output_parameters
+    assert registered["version"] == "2" and CHAMPION not in registered["aliases"].split(",")
+    registry = VertexModelRegistry(PROJECT, LOCATION, SETTINGS.serving_image)
+    assert registry.get(NAME, CHAMPION).version == "1"
+    challenger = registry.get(NAME, CHALLENGER)
+    assert (challenger.version, challenger.uri) == ("2", second.steps["train-model"].outputs["model"]["uri"])
+
+
+def test_the_data_set_config_and_its_schema_were_read_from_cloud_storage(rehearsal):
+    run = _succeeded(rehearsal["runs"][0])
+    schema = run.steps["validate-data"].outputs["schema"]
+    beside_config = storage_uri.beside(rehearsal["config"], "chicago_taxi.schema.pbtxt")
+    assert schema["metadata"]["source"] == beside_config
+    assert load_schema(storage_uri.join(schema["uri"], SCHEMA_FILE)) == load_schema(beside_config)
+    assert run.steps["transform-data"].inputs["schema"]["uri"] == schema["uri"]  # the schema validation used
