@@ -30,7 +30,7 @@ import pandas as pd
 
 from contract.artifacts import EVAL_FILE, MANIFEST_FILE, TRAIN_FILE
 from contract.dataset import BATCH_COLUMN, DatasetConfig
-from contract.paths import BATCH_FILE_NAME, PROJECT_ROOT
+from contract.paths import BATCH_FILE_NAME, LANDING_PREFIX, PROJECT_ROOT
 from storage import uri as storage_uri
 
 # How many distinct offending values a problem or anomaly quotes.
@@ -109,7 +109,7 @@ def find_batches(data_uri: str) -> list[str]:
         found.extend(uri for uri in files if posixpath.basename(uri) == BATCH_FILE_NAME)
     if not found:
         raise IngestError(f"no {BATCH_FILE_NAME} under data_uri {data_uri!r}; expected the landing layout "
-                          "data/processed/YYYY/MM/DD/HHMM/batch.csv")
+                          f"{LANDING_PREFIX}/YYYY/MM/DD/HHMM/{BATCH_FILE_NAME}")
     return sorted(set(found))
 
 

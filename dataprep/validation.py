@@ -322,8 +322,9 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
     else:  # first use: infer, use it, and say that it needs a review
         schema = infer_schema(both, config)
         write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
-        print(f"WARNING: {config.schema_uri} does not exist; inferred a schema from this data. Review it and "
-              "commit it with `make schema`.")
+        print(f"WARNING: {config.schema_uri} does not exist; inferred a schema from this data and used it. "
+              f"Review the inferred schema ({Path(schema_dir) / SCHEMA_FILE}), then put it at {config.schema_uri} "
+              "(locally: `python runner.py --infer-schema --dataset-config ...` writes it for review).")
 
     found = validate(both, load_manifest(examples_dir).batches, schema, config)
     write_validation_outputs(found, schema, anomalies_dir)
@@ -354,6 +355,10 @@ def infer_schema_cli(data_uri: str | None, dataset_config: str | None) -> int:
               f"again:\n  {listed}")
         return 1
     schema = infer_schema(type_columns(raw, config.missing_values), config)
-    write_schema(schema, config.schema_uri)
+    try:
+        write_schema(schema, config.schema_uri)
+    except ValueError as error:  # a gs:// config: the reviewed schema is uploaded by a person, not written here
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {config.schema_uri} ({len(schema.feature)} features): review it, then commit it")
     return 0

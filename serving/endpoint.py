@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract.model_inputs import INPUT_SPEC_FILE
 from storage.local_files import file_lock, write_json_atomically
 
 DEFAULT_STATE_DIR = Path("local/endpoint")
@@ -218,7 +219,7 @@ def check_model_uri(model_uri: str) -> None:
     if model_uri.startswith("gs://"):
         return
     directory = Path(model_uri)
-    missing = [name for name in ("saved_model.pb", "input_spec.json") if not (directory / name).is_file()]
+    missing = [name for name in ("saved_model.pb", INPUT_SPEC_FILE) if not (directory / name).is_file()]
     if missing:
         raise EndpointError(f"{model_uri!r} is not an exported model directory: missing {', '.join(missing)}")
 
