@@ -82,7 +82,12 @@ class ServingModel:
 
     def call_blocks(self, tensors: list[tf.Tensor]) -> dict[str, np.ndarray]:
         """One call of the signature on a whole batch; numpy outputs named by the spec."""
-        outputs = self._call_with_blocks(*tensors)
+        # The flat call, which `ConcreteFunction.__call__` ends in: its binding
+        # and checking of the arguments (45 µs a call here) is skipped, as
+        # `block_tensors` makes exactly the dtypes and shapes the function was
+        # traced for. The function's captures (the model's variables) follow.
+        function = self._call_with_blocks
+        outputs = function.inference_fn.call_preflattened([*tensors, *function.captured_inputs])
         return {name: outputs[name].numpy() for name in self.spec.outputs}
 
     def predictions(self, columns: Columns) -> list[dict[str, Any]]:
