@@ -94,9 +94,9 @@ def main() -> None:
         # over TensorFlow's objects would stall it (as in the server, frozen).
         gc.freeze()
 
-        _request_path(in_process)
+        cpu_per_call = _request_path(in_process)
         if wrk:
-            _throughput(wrk, model_uri, bodies, in_process, scratch)
+            _throughput(wrk, model_uri, bodies, in_process, cpu_per_call, scratch)
         _latency(model_uri, bodies[1], scratch)
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -254,7 +254,8 @@ def _wait_for(url: str, log_path: Path, timeout_s: float = 120.0) -> None:
 
 # -- 1. in process --------------------------------------------------------------------------------------------
 
-def _request_path(in_process: _InProcess) -> None:
+def _request_path(in_process: _InProcess) -> dict[int, dict[str, float]]:
+    """Print the in-process figures; return the median CPU seconds per call, by batch size and path."""
     print(f"\nin process, no HTTP: instances per second of CPU time (this process's, so other work on the machine "
           f"does not count), median of {TRIALS} rounds taken in turns")
     print("  signature: the exported serving_default called with ready tensors, one per feature (the baseline)")
@@ -262,6 +263,7 @@ def _request_path(in_process: _InProcess) -> None:
     print("  request path: ours alone, parse + check + convert to tensors + write the answer (no model, no HTTP)")
     print(f"  {'instances':>9} {'signature':>10} {'model call':>10} {'request path':>12} {'whole request':>13}   "
           "request path / signature, median (range)")
+    cpu_per_call: dict[int, dict[str, float]] = {}
     for size in BATCH_SIZES:
         rounds: dict[str, list[float]] = {"signature": [], "model call": [], "request path": [], "whole": []}
         for _ in range(TRIALS):
@@ -276,11 +278,14 @@ def _request_path(in_process: _InProcess) -> None:
         print(f"  {size:>9} {statistics.median(rounds['signature']):>10.0f} "
               f"{statistics.median(rounds['model call']):>10.0f} {statistics.median(rounds['request path']):>12.0f} "
               f"{statistics.median(rounds['whole']):>13.0f}   {_spread(ratios)}{aim}")
+        cpu_per_call[size] = {path: size / statistics.median(rates) for path, rates in rounds.items()}
+    return cpu_per_call
 
 
 # -- 2. throughput -------------------------------------------------------------------------------------------
 
-def _throughput(wrk: str, model_uri: str, bodies: dict[int, Path], in_process: _InProcess, scratch: Path) -> None:
+def _throughput(wrk: str, model_uri: str, bodies: dict[int, Path], in_process: _InProcess,
+                cpu_per_call: dict[int, dict[str, float]], scratch: Path) -> None:
     script = scratch / "post.lua"
     script.write_text(_WRK_SCRIPT)
     print(f"\nthroughput: wrk -t1 -c{WRK_CONNECTIONS} -d{WRK_SECONDS}s on loopback, against the signature in this "
@@ -290,6 +295,7 @@ def _throughput(wrk: str, model_uri: str, bodies: dict[int, Path], in_process: _
           f"{'signature inst/s':>16} {'ratio':>5} {'ratio by run':>12}   "
           "CPU per request: server, wrk (load generator)")
     workers_options = sorted({1, os.cpu_count() or 1})
+    server_cpu: dict[int, float] = {}  # 1 worker: CPU seconds per request, by batch size
     for workers in workers_options:
         port = free_loopback_port()
         env = {"AIP_STORAGE_URI": model_uri, "AIP_HTTP_PORT": str(port), "SERVING_HOST": "127.0.0.1",
@@ -309,6 +315,8 @@ def _throughput(wrk: str, model_uri: str, bodies: dict[int, Path], in_process: _
                     runs.append(_run_wrk(wrk, script, bodies[size], f"http://127.0.0.1:{port}/predict"))
                     runs[-1]["server_cpu_s"] = _cpu_seconds(server_pids) - cpu_before
                 rates = [run["requests"] / run["seconds"] * size for run in runs]
+                if workers == 1:
+                    server_cpu[size] = sum(run["server_cpu_s"] for run in runs) / sum(run["requests"] for run in runs)
                 best = runs[rates.index(max(rates))]
                 errors = sum(run["status_errors"] + run["socket_errors"] for run in runs)
                 requests = sum(run["requests"] for run in runs)
@@ -323,6 +331,12 @@ def _throughput(wrk: str, model_uri: str, bodies: dict[int, Path], in_process: _
     print("  ratio = the best server run over the best signature run; by run: each wrk run over the signature "
           "measured just before it;")
     print("  errors are summed over all runs; CPU is the server's processes' and wrk's own, per request")
+    for size, server_s in server_cpu.items():
+        model_us, path_us = (cpu_per_call[size][path] * 1e6 for path in ("model call", "request path"))
+        print(f"  a request's CPU in the 1-worker server at {size} instances: {server_s * 1e6:.0f} µs = model call "
+              f"{model_us:.0f} + request path {path_us:.0f} (as measured in process above) + "
+              f"{server_s * 1e6 - model_us - path_us:.0f} µs of HTTP, the kernel, TensorFlow's thread hand-off "
+              "and colder caches between requests")
 
 
 def _server_pids(pid: int) -> list[int]:
