@@ -333,7 +333,7 @@ def _throughput(wrk: str, model_uri: str, bodies: dict[int, Path], in_process: _
     print("  errors are summed over all runs; CPU is the server's processes' and wrk's own, per request")
     for size, server_s in server_cpu.items():
         model_us, path_us = (cpu_per_call[size][path] * 1e6 for path in ("model call", "request path"))
-        print(f"  a request's CPU in the 1-worker server at {size} instances: {server_s * 1e6:.0f} µs = model call "
+        print(f"  1 worker, batch of {size}: a request's CPU {server_s * 1e6:.0f} µs = model call "
               f"{model_us:.0f} + request path {path_us:.0f} (as measured in process above) + "
               f"{server_s * 1e6 - model_us - path_us:.0f} µs of HTTP, the kernel, TensorFlow's thread hand-off "
               "and colder caches between requests")
