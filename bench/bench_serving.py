@@ -57,7 +57,7 @@ IN_PROCESS_SECONDS = 0.5
 TRIALS = 3
 AIM_REQUEST_PATH = 4.0  # our request path at least 4x the signature's instances/s, at 64 instances
 AIM_RATIO = {1: 0.6, 2: 0.8}  # server instances/s over the signature's in-process, at 64 instances, by workers
-FIXED_RATE = 200  # requests/s in all: a quarter of one worker's single-instance capacity here
+FIXED_RATE = 200  # requests/s in all: under a tenth of one worker's single-instance capacity here
 LATENCY_SECONDS = 15.0
 LATENCY_ROUNDS = 2
 
