@@ -57,11 +57,11 @@ class ServingModel:
 
         TensorFlow spends about 10 µs of Python per argument of a concrete
         function before the graph runs (binding, casting, checking each spec),
-        and about 6 µs to make each tensor: for the 14 taxi features, the
-        signature took 262 µs a call with one tensor per feature and 144 µs
-        with one per dtype (docs/serving.md). The split into features happens
-        inside the graph, which is otherwise the signature's own (the server
-        tests check the answers bit-for-bit against calling it directly).
+        and about 6 µs to make each tensor: for the 14 taxi features that was
+        as much as the graph's own work (figures in docs/serving.md). The split
+        into features happens inside the graph, which is otherwise the
+        signature's own (the server tests check the answers bit-for-bit against
+        calling it directly).
         """
         names = features_by_dtype(self.spec)
         signature = self._signature
