@@ -3,7 +3,12 @@
 1. Cold import: a fresh process imports a function's `main.py` from its deploy
    folder (what a Cloud Run functions cold start pays before the first event),
    against the seed approach `from google.cloud import aiplatform`, measured in
-   the same run. Wall time and peak RSS of each child (os.wait4), median of RUNS.
+   the same run. Wall time and peak RSS of each child, median of RUNS. The child
+   reads its own peak (VmHWM) before it exits: the rusage that os.wait4 or
+   RUSAGE_CHILDREN give starts from the parent's peak, because exec records the
+   parent's address space (copied by fork, or shared by vfork) in the child's
+   maximum; after the serving bench has loaded TensorFlow that is ~700 MB
+   for every child, whatever it imports.
 2. Drift chain: a LogEntry published to the Pub/Sub emulator, pushed to the
    drift-alert function under functions-framework, until its create request
    reaches a local Vertex stand-in. Skipped (said so) without the emulator.
@@ -32,20 +37,23 @@ CHAIN_ALERTS = 20
 BASELINE = "from google.cloud import aiplatform"
 
 
-def cold_process(code: str, cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Median wall seconds and peak RSS (MB) of fresh `python -c code` processes."""
+# Appended to the measured code: the child's own peak resident set, read just before it exits.
+_REPORT_PEAK_RSS = ("\nimport sys as _sys\n"
+                    "_sys.stdout.write(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')))")
+
+
+def cold_process(code: str, cwd: Path, env: dict[str, str], runs: int = RUNS) -> tuple[float, float]:
+    """Median wall seconds and peak RSS (MB) of fresh `python -c code` processes, each its own peak."""
     walls, peaks = [], []
-    for _ in range(RUNS):
+    for _ in range(runs):
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not all children's
+        child = subprocess.run([sys.executable, "-c", code + _REPORT_PEAK_RSS], cwd=cwd, env=env,
+                               capture_output=True, text=True)
         walls.append(time.perf_counter() - started)
-        child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
-            raise RuntimeError(f"`{code}` failed in {cwd}: {child.stderr.read().decode()[-2000:]}")
-        child.stderr.close()
-        peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
+            raise RuntimeError(f"`{code}` failed in {cwd}: {child.stderr[-2000:]}")
+        report = child.stdout.splitlines()[-1].split()  # ["VmHWM:", "49152", "kB"]
+        peaks.append(int(report[1]) / 1024)
     return statistics.median(walls), statistics.median(peaks)
 
 

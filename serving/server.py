@@ -48,6 +48,7 @@ from aiohttp import web
 from serving.errors import error_response, json_errors
 from serving.instances import (
     MAX_REQUEST_BYTES,
+    Columns,
     InputSpec,
     RequestError,
     instances_to_columns,
@@ -64,7 +65,7 @@ class PredictionModel(Protocol):
 
     spec: InputSpec
 
-    def predictions(self, columns: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def predictions(self, columns: Columns) -> list[dict[str, Any]]: ...
 
 
 # Set by the worker supervisor in its workers' environment: bind with SO_REUSEPORT.

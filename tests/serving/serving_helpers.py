@@ -109,13 +109,21 @@ def start_process(args: list[str], log_path: Path, env: dict[str, str], port: in
     return ChildProcess(process, log_path, port)
 
 
+def image_command() -> list[str]:
+    """The serving image's CMD (exec form), read from serving/Dockerfile."""
+    dockerfile = (PROJECT_ROOT / "serving" / "Dockerfile").read_text()
+    commands = [json.loads(line.removeprefix("CMD ")) for line in dockerfile.splitlines() if line.startswith("CMD ")]
+    assert len(commands) == 1, f"serving/Dockerfile has {len(commands)} CMD lines, expected one"
+    return commands[0]
+
+
 def start_server(model_uri: str | Path, log_path: Path, extra_env: dict[str, str] | None = None,
                  port: int | None = None) -> ChildProcess:
-    """`python -m serving.server`, the serving image's command, on a loopback port."""
+    """The serving image's command (`python -m serving.server`) on a loopback port."""
     port = port or free_loopback_port()
     env = {"AIP_STORAGE_URI": str(model_uri), "AIP_HTTP_PORT": str(port), "SERVING_HOST": "127.0.0.1",
            "AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/predict", **(extra_env or {})}
-    return start_process(["-m", "serving.server"], log_path, env, port)
+    return start_process(image_command()[1:], log_path, env, port)  # [1:]: this interpreter runs it
 
 
 def wait_healthy(child: ChildProcess, route: str = "/health", timeout_s: float = 90.0) -> None:

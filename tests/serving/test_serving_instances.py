@@ -28,7 +28,26 @@ def test_columns_keep_instance_order_and_dtypes() -> None:
 
     assert columns["fare"].dtype == np.float32 and columns["fare"].tolist() == [7.5, 1.0]
     assert columns["hour"].dtype == np.int64 and columns["hour"].tolist() == [3, 4]
-    assert columns["company"] == [b"Flash Cab", b"Sun Taxi"]
+    assert columns["company"] == ["Flash Cab", "Sun Taxi"]  # TensorFlow encodes str as UTF-8 itself
+
+
+def test_several_features_of_one_dtype_share_a_block_and_keep_their_own_values() -> None:
+    spec = InputSpec(features={"a": "float32", "n": "int64", "b": "float32", "s": "string", "m": "int64",
+                               "t": "string", "c": "float32"}, outputs=("probability",))
+    instances = [{"a": 1.0, "n": 10, "b": 2.0, "s": "x", "m": 20, "t": "é", "c": 3.0},
+                 {"a": 4.0, "n": 11, "b": None, "s": "y", "m": 21, "t": "z", "c": 6.0}]
+
+    columns = instances_to_columns(instances, spec)
+
+    assert list(columns) == ["a", "n", "b", "s", "m", "t", "c"]
+    assert {name: columns[name].tolist() for name in ("a", "c", "n", "m")} == {
+        "a": [1.0, 4.0], "c": [3.0, 6.0], "n": [10, 11], "m": [20, 21]}
+    assert columns["b"][0] == 2.0 and math.isnan(columns["b"][1])
+    assert (columns["s"], columns["t"]) == (["x", "y"], ["é", "z"])
+    # The layout the model takes: per dtype, the spec's order of features, instance after instance.
+    assert columns.names == {"float32": ("a", "b", "c"), "int64": ("n", "m"), "string": ("s", "t")}
+    assert columns.blocks["int64"].tolist() == [10, 20, 11, 21]
+    assert columns.blocks["string"] == ["x", "é", "y", "z"]
 
 
 def test_null_is_the_missing_value_sentinel_of_each_dtype() -> None:
@@ -36,7 +55,18 @@ def test_null_is_the_missing_value_sentinel_of_each_dtype() -> None:
 
     assert math.isnan(columns["fare"][0]) and columns["fare"][1] == 7.5
     assert columns["hour"].tolist() == [-1, 3]
-    assert columns["company"] == [b"", b"Flash Cab"]
+    assert columns["company"] == ["", "Flash Cab"]
+
+
+def test_null_is_the_sentinel_the_models_spec_records() -> None:
+    spec = InputSpec(features=SPEC.features, outputs=SPEC.outputs,
+                     missing_values={"float32": -999.0, "int64": 0, "string": "?"})
+
+    columns = instances_to_columns([valid(fare=None, hour=None, company=None), valid()], spec)
+
+    assert columns["fare"].tolist() == [-999.0, 7.5]
+    assert columns["hour"].tolist() == [0, 3]
+    assert columns["company"] == ["?", "Flash Cab"]
 
 
 def test_keys_that_are_not_features_are_ignored() -> None:

@@ -11,13 +11,14 @@ import math
 import os
 import shutil
 import signal
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_helpers import ChildProcess, http_call, post_many, start_process, wait_until
+from serving_helpers import ChildProcess, http_call, image_command, post_many, start_process, wait_until
 
 from serving.cli import main as cli_main
 from serving.client import LocalEndpoint
@@ -107,6 +108,23 @@ def test_serve_starts_the_deployed_models_it_finds(endpoint: Endpoint) -> None:
     assert answer.headers["X-Vertex-AI-Deployed-Model-Id"] == "1"
     assert answer.json()["deployedModelId"] == "1" and len(answer.json()["predictions"]) == 3
     assert endpoint.api.predict(demo_instances(3, seed=1)) == answer.json()
+
+
+def test_each_deployed_model_runs_the_serving_images_command_with_vertex_variables(endpoint: Endpoint,
+                                                                                   demo_model_dir: Path) -> None:
+    for model in endpoint.describe()["deployedModels"]:
+        proc = Path(f"/proc/{model['pid']}")
+        argv = [arg.decode() for arg in (proc / "cmdline").read_bytes().split(b"\0")[:-1]]
+        environ = dict(entry.decode().split("=", 1) for entry in (proc / "environ").read_bytes().split(b"\0")
+                       if b"=" in entry)
+
+        # The image's CMD, with this machine's interpreter in place of the image's `python`.
+        assert Path(argv[0]).resolve() == Path(sys.executable).resolve()
+        assert argv[1:] == image_command()[1:]
+        assert environ["AIP_STORAGE_URI"] == str(demo_model_dir.resolve())
+        assert environ["AIP_DEPLOYED_MODEL_ID"] == model["id"]
+        assert model["predictUrl"] == (f"http://127.0.0.1:{environ['AIP_HTTP_PORT']}"
+                                       f"{environ['AIP_PREDICT_ROUTE']}")
 
 
 def test_deploy_through_the_endpoint_returns_once_the_model_is_ready(endpoint: Endpoint, demo_model_dir: Path,

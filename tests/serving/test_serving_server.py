@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from serving_helpers import ChildProcess, http_call, post_many, start_server, try_status, wait_healthy, wait_until
 
-from serving.instances import MAX_REQUEST_BYTES, InputSpec
+from serving.instances import MAX_REQUEST_BYTES, Columns, InputSpec
 from serving.processes import free_loopback_port
 from serving.server import create_app
 from serving.testing import demo_instances
@@ -151,7 +151,7 @@ def test_a_model_that_cannot_load_ends_the_process_with_exit_code_1(tmp_path: Pa
 class _GatedModel:
     spec = InputSpec(features={"x": "float32"}, outputs=("double",))
 
-    def predictions(self, columns: dict[str, Any]) -> list[dict[str, Any]]:
+    def predictions(self, columns: Columns) -> list[dict[str, Any]]:
         return [{"double": 2 * value} for value in columns["x"].tolist()]
 
 
