@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from contract.paths import PROJECT_ROOT
+from tests.gcs_emulator import running_gcs_emulator
 from tests.triggers.trigger_helpers import FakeVertex, free_port, process_group, wait_until
 
 RUNS = 3
@@ -57,8 +58,10 @@ def cold_process(code: str, cwd: Path, env: dict[str, str], runs: int = RUNS) ->
     return statistics.median(walls), statistics.median(peaks)
 
 
-def _function_env(vertex_url: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin"), "MLOPS_PROJECT": "bench-project", "MLOPS_REGION": "us-central1",
+def _function_env(vertex_url: str, storage_url: str = "http://127.0.0.1:9") -> dict[str, str]:
+    # The drift and schedule functions list the landing bucket for the run's data version.
+    return {"STORAGE_EMULATOR_HOST": storage_url, "PATH": os.environ.get("PATH", "/usr/bin"),
+            "MLOPS_PROJECT": "bench-project", "MLOPS_REGION": "us-central1",
             "MLOPS_PIPELINE_ROOT": "gs://bench-root/runs",
             "MLOPS_SERVICE_ACCOUNT": "pipelines@bench-project.iam.gserviceaccount.com",
             "MLOPS_VERTEX_API_ENDPOINT": vertex_url,
@@ -100,10 +103,12 @@ def bench_pubsub_chain(workdir: Path) -> None:
                      str(folder / "main.py"), "--signature-type", "cloudevent", "--host", "127.0.0.1",
                      "--port", str(function_port)]
     latencies = []
-    with (workdir / "pubsub.log").open("wb") as emulator_log, (workdir / "function.log").open("wb") as function_log, \
+    # The drift function lists the landing bucket (metadata only) for each run's data version.
+    with running_gcs_emulator() as storage, (workdir / "pubsub.log").open("wb") as emulator_log, \
+            (workdir / "function.log").open("wb") as function_log, \
             process_group(emulator_args, signal.SIGINT, stdout=emulator_log, stderr=subprocess.STDOUT) as emulator, \
-            process_group(function_args, signal.SIGINT, cwd=folder, env=_function_env(vertex.url), stdout=function_log,
-                           stderr=subprocess.STDOUT) as function:
+            process_group(function_args, signal.SIGINT, cwd=folder, env=_function_env(vertex.url, storage.url),
+                          stdout=function_log, stderr=subprocess.STDOUT) as function:
         def listening(port: int) -> bool:
             for process, log in ((emulator, workdir / "pubsub.log"), (function, workdir / "function.log")):
                 if process.poll() is not None:
@@ -111,6 +116,7 @@ def bench_pubsub_chain(workdir: Path) -> None:
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
+        storage.bucket("bench-data")
         wait_until(lambda: listening(emulator_port) and listening(function_port), 90, "the emulator and the function")
         from google.cloud import pubsub_v1
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from contract.paths import PROJECT_ROOT
-from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator, free_port
+from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator, running_gcs_emulator
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -39,15 +39,8 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
     `monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.url)`; use a bucket of your own."""
     require_or_skip(importlib.util.find_spec("gcp_storage_emulator") is not None,
                     "gcp-storage-emulator is not installed (it is in the dev extras)")
-    from gcp_storage_emulator.server import create_server
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    try:
-        yield GcsEmulator(f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
+    with running_gcs_emulator() as emulator:
+        yield emulator
 
 
 @pytest.fixture

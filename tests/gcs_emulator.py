@@ -7,8 +7,10 @@ The server outlives each test, so a test uses a bucket of its own (`new_bucket`)
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
@@ -77,6 +79,20 @@ class GcsEmulator:
         bucket, name = _split(uri)
         return sorted(blob.name for blob in self.client.list_blobs(bucket, prefix=name)
                       if blob.name == name or blob.name.startswith(name.rstrip("/") + "/"))
+
+
+@contextlib.contextmanager
+def running_gcs_emulator() -> Iterator[GcsEmulator]:
+    """gcp-storage-emulator on a free loopback port, in memory, for the block's duration."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield GcsEmulator(f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
 
 
 def _split(uri: str) -> tuple[str, str]:
