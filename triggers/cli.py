@@ -68,7 +68,14 @@ def main(argv: list[str]) -> int:
         template = load_template(args.template, max_age_seconds=vertex.template_cache_seconds)
         values = dict(vertex.pipeline_parameters) | template.typed(parse_assignments(args.param, "--param"))
         if DATA_VERSION_PARAMETER not in values and isinstance(values.get("data_uri"), str):
-            values.update(data_version_value(template, lambda: listing_version(values["data_uri"])))
+            try:
+                values.update(data_version_value(template, lambda: listing_version(values["data_uri"])))
+            except (InvalidRequest, TransientError) as error:
+                if not args.dry_run:
+                    raise
+                # A dry run sends nothing, so it needs no credentials: show the request without the listing.
+                print(f"note: {DATA_VERSION_PARAMETER} is left out of this dry run ({error}); a submission lists "
+                      f"{values['data_uri']} for it, or pass --param {DATA_VERSION_PARAMETER}=...", file=sys.stderr)
             if DATA_VERSION_PARAMETER not in template.parameters:
                 print(f"note: {args.template} has no {DATA_VERSION_PARAMETER} parameter: on Vertex its steps may "
                       "reuse an earlier run's results for other bytes under the same data_uri (recompile it, or "

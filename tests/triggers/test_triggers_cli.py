@@ -125,3 +125,20 @@ def test_a_missing_template_at_a_terminal_is_a_wrong_path_not_a_retry(trigger_en
     assert code == EXIT_INVALID
     assert "training.json does not exist (expected a compiled JSON file)" in capsys.readouterr().err
     assert fake_vertex.calls == []
+
+
+def test_a_dry_run_needs_no_credentials_to_list_the_data(trigger_env, fake_vertex: FakeVertex, capsys,
+                                                           monkeypatch, tmp_path) -> None:
+    from triggers.submission import transport
+
+    # No emulator and no Application Default Credentials: the listing cannot be made.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    monkeypatch.setattr(transport, "_sessions", {})
+    assert submit("--param", f"data_uri={DATA_URI}", "--dry-run") == 0
+    out, err = capsys.readouterr()
+    assert "data_version" not in json.loads(out)["body"]["runtimeConfig"]["parameterValues"]
+    assert "data_version is left out of this dry run" in err and "no Google credentials" in err
+    # A real submission refuses instead: it must not send a run without the data's version.
+    assert submit("--param", f"data_uri={DATA_URI}") == EXIT_INVALID
+    assert "no Google credentials" in capsys.readouterr().err and fake_vertex.calls == []
