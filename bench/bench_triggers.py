@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 from contract.paths import PROJECT_ROOT
+from serving.processes import free_loopback_port
 from tests.gcs_emulator import running_gcs_emulator
-from tests.triggers.trigger_helpers import FakeVertex, free_port, process_group, wait_until
+from tests.triggers.trigger_helpers import FakeVertex, process_group, wait_until
 
 RUNS = 3
 CHAIN_ALERTS = 20
@@ -94,7 +95,7 @@ def bench_pubsub_chain(workdir: Path) -> None:
     from triggers.package import build
 
     vertex = FakeVertex()
-    emulator_port, function_port = free_port(), free_port()
+    emulator_port, function_port = free_loopback_port(), free_loopback_port()
     folder = build("drift_alert", workdir / "functions")
     (workdir / "pubsub").mkdir()
     emulator_args = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{emulator_port}",

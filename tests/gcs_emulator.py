@@ -8,18 +8,13 @@ The server outlives each test, so a test uses a bucket of its own (`new_bucket`)
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from serving.processes import free_loopback_port
+
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class GcsEmulator:
@@ -45,10 +40,16 @@ class GcsEmulator:
         self.bucket(name)
         return name
 
-    def upload_bytes(self, uri: str, data: bytes) -> str:
-        bucket, name = _split(uri)
+    def upload(self, bucket: str, name: str, data: bytes) -> str:
+        """`data` as object `name` of `bucket` (created on first use); returns its gs:// URI."""
         self.bucket(bucket).blob(name).upload_from_string(data)
-        return uri
+        return f"gs://{bucket}/{name}"
+
+    def upload_bytes(self, uri: str, data: bytes) -> str:
+        return self.upload(*_split(uri), data)
+
+    def delete(self, bucket: str, name: str) -> None:
+        self.client.bucket(bucket).blob(name).delete()
 
     def upload_file(self, path: Path, uri: str) -> str:
         return self.upload_bytes(uri, Path(path).read_bytes())
@@ -86,7 +87,7 @@ def running_gcs_emulator() -> Iterator[GcsEmulator]:
     """gcp-storage-emulator on a free loopback port, in memory, for the block's duration."""
     from gcp_storage_emulator.server import create_server
 
-    port = free_port()
+    port = free_loopback_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     try:

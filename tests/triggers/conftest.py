@@ -34,14 +34,14 @@ from trigger_helpers import (
     SERVICE_ACCOUNT,
     TRAINING_TEMPLATE,
     FakeVertex,
-    Gcs,
     PagingGcs,
-    free_port,
     process_group,
     wait_until,
 )
 
+from serving.processes import free_loopback_port
 from tests.conftest import require_or_skip
+from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator
 
 
 @pytest.fixture(scope="session")
@@ -61,19 +61,15 @@ def fake_vertex(_fake_vertex_server: FakeVertex) -> Iterator[FakeVertex]:
 # --- Cloud Storage emulator ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def _gcs_server(gcs_emulator) -> Gcs:
-    return Gcs(gcs_emulator.url)  # the session's one emulator (tests/conftest.py)
+@pytest.fixture
+def gcs(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
+    """The session's one GCS emulator (tests/conftest.py), which the code under test reaches."""
+    monkeypatch.setenv(EMULATOR_ENV, gcs_emulator.url)
+    return gcs_emulator
 
 
 @pytest.fixture
-def gcs(_gcs_server: Gcs, monkeypatch: pytest.MonkeyPatch) -> Gcs:
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_server.url)
-    return _gcs_server
-
-
-@pytest.fixture
-def paging_gcs(gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[PagingGcs]:
+def paging_gcs(gcs: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[PagingGcs]:
     """The emulator behind a proxy that records each request and pages listings as Cloud Storage does;
     the code under test reaches Cloud Storage through it (STORAGE_EMULATOR_HOST)."""
     proxy = PagingGcs(gcs.url)
@@ -86,11 +82,11 @@ def paging_gcs(gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> Iterator[PagingGcs]
 
 
 @pytest.fixture
-def trigger_env(fake_vertex: FakeVertex, gcs: Gcs, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def trigger_env(fake_vertex: FakeVertex, gcs: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A valid configuration for every trigger, pointing at the fake Vertex server and the real template;
     the data bucket exists in the GCS emulator (the triggers list it for the data version)."""
     assert TRAINING_TEMPLATE.exists(), f"{TRAINING_TEMPLATE} is missing: run `python runner.py --compile`"
-    gcs.ensure_bucket(DATA_BUCKET)
+    gcs.bucket(DATA_BUCKET)
     env = {
         "MLOPS_PROJECT": PROJECT,
         "MLOPS_REGION": REGION,
@@ -134,7 +130,7 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     emulator = gcloud and Path(gcloud).resolve().parent.parent / "platform" / "pubsub-emulator"
     require_or_skip(bool(emulator and emulator.is_dir() and shutil.which("java")),
                     "the Pub/Sub emulator needs gcloud with google-cloud-cli-pubsub-emulator and Java")
-    port = free_port()
+    port = free_loopback_port()
     data_dir = tmp_path_factory.mktemp("pubsub")
     log_path = data_dir / "emulator.log"
     host = f"127.0.0.1:{port}"
@@ -163,7 +159,7 @@ def serve_function(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
     def serve(name: str, target: str, env: dict[str, str], signature_type: str = "cloudevent") -> str:
         bundle = build(name, tmp_path / "functions")
-        port = free_port()
+        port = free_loopback_port()
         log_path = tmp_path / f"{name}.log"
         child_env = {key: value for key, value in os.environ.items() if not key.startswith("MLOPS_")}
         child_env.update(env)

@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs
+from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex
 
+from tests.gcs_emulator import GcsEmulator
 from triggers.cli import main as cli_main
 from triggers.submission.errors import ParameterError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, submit_run
@@ -24,7 +25,7 @@ LABELS = {"trigger": "new-data", "partition": "2014-03-01-0000"}
 
 
 @pytest.fixture
-def aiplatform(fake_vertex: FakeVertex, gcs: Gcs) -> Iterator[object]:
+def aiplatform(fake_vertex: FakeVertex, gcs: GcsEmulator) -> Iterator[object]:
     """aiplatform pointed at the stand-ins; its process-wide settings are restored afterwards."""
     from google.cloud import aiplatform
     from google.cloud.aiplatform import initializer
@@ -46,7 +47,7 @@ def _pipeline_job(aiplatform, template_uri: str, pipeline_root: str, parameters:
                                   enable_caching=enable_caching)
 
 
-def test_our_request_matches_aiplatform_on_the_wire(aiplatform, fake_vertex: FakeVertex, gcs: Gcs) -> None:
+def test_our_request_matches_aiplatform_on_the_wire(aiplatform, fake_vertex: FakeVertex, gcs: GcsEmulator) -> None:
     template_uri = gcs.upload("templates", f"{uuid.uuid4().hex}/training_pipeline.json",
                               TRAINING_TEMPLATE.read_bytes())
     # A bucket aiplatform has to create: for an existing one it checks ownership through the
@@ -74,7 +75,7 @@ def test_our_request_matches_aiplatform_on_the_wire(aiplatform, fake_vertex: Fak
 
 
 def test_both_refuse_an_unknown_parameter_ours_also_refuses_a_wrong_type(aiplatform, fake_vertex: FakeVertex,
-                                                                           gcs: Gcs) -> None:
+                                                                           gcs: GcsEmulator) -> None:
     template = str(TRAINING_TEMPLATE)
     target = VertexTarget(project=PROJECT, region=REGION, pipeline_root="gs://root/runs", api_endpoint=fake_vertex.url)
     unknown = {**PARAMETERS, "learning_rat": 0.1}
@@ -93,7 +94,7 @@ def test_both_refuse_an_unknown_parameter_ours_also_refuses_a_wrong_type(aiplatf
 
 @pytest.mark.parametrize(("flag", "enable_caching"), [("--cache", True), ("--no-cache", False), (None, None)])
 def test_the_cache_switch_sends_what_aiplatforms_enable_caching_sends(aiplatform, trigger_env, fake_vertex: FakeVertex,
-                                                                      gcs: Gcs, flag: str | None,
+                                                                      gcs: GcsEmulator, flag: str | None,
                                                                       enable_caching: bool | None) -> None:
     template_uri = gcs.upload("templates", f"{uuid.uuid4().hex}/training_pipeline.json",
                               TRAINING_TEMPLATE.read_bytes())

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs, PagingGcs
+from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, PagingGcs
 
 import runner
+from tests.gcs_emulator import GcsEmulator
 from triggers.cli import EXIT_INVALID, EXIT_TRANSIENT, main
 from triggers.submission.data_version import listing_version
 
@@ -85,7 +86,7 @@ def _shown_parameters(capsys) -> dict:
     return json.loads(capsys.readouterr().out)["body"]["runtimeConfig"]["parameterValues"]
 
 
-def test_the_data_version_is_the_listing_fingerprint_unless_given(trigger_env, paging_gcs: PagingGcs, gcs: Gcs,
+def test_the_data_version_is_the_listing_fingerprint_unless_given(trigger_env, paging_gcs: PagingGcs, gcs: GcsEmulator,
                                                                   capsys) -> None:
     batch = "data/processed/2014/03/09/0000/batch.csv"
     gcs.upload("landing-data", batch, b"a,b\n1,2\n")

@@ -11,9 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from trigger_helpers import Gcs, PagingGcs
+from trigger_helpers import PagingGcs
 
 from dataprep.ingest import find_batches
+from tests.gcs_emulator import GcsEmulator
 from triggers.submission.data_version import listed_batches, listing_version
 from triggers.submission.errors import InvalidRequest
 
@@ -21,17 +22,17 @@ BATCH = b"trip_start_timestamp,fare,tips\n2014-03-01 00:00:00 UTC,10.0,2.5\n"
 
 
 @pytest.fixture
-def bucket(paging_gcs: PagingGcs, gcs: Gcs) -> str:
+def bucket(paging_gcs: PagingGcs, gcs: GcsEmulator) -> str:
     name = f"landing-{uuid.uuid4().hex[:12]}"
-    gcs.ensure_bucket(name)
+    gcs.bucket(name)
     return name
 
 
-def land(gcs: Gcs, bucket: str, partition: str, data: bytes = BATCH, file: str = "batch.csv") -> None:
+def land(gcs: GcsEmulator, bucket: str, partition: str, data: bytes = BATCH, file: str = "batch.csv") -> None:
     gcs.upload(bucket, f"data/processed/{partition}/{file}", data)
 
 
-def test_a_new_partition_or_an_overwritten_batch_changes_the_version(gcs: Gcs, bucket: str) -> None:
+def test_a_new_partition_or_an_overwritten_batch_changes_the_version(gcs: GcsEmulator, bucket: str) -> None:
     month = f"gs://{bucket}/data/processed/2014/03"
     land(gcs, bucket, "2014/03/01/0000")
     first = listing_version(month)
@@ -45,7 +46,7 @@ def test_a_new_partition_or_an_overwritten_batch_changes_the_version(gcs: Gcs, b
     assert len(first) == 16 and int(first, 16) >= 0
 
 
-def test_files_ingest_does_not_read_do_not_count(gcs: Gcs, bucket: str) -> None:
+def test_files_ingest_does_not_read_do_not_count(gcs: GcsEmulator, bucket: str) -> None:
     land(gcs, bucket, "2014/03/01/0000")
     month = f"gs://{bucket}/data/processed/2014/03"
     before = listing_version(month)
@@ -56,7 +57,7 @@ def test_files_ingest_does_not_read_do_not_count(gcs: Gcs, bucket: str) -> None:
     assert listing_version(month) == before
 
 
-def test_several_prefixes_and_a_batch_named_directly(gcs: Gcs, bucket: str) -> None:
+def test_several_prefixes_and_a_batch_named_directly(gcs: GcsEmulator, bucket: str) -> None:
     land(gcs, bucket, "2014/03/01/0000")
     land(gcs, bucket, "2014/04/01/0000")
     march, april = (f"gs://{bucket}/data/processed/2014/{month}" for month in ("03", "04"))
@@ -67,7 +68,8 @@ def test_several_prefixes_and_a_batch_named_directly(gcs: Gcs, bucket: str) -> N
     assert listing_version(direct) == listing_version(f"{march}/01/0000")
 
 
-def test_only_metadata_is_requested_and_every_page_is_read(paging_gcs: PagingGcs, gcs: Gcs, bucket: str) -> None:
+def test_only_metadata_is_requested_and_every_page_is_read(paging_gcs: PagingGcs, gcs: GcsEmulator,
+                                                          bucket: str) -> None:
     for day in range(1, 11):
         land(gcs, bucket, f"2014/03/{day:02d}/0000")
     month = f"gs://{bucket}/data/processed/2014/03"

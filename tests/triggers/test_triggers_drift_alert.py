@@ -9,8 +9,9 @@ import json
 
 import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
-from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, Gcs, log_lines
+from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, log_lines
 
+from tests.gcs_emulator import GcsEmulator
 from triggers.events.drift import FeatureDrift, drift_alert_payload
 from triggers.submission.data_version import listing_version
 
@@ -106,7 +107,7 @@ def test_a_burst_of_alerts_starts_one_run_per_cooldown_window(client, fake_verte
     assert outcomes == ["submitted", "already-submitted", "already-submitted", "submitted"]
 
 
-def test_the_data_version_follows_the_windows_bytes(client, fake_vertex: FakeVertex, gcs: Gcs) -> None:
+def test_the_data_version_follows_the_windows_bytes(client, fake_vertex: FakeVertex, gcs: GcsEmulator) -> None:
     batch = "data/processed/2026/10/15/0000/batch.csv"
     gcs.upload(DATA_BUCKET, batch, b"a,b\n1,2\n")
     assert post(client, sink_message(own_entry("2026-11-08T06:00:00Z"))) == 200

@@ -13,13 +13,15 @@ import uuid
 
 import pytest
 from test_triggers_drift_alert import own_entry
-from trigger_helpers import MODEL, TRAINING_TEMPLATE, FakeVertex, Gcs, log_lines, wait_until
+from trigger_helpers import MODEL, TRAINING_TEMPLATE, FakeVertex, log_lines, wait_until
+
+from tests.gcs_emulator import GcsEmulator
 
 pytestmark = pytest.mark.emulator
 
 
 @pytest.fixture
-def chain(pubsub_emulator: str, serve_function, fake_vertex: FakeVertex, gcs: Gcs, trigger_env: dict,
+def chain(pubsub_emulator: str, serve_function, fake_vertex: FakeVertex, gcs: GcsEmulator, trigger_env: dict,
           monkeypatch: pytest.MonkeyPatch):
     from google.cloud import pubsub_v1
 
@@ -75,7 +77,7 @@ def test_a_transient_vertex_error_is_retried_by_pubsub(chain, fake_vertex: FakeV
 
 
 def test_an_alert_while_the_template_is_missing_is_retried_by_pubsub_until_it_appears(
-        chain, fake_vertex: FakeVertex, gcs: Gcs, serve_function) -> None:
+        chain, fake_vertex: FakeVertex, gcs: GcsEmulator, serve_function) -> None:
     gcs.delete("templates", chain.template)  # a deploy is rewriting it (the function has not read it yet)
     chain(own_entry("2026-11-12T06:00:00Z", insert_id="during-deploy"))
 

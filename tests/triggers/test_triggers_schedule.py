@@ -8,8 +8,9 @@ import zoneinfo
 
 import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
-from trigger_helpers import DATA_BUCKET, FakeVertex, Gcs, log_lines
+from trigger_helpers import DATA_BUCKET, FakeVertex, log_lines
 
+from tests.gcs_emulator import GcsEmulator
 from triggers import config as settings
 from triggers.events.schedule import target_period
 from triggers.submission.data_version import listing_version
@@ -183,7 +184,7 @@ def test_a_schedule_time_at_the_calendars_limits_is_malformed(function_app, trig
 
 
 def test_the_data_version_follows_the_partitions_bytes(function_app, chicago, fake_vertex: FakeVertex,
-                                                       gcs: Gcs) -> None:
+                                                       gcs: GcsEmulator) -> None:
     client = function_app("schedule", "on_schedule_request").test_client()
     tick = {"X-CloudScheduler-ScheduleTime": "2024-03-11T07:00:00Z"}  # -> partition 2024/03/10 (Chicago)
     batch = "data/processed/2024/03/10/1200/batch.csv"

@@ -6,8 +6,10 @@ import json
 import uuid
 
 import pytest
-from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex, Gcs, free_port
+from trigger_helpers import PROJECT, REGION, SERVICE_ACCOUNT, TRAINING_TEMPLATE, FakeVertex
 
+from serving.processes import free_loopback_port
+from tests.gcs_emulator import GcsEmulator
 from triggers.submission import templates, transport
 from triggers.submission.errors import InvalidRequest, ParameterError, TemplateUnavailable, TransientError
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, submit_run
@@ -83,7 +85,7 @@ def test_client_errors_are_invalid_and_say_why(fake_vertex: FakeVertex, status: 
 
 def test_unreachable_api_is_transient(fake_vertex: FakeVertex) -> None:
     with pytest.raises(TransientError, match="POST http://127.0.0.1"):
-        submit_run(run_request(), target(f"http://127.0.0.1:{free_port()}"))
+        submit_run(run_request(), target(f"http://127.0.0.1:{free_loopback_port()}"))
 
 
 def test_unknown_parameter_is_refused_before_sending_with_the_expected_list(fake_vertex: FakeVertex) -> None:
@@ -143,13 +145,13 @@ def test_job_ids_are_valid_and_long_ones_stay_unique() -> None:
     assert len(long_a) <= 128 and len(long_b) <= 128 and long_a != long_b
 
 
-def test_template_is_read_from_cloud_storage(fake_vertex: FakeVertex, gcs: Gcs) -> None:
+def test_template_is_read_from_cloud_storage(fake_vertex: FakeVertex, gcs: GcsEmulator) -> None:
     uri = gcs.upload("templates", f"{uuid.uuid4().hex}/training_pipeline.json", TRAINING_TEMPLATE.read_bytes())
     submit_run(run_request(template_uri=uri), target(fake_vertex.url))
     assert fake_vertex.calls[0]["body"]["pipelineSpec"] == json.loads(TRAINING_TEMPLATE.read_text())
 
 
-def test_a_missing_template_is_named_and_retried(fake_vertex: FakeVertex, gcs: Gcs, tmp_path) -> None:
+def test_a_missing_template_is_named_and_retried(fake_vertex: FakeVertex, gcs: GcsEmulator, tmp_path) -> None:
     # A deploy may be writing it while a batch lands: retried (a TransientError), never acknowledged as invalid.
     with pytest.raises(TemplateUnavailable, match=r"reading template gs://templates/nowhere.json: HTTP 404"):
         submit_run(run_request(template_uri="gs://templates/nowhere.json"), target(fake_vertex.url))
@@ -159,7 +161,7 @@ def test_a_missing_template_is_named_and_retried(fake_vertex: FakeVertex, gcs: G
     assert fake_vertex.calls == []
 
 
-def test_warm_instances_reuse_the_template_until_it_is_too_old(gcs: Gcs) -> None:
+def test_warm_instances_reuse_the_template_until_it_is_too_old(gcs: GcsEmulator) -> None:
     name = f"{uuid.uuid4().hex}/training_pipeline.json"
     uri = gcs.upload("templates", name, TRAINING_TEMPLATE.read_bytes())
     first = templates.load_template(uri, max_age_seconds=300)

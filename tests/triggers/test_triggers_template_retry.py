@@ -16,13 +16,15 @@ import uuid
 import requests
 from cloudevents.http import to_binary
 from test_triggers_new_data import storage_event
-from trigger_helpers import TRAINING_TEMPLATE, FakeVertex, Gcs, log_lines
+from trigger_helpers import TRAINING_TEMPLATE, FakeVertex, log_lines
+
+from tests.gcs_emulator import GcsEmulator
 
 MAX_ATTEMPTS = 10
 
 
 def test_a_batch_landed_while_the_template_is_missing_is_trained_once_it_appears(
-        serve_function, fake_vertex: FakeVertex, gcs: Gcs, trigger_env: dict) -> None:
+        serve_function, fake_vertex: FakeVertex, gcs: GcsEmulator, trigger_env: dict) -> None:
     template = f"{uuid.uuid4().hex}/training_pipeline.json"
     url = serve_function("new_data", "on_object_finalized",
                          {**trigger_env, "MLOPS_TRAINING_TEMPLATE_URI": f"gs://templates/{template}",

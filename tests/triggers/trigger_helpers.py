@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,12 +24,6 @@ SERVICE_ACCOUNT = "pipelines@test-project.iam.gserviceaccount.com"
 DATA_BUCKET = "landing-data"
 MODEL = "chicago-taxi-big-tipper"
 MONITORING_JOB = "projects/677687165274/locations/us-central1/modelDeploymentMonitoringJobs/6680511704087920640"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
@@ -138,32 +131,6 @@ class FakeVertex:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-class Gcs:
-    """The GCS emulator through the real google-cloud-storage client."""
-
-    def __init__(self, url: str) -> None:
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
-
-        self.url = url
-        self.client = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
-                                     client_options={"api_endpoint": url})
-
-    def upload(self, bucket: str, name: str, data: bytes) -> str:
-        target = self.client.bucket(bucket)
-        if not target.exists():
-            self.client.create_bucket(bucket)
-        target.blob(name).upload_from_string(data)
-        return f"gs://{bucket}/{name}"
-
-    def ensure_bucket(self, bucket: str) -> None:
-        if not self.client.bucket(bucket).exists():
-            self.client.create_bucket(bucket)
-
-    def delete(self, bucket: str, name: str) -> None:
-        self.client.bucket(bucket).blob(name).delete()
 
 
 class PagingGcs:
