@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from google.auth.credentials import AnonymousCredentials
+
+from tests.stand_in_http import StandInServer, google_error
 
 PROJECT, LOCATION, NAME = "test-project", "us-central1", "chicago-taxi-big-tipper"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
@@ -26,30 +26,15 @@ class FakeModelRegistry:
     def __init__(self) -> None:
         self.uploads: list[dict] = []
         self.versions: list[dict] = []  # one dict per version of the single model, REST JSON shape
-        registry = self
+        self.server = StandInServer(self._answer)
+        self.endpoint = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def _reply(self, status: int, payload: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                self._reply(*registry.get(urlsplit(self.path)))
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                self._reply(*registry.upload(urlsplit(self.path).path, body))
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
+        if method == "GET":
+            return self.get(urlsplit(path))
+        if method == "POST":
+            return self.upload(urlsplit(path).path, json.loads(body))
+        return 405, google_error(405, "METHOD_NOT_ALLOWED", f"{method} is not stood in for")
 
     def model(self, version: dict) -> dict:
         return {"name": f"{PARENT}/models/1", "displayName": NAME, "versionId": version["versionId"],
@@ -69,16 +54,15 @@ class FakeModelRegistry:
             for version in self.versions:
                 if key == version["versionId"] or key in version["versionAliases"]:
                     return 200, self.model(version)
-        return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"{path} not found"}}
+        return 404, google_error(404, "NOT_FOUND", f"{path} not found")
 
     def upload(self, path: str, body: dict) -> tuple[int, dict]:
         assert unquote(path) == f"/v1/{PARENT}/models:upload", path
         self.uploads.append(body)
         if body.get("parentModel") and not self.versions:
-            return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "no such parent"}}
+            return 400, google_error(400, "INVALID_ARGUMENT", "no such parent")
         if not body["model"].get("artifactUri", "").startswith("gs://"):
-            return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
-                                   "message": f"artifactUri {body['model'].get('artifactUri')!r} is not gs://"}}
+            return 400, google_error(400, "INVALID_ARGUMENT", f"artifactUri {body['model'].get('artifactUri')!r} is not gs://")
         aliases = body["model"].get("versionAliases", [])
         for version in self.versions:  # an alias names one version: setting it moves it
             version["versionAliases"] = [a for a in version["versionAliases"] if a not in aliases]
@@ -103,6 +87,6 @@ def stand_in_model_registry() -> Iterator[FakeModelRegistry]:
     try:
         yield fake
     finally:
-        fake.server.shutdown()
+        fake.server.close()
         vars(initializer.global_config).clear()
         vars(initializer.global_config).update(saved)

@@ -10,12 +10,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
 from tests.conftest import PROJECT_ROOT
+from tests.stand_in_http import StandInServer, google_error
 
 TRAINING_TEMPLATE = PROJECT_ROOT / "compiled" / "training_pipeline.json"
 PROJECT = "test-project"
@@ -63,45 +63,27 @@ class FakeVertex:
         self.jobs: dict[str, dict] = {}  # job id -> body of the create that succeeded
         self._failures: list[tuple[int, str]] = []
         self._lock = threading.Condition()
-        fake = self
+        self._server = StandInServer(self._answer)
+        self.url = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, reply = fake._answer(self.path, body, dict(self.headers))
-                payload = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _answer(self, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
+    def _answer(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
         parts = urlsplit(path)
+        if method != "POST":
+            return 405, google_error(405, "METHOD_NOT_ALLOWED", f"{method} {parts.path}: only create is stood in for")
         segments = parts.path.strip("/").split("/")
         if len(segments) != 6 or segments[0] != "v1" or segments[5] != "pipelineJobs":
-            return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"no route {parts.path}"}}
+            return 404, google_error(404, "NOT_FOUND", f"no route {parts.path}")
         job_id = parse_qs(parts.query).get("pipelineJobId", [None])[0]
         with self._lock:
             call = {"path": parts.path, "query": parse_qs(parts.query), "job_id": job_id,
                     "body": json.loads(body), "headers": headers, "arrived": time.perf_counter()}
             if self._failures:
                 status, message = self._failures.pop(0)
-                reply = {"error": {"code": status, "status": {400: "INVALID_ARGUMENT", 503: "UNAVAILABLE",
-                                                              403: "PERMISSION_DENIED"}.get(status, "ERROR"),
-                                   "message": message}}
+                code = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 503: "UNAVAILABLE"}.get(status, "ERROR")
+                reply = google_error(status, code, message)
             elif job_id in self.jobs:
                 status = 409
-                reply = {"error": {"code": 409, "status": "ALREADY_EXISTS",
-                                   "message": f"PipelineJob {job_id} already exists"}}
+                reply = google_error(409, "ALREADY_EXISTS", f"PipelineJob {job_id} already exists")
             else:
                 status = 200
                 self.jobs[job_id] = call["body"]
@@ -129,8 +111,7 @@ class FakeVertex:
             return list(self.calls)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
 
 class PagingGcs:
@@ -145,27 +126,14 @@ class PagingGcs:
     def __init__(self, upstream: str, page_size: int = 1000) -> None:
         self.requests: list[str] = []  # method and path with query, in order
         self.page_size = page_size
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                status, body = proxy._forward(self.path)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
         self._upstream = upstream
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         # A short poll: close() waits for it, and each test starts its own proxy.
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = StandInServer(self._forward, poll_interval=0.05)
+        self.url = self._server.url
 
-    def _forward(self, path: str) -> tuple[int, bytes]:
+    def _forward(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
+        if method != "GET":
+            return 405, json.dumps(google_error(405, "METHOD_NOT_ALLOWED", "the proxy forwards reads only")).encode()
         self.requests.append(f"GET {path}")
         parts = urlsplit(path)
         query = parse_qs(parts.query)
@@ -183,8 +151,7 @@ class PagingGcs:
         return 200, json.dumps(page).encode()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
 
 def log_lines(text: str) -> list[dict]:
