@@ -175,6 +175,10 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
                           (given, "--param")):
         values.update(layer)
         sources.update(dict.fromkeys(layer, source))
+    for name, expected in (("data_uri", "a folder or gs:// prefix of batches"),
+                           ("dataset_config", "a data set config's path or gs:// URI")):
+        if not str(values[name]).strip():
+            raise LocalRunError(f"{name} is empty (set by: {sources[name]}); expected {expected}")
     if values.get("registry_uri") == "vertex":
         raise LocalRunError("registry_uri=vertex needs Vertex AI: a local run registers into a local folder "
                             "(default local/registry); pass a folder path or leave it unset")

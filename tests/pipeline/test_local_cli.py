@@ -48,6 +48,8 @@ def test_a_bad_data_set_default_names_the_config(tmp_path, dataset_config) -> No
     (["--pipeline", "nope"], "unknown pipeline 'nope': expected one of training"),
     (["--data-uri", "a", "--param", "data_uri=b"], "data_uri is given twice"),
     (["--param", "registry_uri=vertex"], "registry_uri=vertex needs Vertex AI"),
+    (["--param", "data_uri="], "data_uri is empty \\(set by: --param\\); expected a folder or gs:// prefix"),
+    (["--data-uri", " "], "data_uri is empty \\(set by: flag\\)"),
     (["--param", "hidden_units=[64"], "hidden_units='\\[64': expected a JSON list"),
 ])
 def test_bad_command_lines_are_refused_before_anything_runs(capsys, argv, message) -> None:
