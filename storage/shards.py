@@ -1,0 +1,257 @@
+"""The one way to read a data set kept as shards, in bounded chunks: memory does not grow with the data.
+
+A data set here is a set of files (shards) under a folder or a `gs://` prefix:
+Parquet (what the pipeline writes), CSV or JSONL (what users bring). Every
+reader that must not hold a whole data set (statistics, training and
+evaluation inputs, batch prediction) goes through `iter_chunks`, so there is one
+place that knows how to list, open and stream each format, locally and on
+Cloud Storage.
+
+A row the format cannot parse (a CSV line with too many or too few fields, a
+JSONL line that is not a JSON object) never stops a read: it is reported in the
+chunk's `problems` with its shard and line, and the other rows are delivered.
+What a row *means* (types, the model's input contract) is the caller's to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import posixpath
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from storage import uri as storage_uri
+
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+DEFAULT_CHUNK_ROWS = 8192
+# Bytes per Cloud Storage range request when streaming a shard (the client's default is 40 MiB).
+GCS_READ_CHUNK_BYTES = 8 * 1024 * 1024
+# pyarrow's CSV block: bounds memory per read; a CSV line longer than this is refused by pyarrow.
+CSV_BLOCK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row the format could not parse, left out of the chunk."""
+
+    shard: str
+    line: int | None  # 1-based line in the shard (header is line 1 for CSV); None when unknown
+    reason: str
+    text: str = ""  # the row's text, cut to 200 characters
+
+    def __str__(self) -> str:
+        where = f"{self.shard}, line {self.line}" if self.line else self.shard
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """At most `chunk_rows` rows of one shard, and the rows of that stretch that could not be parsed."""
+
+    shard: str
+    first_row: int  # 0-based position, among the shard's parsed rows, of this chunk's first row
+    batch: pa.RecordBatch
+    problems: tuple[RowProblem, ...] = field(default=())
+
+
+def shard_format(uri: str) -> str | None:
+    """'parquet', 'csv' or 'jsonl' by file name; None for anything else."""
+    return FORMATS.get(posixpath.splitext(str(uri).lower())[1])
+
+
+def _is_data_file(uri: str) -> bool:
+    # Markers and temporary files (_SUCCESS, .part-0.tmp) are not data.
+    name = posixpath.basename(str(uri))
+    return not name.startswith(("_", ".")) and shard_format(uri) is not None
+
+
+def list_shards(uri: str) -> list[str]:
+    """The shards at `uri` (a file) or under it (a folder or prefix), sorted; FileNotFoundError when none."""
+    shards = [found for found in storage_uri.list_files(uri) if _is_data_file(found)]
+    if not shards:
+        raise FileNotFoundError(f"no data files under {uri}; expected files ending in "
+                                f"{', '.join(sorted(FORMATS))}")
+    return shards
+
+
+@contextlib.contextmanager
+def open_shard(uri: str) -> Iterator[BinaryIO]:
+    """A binary stream over one shard: a local file, or ranged reads from Cloud Storage (never the whole
+    object in memory)."""
+    uri = storage_uri.checked(uri)
+    local = storage_uri._local(uri)  # noqa: SLF001 - the mount/local mapping lives in storage.uri
+    if local is not None:
+        try:
+            stream = open(local, "rb")  # noqa: SIM115 - closed by the context manager
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{uri} does not exist") from None
+    else:
+        bucket, name = storage_uri.split_gcs(storage_uri.canonical(uri))
+        blob = storage_uri._client(uri).bucket(bucket).blob(name)  # noqa: SLF001
+        stream = blob.open("rb", chunk_size=GCS_READ_CHUNK_BYTES)
+    with stream:
+        yield stream
+
+
+def iter_chunks(source: str | Iterable[str], chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                columns: list[str] | None = None) -> Iterator[Chunk]:
+    """Every row of every shard, in order, as chunks of at most `chunk_rows` rows.
+
+    `source` is a folder/prefix/file URI, or shard URIs from `list_shards`.
+    CSV cells arrive as text, exactly as written (the caller applies missing
+    values and types); Parquet keeps its types; JSONL keeps JSON's.
+    `columns` keeps only those columns (a missing one is the caller's to notice).
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows={chunk_rows}; expected a positive number of rows")
+    shards = list_shards(source) if isinstance(source, str) else list(source)
+    for shard in shards:
+        kind = shard_format(shard)
+        if kind is None:
+            raise ValueError(f"{shard}: not a data file; expected a name ending in {', '.join(sorted(FORMATS))}")
+        yield from _READERS[kind](shard, chunk_rows, columns)
+
+
+def _rebatched(shard: str, batches: Iterable[pa.RecordBatch], chunk_rows: int,
+               problems: list[RowProblem]) -> Iterator[Chunk]:
+    """Batches of any size as chunks of exactly `chunk_rows` (the last may be shorter), each carrying
+    the problems found while its rows were read."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    position = 0
+
+    def emit(table: pa.Table) -> Chunk:
+        nonlocal position
+        batch = table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist(
+            [], schema=table.schema)
+        found = tuple(problems)
+        problems.clear()
+        chunk = Chunk(shard, position, batch, found)
+        position += table.num_rows
+        return chunk
+
+    for batch in batches:
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield emit(table.slice(0, chunk_rows))
+            rest = table.slice(chunk_rows)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows or problems:
+        schema = pending[0].schema if pending else pa.schema([])
+        yield emit(pa.Table.from_batches(pending, schema=schema))
+
+
+def _parquet_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Iterator[Chunk]:
+    with open_shard(shard) as stream:
+        parquet = pq.ParquetFile(stream)
+        present = [name for name in columns if name in parquet.schema_arrow.names] if columns else None
+        yield from _rebatched(shard, parquet.iter_batches(batch_size=chunk_rows, columns=present), chunk_rows, [])
+
+
+def _csv_header(stream: BinaryIO, shard: str) -> list[str]:
+    line = stream.readline()
+    stream.seek(0)
+    try:
+        text = line.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"{shard}: the header line is not UTF-8 text") from None
+    if not text.strip():
+        return []
+    import csv
+
+    return next(csv.reader([text]))
+
+
+def _csv_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Iterator[Chunk]:
+    problems: list[RowProblem] = []
+
+    def left_out(row: pa_csv.InvalidRow) -> str:
+        got = f"{row.actual_columns} fields" if row.actual_columns is not None else "a different number of fields"
+        problems.append(RowProblem(shard, row.number, f"{got}; expected {row.expected_columns} (the header's)",
+                                   (row.text or "")[:200]))
+        return "skip"
+
+    with open_shard(shard) as stream:
+        header = _csv_header(stream, shard)
+        if not header:
+            return
+        if len(set(header)) != len(header):
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            raise ValueError(f"{shard}: the header repeats column(s) {', '.join(repeated)}; expected each once")
+        convert = pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()),
+            include_columns=[name for name in columns if name in header] if columns else None,
+            # Cells arrive as written: "" stays "", never null, so the caller's missing_values decide.
+            strings_can_be_null=False, quoted_strings_can_be_null=False)
+        try:
+            reader = pa_csv.open_csv(
+                stream,
+                read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                parse_options=pa_csv.ParseOptions(invalid_row_handler=left_out),
+                convert_options=convert)
+            yield from _rebatched(shard, reader, chunk_rows, problems)
+        except pa.ArrowInvalid as error:
+            raise ValueError(f"{shard}: not readable as CSV ({error}); expected UTF-8 comma-separated "
+                             "rows under one header line") from None
+
+
+def _jsonl_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Iterator[Chunk]:
+    problems: list[RowProblem] = []
+    rows: list[dict] = []
+    position = 0
+
+    def chunk() -> Chunk:
+        nonlocal position
+        made = Chunk(shard, position, _from_rows(rows, columns), tuple(problems))
+        position += len(rows)
+        rows.clear()
+        problems.clear()
+        return made
+
+    with open_shard(shard) as stream:
+        lines = io.TextIOWrapper(stream, encoding="utf-8", errors="strict")
+        try:
+            for number, raw in enumerate(lines, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError as error:
+                    problems.append(RowProblem(shard, number, f"not JSON ({error.msg}); expected one JSON "
+                                               "object per line", raw[:200]))
+                    continue
+                if not isinstance(row, dict):
+                    problems.append(RowProblem(shard, number, f"a JSON {type(row).__name__}; expected a JSON "
+                                               "object per line", raw[:200]))
+                    continue
+                rows.append(row)
+                if len(rows) >= chunk_rows:
+                    yield chunk()
+        except UnicodeDecodeError:
+            raise ValueError(f"{shard}: not UTF-8 text; expected UTF-8 JSON lines") from None
+        if rows or problems:
+            yield chunk()
+
+
+def _from_rows(rows: list[dict], columns: list[str] | None) -> pa.RecordBatch:
+    names = columns or list(dict.fromkeys(name for row in rows for name in row))
+    values = {name: [row.get(name) for row in rows] for name in names}
+    try:
+        return pa.RecordBatch.from_pydict(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Mixed JSON types in one column (1 and "1"): keep every value as its JSON text; the caller's
+        # contract check decides what is acceptable.
+        return pa.RecordBatch.from_pydict({name: [None if value is None else json.dumps(value) for value in column]
+                                           for name, column in values.items()})
+
+
+_READERS = {"parquet": _parquet_chunks, "csv": _csv_chunks, "jsonl": _jsonl_chunks}

@@ -1,0 +1,97 @@
+"""storage.shards: every format read in bounded chunks, locally and from gs:// on the GCS emulator, with rows
+the format cannot parse reported by shard and line instead of stopping the read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from storage import shards
+from tests.gcs_emulator import GcsEmulator
+
+HEADER = "trip_id,fare,payment_type\n"
+
+
+def _csv(rows: int) -> str:
+    return HEADER + "".join(f"t{i},{i}.5,Cash\n" for i in range(rows))
+
+
+def test_csv_chunks_are_bounded_keep_order_and_arrive_as_written_text(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text(_csv(25))
+    (tmp_path / "b.csv").write_text(HEADER + 't99,,"Credit, Card"\n')
+    chunks = list(shards.iter_chunks(str(tmp_path), chunk_rows=10))
+    assert [(Path(c.shard).name, c.first_row, c.batch.num_rows) for c in chunks] == [
+        ("a.csv", 0, 10), ("a.csv", 10, 10), ("a.csv", 20, 5), ("b.csv", 0, 1)]
+    assert chunks[0].batch.column("trip_id").to_pylist()[:2] == ["t0", "t1"]
+    assert chunks[0].batch.schema.field("fare").type == pa.string()
+    # An empty cell stays "" (missing values are the caller's call); a quoted comma stays in its field.
+    assert chunks[3].batch.to_pylist() == [{"trip_id": "t99", "fare": "", "payment_type": "Credit, Card"}]
+
+
+def test_csv_rows_with_the_wrong_number_of_fields_are_reported_by_line_and_the_rest_still_read(tmp_path: Path) -> None:
+    (tmp_path / "batch.csv").write_text(HEADER + "t1,1.0,Cash\nt2,2.0,Cash,extra\nt3,3.0\nt4,4.0,Cash\n")
+    [chunk] = shards.iter_chunks(str(tmp_path / "batch.csv"))
+    assert chunk.batch.column("trip_id").to_pylist() == ["t1", "t4"]
+    assert [(p.line, p.reason) for p in chunk.problems] == [
+        (3, "4 fields; expected 3 (the header's)"), (4, "2 fields; expected 3 (the header's)")]
+    assert "t2,2.0,Cash,extra" in chunk.problems[0].text
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", None),
+    (HEADER.encode(), 0),
+    (b"trip_id,fare,trip_id\nt1,1,t1\n", r"repeats column\(s\) trip_id"),
+    (b"trip_id,fare\n\xff\xfe,1\n", "not readable as CSV"),
+])
+def test_csv_edge_files(tmp_path: Path, content: bytes, expected: str | int | None) -> None:
+    (tmp_path / "batch.csv").write_bytes(content)
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected):
+            list(shards.iter_chunks(str(tmp_path)))
+    else:
+        assert sum(c.batch.num_rows for c in shards.iter_chunks(str(tmp_path))) == (expected or 0)
+
+
+def test_jsonl_reports_bad_lines_and_keeps_every_key(tmp_path: Path) -> None:
+    (tmp_path / "part.jsonl").write_text('{"a": 1}\nnot json\n[1, 2]\n\n{"a": 2, "b": "é"}\n')
+    [chunk] = shards.iter_chunks(str(tmp_path))
+    assert chunk.batch.to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": "é"}]
+    assert [p.line for p in chunk.problems] == [2, 3]
+    assert "expected one JSON object per line" in chunk.problems[0].reason
+
+
+def test_parquet_and_column_selection(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"x": list(range(30)), "y": [float(i) for i in range(30)]}), tmp_path / "s-0.parquet",
+                   row_group_size=7)
+    chunks = list(shards.iter_chunks(str(tmp_path), chunk_rows=12, columns=["y"]))
+    assert [c.batch.num_rows for c in chunks] == [12, 12, 6]
+    assert chunks[0].batch.schema.names == ["y"] and chunks[2].batch.column("y").to_pylist()[-1] == 29.0
+
+
+def test_markers_and_other_files_are_not_shards_and_an_empty_folder_says_what_it_expected(tmp_path: Path) -> None:
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / "README.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"no data files under .*expected files ending in \.csv"):
+        shards.list_shards(str(tmp_path))
+    (tmp_path / "part-0.csv").write_text(_csv(1))
+    assert [Path(s).name for s in shards.list_shards(str(tmp_path))] == ["part-0.csv"]
+    with pytest.raises(ValueError, match="chunk_rows=0"):
+        next(shards.iter_chunks(str(tmp_path), chunk_rows=0))
+
+
+def test_gcs_shards_stream_in_ranges_and_read_the_same_rows(gcs_emulator: GcsEmulator, gcs_bucket: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [{"trip_id": f"t{i}", "fare": i} for i in range(500)]
+    gcs_emulator.upload(gcs_bucket, "in/part-0.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    gcs_emulator.upload(gcs_bucket, "in/part-1.csv", _csv(40).encode())
+    gcs_emulator.upload(gcs_bucket, "in/_SUCCESS", b"")
+    # Small ranges, so a shard is read in several requests rather than downloaded whole.
+    monkeypatch.setattr(shards, "GCS_READ_CHUNK_BYTES", 256 * 1024)
+    chunks = list(shards.iter_chunks(f"gs://{gcs_bucket}/in", chunk_rows=200))
+    assert [(c.shard.rsplit("/", 1)[1], c.batch.num_rows) for c in chunks] == [
+        ("part-0.jsonl", 200), ("part-0.jsonl", 200), ("part-0.jsonl", 100), ("part-1.csv", 40)]
+    assert chunks[0].shard.startswith("gs://") and chunks[2].batch.column("fare").to_pylist()[-1] == 499
