@@ -24,7 +24,7 @@ $(CHECKOV): requirements-checkov.lock
 	.tools/checkov/bin/python -m pip install --quiet -r requirements-checkov.lock
 	@touch $(CHECKOV)
 
-.PHONY: help env tools run test lint compile bench schema functions endpoint clean
+.PHONY: help env tools run test lint compile check-compiled bench schema functions endpoint clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,11 @@ lint: $(ENV_STAMP) ## ruff over the whole tree
 
 compile: $(ENV_STAMP) ## Compile every pipeline into compiled/*.json
 	$(PYTHON) runner.py --compile
+
+check-compiled: $(ENV_STAMP) ## Fail if compiled/ is not what the code compiles to (CI; `make compile` fixes it)
+	rm -rf build/compiled-check
+	$(PYTHON) runner.py --compile --output build/compiled-check > /dev/null
+	diff -r compiled build/compiled-check && echo "compiled/ is current"
 
 bench: $(ENV_STAMP) ## Print the benchmark figures the docs record
 	$(PYTHON) -m bench
