@@ -137,8 +137,11 @@ def test_the_image_holds_every_project_module_the_steps_import(image_programs, d
 
 
 def test_the_image_installs_the_makefiles_lock_and_it_pins_every_package_the_steps_import(image_programs, dockerfile):
-    makefile_locks = re.findall(r"pip install .*?-r (\S+)", (PROJECT_ROOT / "Makefile").read_text())
-    assert makefile_locks == ["requirements.lock"], f"the Makefile installs {makefile_locks}"
+    # The recipe that builds the project's environment (`make`'s .venv), not the tools' venvs.
+    recipe = re.search(r"^\$\(ENV_STAMP\):.*?(?=^\S|\Z)", (PROJECT_ROOT / "Makefile").read_text(), re.M | re.S)
+    assert recipe, "the Makefile has no $(ENV_STAMP) rule"
+    makefile_locks = re.findall(r"pip install .*?-r (\S+)", recipe.group(0))
+    assert makefile_locks == ["requirements.lock"], f"`make` installs {makefile_locks}"
     lock_copy = [destination for source, destination in _copies(dockerfile) if source == makefile_locks[0]]
     assert lock_copy, f"components/Dockerfile does not COPY {makefile_locks[0]}, which `make` installs"
     assert any(instruction == "RUN" and re.search(rf"pip install -r {re.escape(lock_copy[0])}(\s|$)", arguments)

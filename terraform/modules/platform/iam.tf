@@ -39,6 +39,7 @@ locals {
     monitoring     = { landing = "roles/storage.objectViewer", pipeline_root = "roles/storage.objectUser", models = "roles/storage.objectViewer" }
     release-build  = { templates = "roles/storage.objectUser" }
     fn-builder     = { templates = "roles/storage.objectViewer" }
+    deployer       = { templates = "roles/storage.objectViewer" } # the release's function sources
   }
 
   repository_roles = {
