@@ -40,10 +40,13 @@ resource "google_cloudfunctions2_function" "functions" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.accounts[local.function_kinds[each.value.kind].account].email
-    environment_variables          = local.function_env[each.key]
     available_memory               = "256Mi"
     timeout_seconds                = 120
     max_instance_count             = 10
+
+    # Cloud Functions sets LOG_EXECUTION_ID on every gen2 function (functions-framework then tags each log
+    # line with its execution); declared so that Terraform does not see a change on every plan.
+    environment_variables = merge(local.function_env[each.key], { LOG_EXECUTION_ID = "true" })
   }
 
   # New data arrives through Eventarc's Cloud Storage trigger; Eventarc filters by bucket only, so the
