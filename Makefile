@@ -24,7 +24,8 @@ $(CHECKOV): requirements-checkov.lock
 	.tools/checkov/bin/python -m pip install --quiet -r requirements-checkov.lock
 	@touch $(CHECKOV)
 
-.PHONY: help env tools run test lint compile check-compiled bench schema functions endpoint clean
+.PHONY: help env run test lint compile bench schema functions endpoint clean
+.PHONY: tools check-compiled
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
