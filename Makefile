@@ -16,16 +16,7 @@ $(ENV_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $(ENV_STAMP)
 
-# checkov (terraform/ policy scan, tests/delivery/) lives in its own venv: its pins conflict with ours.
-CHECKOV := .tools/checkov/bin/checkov
-
-$(CHECKOV): requirements-checkov.lock
-	$(PYTHON_BOOTSTRAP) -m venv .tools/checkov
-	.tools/checkov/bin/python -m pip install --quiet -r requirements-checkov.lock
-	@touch $(CHECKOV)
-
 .PHONY: help env run test lint compile bench schema functions endpoint clean
-.PHONY: tools check-compiled
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +26,15 @@ env: $(ENV_STAMP) ## Build the virtual environment (done for you by run and test
 run: $(ENV_STAMP) ## Run the training pipeline locally end to end (DATA_URI=... for another partition)
 	$(PYTHON) runner.py --run local $(if $(DATA_URI),--data-uri $(DATA_URI))
 
+# checkov (terraform/ policy scan, tests/delivery/) lives in its own venv: its pins conflict with ours.
+CHECKOV := .tools/checkov/bin/checkov
+
+$(CHECKOV): requirements-checkov.lock
+	$(PYTHON_BOOTSTRAP) -m venv .tools/checkov
+	.tools/checkov/bin/python -m pip install --quiet -r requirements-checkov.lock
+	@touch $(CHECKOV)
+
+.PHONY: tools check-compiled
 tools: $(CHECKOV) ## Build checkov's own venv in .tools/ (done for you by test)
 
 test: $(ENV_STAMP) $(CHECKOV) lint ## Lint, then every test (what CI runs)
