@@ -28,7 +28,7 @@ def checkov_report() -> dict:
     binary = str(CHECKOV) if CHECKOV.is_file() else shutil.which("checkov")
     require_or_skip(binary is not None, "checkov is not installed: `make tools` builds it in .tools/checkov")
     # Offline and self-contained: no external module downloads, no guideline look-ups on the network.
-    environ = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
+    environ = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
     result = subprocess.run([binary, "--directory", str(TERRAFORM_DIR), "--framework", "terraform",
                              "--skip-download", "--output", "json", "--soft-fail"],
                             capture_output=True, text=True, timeout=300, env=environ)
