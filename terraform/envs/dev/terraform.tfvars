@@ -1,0 +1,3 @@
+# Your dev project and billing account (README, "Deploy to your project").
+project_id      = "my-mlops-dev"
+billing_account = "000000-000000-000000"

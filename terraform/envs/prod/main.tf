@@ -1,0 +1,61 @@
+# The prod environment: its own project, its own state (bootstrap the state bucket first: README,
+# "Deploy to your project").
+terraform {
+  required_version = ">= 1.6"
+  backend "gcs" {
+    bucket = "vertex-mlops-prod-tfstate"
+    prefix = "vertex-mlops/prod"
+  }
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 6.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = "~> 2.4"
+    }
+  }
+}
+
+provider "google" {
+  project               = var.project_id
+  region                = var.region
+  billing_project       = var.project_id
+  user_project_override = true # the budget API bills the quota project, not the caller's
+}
+
+variable "project_id" {
+  type = string
+}
+
+variable "region" {
+  type    = string
+  default = "us-central1"
+}
+
+variable "billing_account" {
+  type = string
+}
+
+variable "notification_channels" {
+  type    = list(string)
+  default = []
+}
+
+module "platform" {
+  source = "../../modules/platform"
+
+  environment           = "prod"
+  project_id            = var.project_id
+  region                = var.region
+  billing_account       = var.billing_account
+  notification_channels = var.notification_channels
+  budget_amount_units   = 2000
+  pause_schedules       = false
+  functions_source_dir  = "${path.root}/../../../build/functions"
+}
+
+output "platform" {
+  value = module.platform
+}

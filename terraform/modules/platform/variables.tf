@@ -1,0 +1,91 @@
+variable "environment" {
+  type        = string
+  description = "dev, staging or prod: labels every resource and names the budget."
+  validation {
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be one of dev, staging, prod."
+  }
+}
+
+variable "project_id" {
+  type        = string
+  description = "The environment's own Google Cloud project."
+}
+
+variable "region" {
+  type        = string
+  default     = "us-central1"
+  description = "Region of Vertex AI, the functions, the buckets and the repositories."
+}
+
+variable "model_name" {
+  type        = string
+  default     = "chicago-taxi-big-tipper"
+  description = "Model whose drift alerts start retraining (the data set config's model_name)."
+}
+
+variable "endpoint_id" {
+  type        = string
+  default     = "1001"
+  description = "Numeric id of the Vertex AI endpoint (at most 10 digits, no leading zero)."
+  validation {
+    condition     = can(regex("^[1-9][0-9]{0,9}$", var.endpoint_id))
+    error_message = "endpoint_id must be numeric, without a leading zero, at most 10 digits."
+  }
+}
+
+variable "partition_timezone" {
+  type        = string
+  default     = "UTC"
+  description = "Time zone the landing layout's dates are written in (MLOPS_PARTITION_TIMEZONE)."
+}
+
+variable "schedule_timezone" {
+  type        = string
+  default     = "America/Chicago"
+  description = "Time zone the Scheduler crons are read in (when jobs fire, not which partition they take)."
+}
+
+variable "pause_schedules" {
+  type        = bool
+  default     = false
+  description = "Create the Scheduler jobs paused (dev: run on demand only)."
+}
+
+variable "monitoring_job" {
+  type        = string
+  default     = ""
+  description = "ModelDeploymentMonitoringJob whose anomaly logs count for the model (MLOPS_MONITORING_JOB; empty: ignore them)."
+}
+
+variable "drift_log_filter" {
+  type        = string
+  default     = ""
+  description = "Logging sink filter for drift alerts; empty: Vertex monitoring anomalies and this project's drift-alert entries."
+}
+
+variable "billing_account" {
+  type        = string
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) the budget watches."
+}
+
+variable "budget_amount_units" {
+  type        = number
+  description = "Monthly budget, whole units of budget_currency."
+}
+
+variable "budget_currency" {
+  type    = string
+  default = "USD"
+}
+
+variable "notification_channels" {
+  type        = list(string)
+  default     = []
+  description = "Cloud Monitoring notification channel ids for the budget alert (empty: billing admins by email)."
+}
+
+variable "functions_source_dir" {
+  type        = string
+  description = "Where `make functions` wrote the deploy folders (build/functions); each is zipped as the functions' first source."
+}

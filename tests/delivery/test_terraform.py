@@ -1,0 +1,129 @@
+"""terraform/ checked without a terraform binary: it parses, checkov passes it, and it agrees with the code.
+
+The cross-references read their truth from where it is declared once: the variables each function
+reads from triggers/config.py, the functions from triggers/package.py, the templates from compiled/,
+the service accounts from terraform/modules/platform/config.tf.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from contract.paths import PROJECT_ROOT
+from pipelines.compile import COMPILED_DIR
+from tests.delivery.terraform_model import ENVIRONMENTS, TERRAFORM_DIR, Terraform, literal
+from triggers import config as trigger_config
+from triggers.package import FUNCTIONS
+
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
+# A service account named anywhere in code or build config: ACCOUNT@PROJECT.iam.gserviceaccount.com
+SERVICE_ACCOUNT_EMAIL = re.compile(r"\b([a-z][a-z0-9-]{4,28}[a-z0-9])@[A-Za-z0-9.${}_-]+\.iam\.gserviceaccount\.com")
+CODE_FILES = ("*.py", "cloudbuild*.yaml", "Makefile", "*.sh")
+NOT_CODE = {".venv", ".tools", "build", "local", "compiled", ".git"}
+
+
+def test_every_tf_file_parses_and_every_environment_has_its_own_gcs_state(terraform: Terraform):
+    relative = {path.relative_to(TERRAFORM_DIR).as_posix() for path in terraform.files}
+    assert {f"envs/{env}/main.tf" for env in ENVIRONMENTS} <= relative
+    assert len(terraform.resources()) > 20
+    backends = {}
+    for env in ENVIRONMENTS:
+        [settings] = [literal(block["backend"]) for block in terraform.files[TERRAFORM_DIR / "envs" / env / "main.tf"]
+                      ["terraform"] if "backend" in block]
+        [gcs] = [backend["gcs"] for backend in settings if "gcs" in backend]
+        backends[env] = (gcs["bucket"], gcs["prefix"])
+    assert len(set(backends.values())) == len(ENVIRONMENTS), f"environments share a state: {backends}"
+
+
+def test_checkov_fails_nothing_and_every_skip_says_why(checkov_report: dict):
+    summary = checkov_report["summary"]
+    results = checkov_report["results"]
+    assert summary["parsing_errors"] == 0, summary
+    failed = [f"{check['check_id']} {check['resource']} ({check['file_path']}): {check['check_name']}"
+              for check in results.get("failed_checks", [])]
+    assert not failed, "checkov failed:\n  " + "\n  ".join(failed)
+    unexplained = [f"{check['check_id']} {check['resource']}" for check in results.get("skipped_checks", [])
+                   if not (check.get("check_result", {}).get("suppress_comment") or "").strip()]
+    assert not unexplained, f"skipped without a reason (#checkov:skip=ID:reason): {unexplained}"
+    # The checks that matter here really ran (a resource checkov could not read would pass silently).
+    passed = {check["check_id"] for check in results.get("passed_checks", [])}
+    assert {"CKV_GCP_29", "CKV_GCP_114", "CKV_GCP_78", "CKV_GCP_62", "CKV_GCP_124"} <= passed, passed
+
+
+def _variables_set(kind: dict, env_groups: dict) -> set[str]:
+    names = set(kind["env"]) | set(kind["schedule_env"])
+    for group in kind["env_groups"]:
+        names |= set(env_groups[group])
+    return names
+
+
+def test_every_variable_a_function_reads_is_set_by_terraform_and_nothing_else(terraform: Terraform):
+    platform = terraform.locals()
+    kinds, env_groups = platform["function_kinds"], platform["env_groups"]
+    assert set(kinds) == set(FUNCTIONS), "terraform's function_kinds and triggers/package.py's FUNCTIONS differ"
+    for name, kind in kinds.items():
+        read = {setting.env for setting in trigger_config.CONFIGS[name].SETTINGS}
+        set_by_terraform = _variables_set(kind, env_groups)
+        unset, unread = sorted(read - set_by_terraform), sorted(set_by_terraform - read)
+        assert not unset, f"{name} reads {unset}, which Terraform does not set"
+        assert not unread, f"Terraform sets {unread} on {name}, which it never reads (triggers/config.py)"
+        assert kind["entry_point"] in FUNCTIONS[name].entry_points
+        for schedule_name, schedule in platform["schedules"].items():
+            missing = set(kind["schedule_env"].values()) - set(schedule)
+            assert not missing, f"schedules.{schedule_name} lacks {sorted(missing)}, which the schedule function needs"
+
+
+def test_every_template_terraform_names_is_compiled(terraform: Terraform):
+    named = set(re.findall(r"\b([a-z0-9_]+_pipeline\.json)\b", terraform.text()))
+    scheduled = {schedule["template"] for schedule in terraform.locals()["schedules"].values()}
+    assert scheduled <= named and "training_pipeline.json" in named
+    missing = sorted(name for name in named if not (COMPILED_DIR / name).is_file())
+    assert not missing, f"Terraform names templates that compiled/ lacks: {missing} (python runner.py --compile)"
+
+
+def _code_files() -> list:
+    return sorted(path for pattern in CODE_FILES for path in PROJECT_ROOT.rglob(pattern)
+                  if not NOT_CODE & set(path.relative_to(PROJECT_ROOT).parts))
+
+
+def test_every_service_account_the_code_or_cloud_build_names_exists_in_terraform(terraform: Terraform):
+    declared = set(terraform.locals()["service_accounts"])
+    named = {}
+    for path in _code_files():
+        for account in SERVICE_ACCOUNT_EMAIL.findall(path.read_text(errors="replace")):
+            named.setdefault(account, path.relative_to(PROJECT_ROOT).as_posix())
+    assert "pipelines" in named  # triggers/config.py's example: the scan reaches the code
+    unknown = {account: where for account, where in named.items() if account not in declared}
+    assert not unknown, f"service accounts named but not declared in terraform: {unknown}"
+
+
+def test_no_primitive_roles_no_keys_no_public_members(terraform: Terraform):
+    text = terraform.text()
+    roles = set(re.findall(r"roles/[A-Za-z0-9_.]+", text))
+    assert "roles/aiplatform.user" in roles  # the scan sees the grants
+    assert not roles & set(PRIMITIVE_ROLES), sorted(roles & set(PRIMITIVE_ROLES))
+    assert not terraform.resources("google_service_account_key")
+    assert "google_service_account_key" not in text
+    assert not [member for member in PUBLIC_MEMBERS if member in text]
+
+
+@pytest.mark.parametrize("family", ["roles/storage.", "roles/iam.serviceAccount", "roles/pubsub.", "roles/run."])
+def test_roles_on_resources_with_their_own_iam_are_never_granted_project_wide(terraform: Terraform, family: str):
+    project_roles = terraform.locals()["project_roles"]
+    assert project_roles, "iam.tf declares no project_roles"
+    wide = {account: role for account, roles in project_roles.items() for role in roles if role.startswith(family)}
+    assert not wide, f"grant these on the bucket, account, topic or service instead: {wide}"
+
+
+def test_each_function_runs_as_its_own_account_behind_internal_ingress(terraform: Terraform):
+    platform = terraform.locals()
+    accounts = [kind["account"] for kind in platform["function_kinds"].values()]
+    assert len(set(accounts)) == len(accounts) and set(accounts) <= set(platform["service_accounts"])
+    [function] = terraform.resources("google_cloudfunctions2_function")
+    [service] = function.body["service_config"]
+    assert literal(service["ingress_settings"]) == "ALLOW_INTERNAL_ONLY"
+    members = [literal(grant.body["member"]) for grant in terraform.resources("google_cloud_run_v2_service_iam_member")]
+    assert members == ['${local.sa_member["fn-invoker"]}'], members
