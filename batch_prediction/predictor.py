@@ -66,14 +66,14 @@ def open_publisher(destination: str, run_id: str, output_format: str, local_dir:
     return FolderPublisher(destination, run_id, output_format)
 
 
-def _error_batch(errors: list[RowError], run_id: str) -> pa.RecordBatch:
+def error_batch(errors: list[RowError], run_id: str) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({
         "key": [error.key for error in errors], "shard": [error.shard for error in errors],
         "row": [error.row for error in errors], "line": [error.line for error in errors],
         "reason": [error.reason for error in errors], "run_id": [run_id] * len(errors)}, schema=ERROR_SCHEMA)
 
 
-def _prediction_batch(keys: list[str], scores: Any, model: ModelIdentity, run_id: str) -> pa.RecordBatch:
+def prediction_batch(keys: list[str], scores: Any, model: ModelIdentity, run_id: str) -> pa.RecordBatch:
     size = len(keys)
     now = datetime.now(UTC)
     return pa.RecordBatch.from_arrays([
@@ -108,10 +108,10 @@ def predict_source(model, identity: ModelIdentity, source: str, destination: str
             result.rows_read += chunk.batch.num_rows + len(chunk.problems)
             if checked.columns is not None:
                 scores = model.call_blocks(model.block_tensors(checked.columns))[output]
-                publisher.write(PREDICTIONS, _prediction_batch(checked.keys, scores, identity, run_id))
+                publisher.write(PREDICTIONS, prediction_batch(checked.keys, scores, identity, run_id))
                 result.rows_predicted += len(checked.keys)
             if checked.errors:
-                publisher.write(ERRORS, _error_batch(checked.errors, run_id))
+                publisher.write(ERRORS, error_batch(checked.errors, run_id))
                 result.rows_failed += len(checked.errors)
                 result.first_errors.extend(_describe(error) for error in checked.errors[:5 - len(result.first_errors)])
         result.seconds = time.perf_counter() - started
