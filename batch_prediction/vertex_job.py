@@ -22,6 +22,7 @@ SQL step reads the key column itself, and a bq:// destination needs key_field.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,6 +125,8 @@ def publish_gcs_job_output(directory: str, destination: str, run_id: str, identi
         for file, number, result in _job_output_rows(directory):
             key = result.get("key") if key_field else None
             key = str(key) if key is not None else f"{file}#{number}"
+            if "prediction" not in result and "error" not in result:
+                continue  # not a result line (the job also writes error statistics beside its results)
             if "error" in result:
                 errors.append(RowError(file, None, number, key, str(result["error"].get("message", result["error"])
                                                                   if isinstance(result["error"], dict)
@@ -187,14 +190,24 @@ COMMIT TRANSACTION;
 
 def publish_bigquery_job_output(job_table: str, destination: str, run_id: str, identity: ModelIdentity,
                                 key_field: str, project: str, location: str, output: str = "probability") -> str:
-    """Runs `bigquery_publish_script` with the real BigQuery client; returns the query job's id."""
+    """Runs `bigquery_publish_script` with the real BigQuery client; returns the query job's id.
+
+    With BIGQUERY_EMULATOR_HOST set (an emulator or a test's stand-in API), the client goes there
+    without credentials, as google-cloud-storage does with STORAGE_EMULATOR_HOST."""
+    from google.api_core import exceptions
+    from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    client = bigquery.Client(project=project, location=location or None)
+    credentials = AnonymousCredentials() if os.environ.get("BIGQUERY_EMULATOR_HOST") else None
+    client = bigquery.Client(project=project, location=location or None, credentials=credentials)
     parameters = [bigquery.ScalarQueryParameter("run_id", "STRING", run_id),
                   bigquery.ScalarQueryParameter("model_resource_name", "STRING", identity.resource_name),
                   bigquery.ScalarQueryParameter("model_version", "STRING", identity.version)]
     job = client.query(bigquery_publish_script(job_table, destination, key_field, output),
                        job_config=bigquery.QueryJobConfig(query_parameters=parameters))
-    job.result()
+    try:
+        job.result()
+    except exceptions.GoogleAPICallError as error:
+        raise RuntimeError(f"BigQuery could not publish the batch job's table {job_table} into {destination} "
+                           f"(job {job.job_id}): {error.message}") from None
     return job.job_id
