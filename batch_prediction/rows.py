@@ -66,7 +66,7 @@ def _numbers_from_text(column: pa.Array, missing_tokens: frozenset[str]) -> list
     return values
 
 
-def _feature_values(batch: pa.RecordBatch, name: str, dtype: str, missing_tokens: frozenset[str]) -> list[Any]:
+def feature_values(batch: pa.RecordBatch, name: str, dtype: str, missing_tokens: frozenset[str]) -> list[Any]:
     column = batch.column(name)
     if dtype in _NUMERIC and _is_text(batch, name):
         return _numbers_from_text(column, missing_tokens)
@@ -106,7 +106,7 @@ def check_chunk(chunk: Chunk, spec: InputSpec, key_field: str = "",
         return CheckedChunk(None, [], errors)
     check_shard_columns(batch, chunk.shard, spec, key_field)
     keys = _keys(batch, chunk, key_field)
-    values = {name: _feature_values(batch, name, dtype, missing_tokens) for name, dtype in spec.features.items()}
+    values = {name: feature_values(batch, name, dtype, missing_tokens) for name, dtype in spec.features.items()}
     names = list(values)
     instances = [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
     no_key = [index for index, key in enumerate(keys) if key is None]

@@ -11,8 +11,11 @@ endpoint would. What the job is given and what comes back:
 - `bq://project.dataset.table`: each row is sent as an object of its columns.
   Output: a new table `predictions_<time>` (and `errors_<time>`) in the
   destination dataset, holding the row's columns and `prediction`.
-- CSV files are refused: Vertex sends a CSV row as an array in the file's column
-  order, and the serving container takes named features (give JSONL or a table).
+- CSV files (the landing layout's batch.csv): Vertex would send each row as an
+  array in the file's column order, and the serving container takes named
+  features. So the plan stages them first, streamed chunk by chunk, as JSONL
+  objects under the job's folder: numbers read as the local form reads them
+  (rows.py), a missing value as null, the key field kept. Parquet is refused.
 
 Known limit: Vertex refuses `key_field` with BigQuery output (400). The plan
 never sends it there: the job's output table keeps every source column, so the
@@ -32,7 +35,9 @@ import pyarrow as pa
 from batch_prediction import local_bigquery
 from batch_prediction.output import ERROR_SCHEMA, ERRORS, PREDICTION_SCHEMA, PREDICTIONS, FolderPublisher
 from batch_prediction.predictor import ModelIdentity, error_batch, prediction_batch
-from batch_prediction.rows import RowError
+from batch_prediction.rows import RowError, check_shard_columns, feature_values
+from contract.dataset import DEFAULT_MISSING_VALUES
+from contract.model_inputs import InputSpec
 from storage import shards
 from storage import uri as storage_uri
 
@@ -55,7 +60,9 @@ class JobPlan:
     key_field: str  # what the job is given; "" with BigQuery output
 
 
-def plan_job(source: str, destination: str, key_field: str, run_id: str) -> JobPlan:
+def plan_job(source: str, destination: str, key_field: str, run_id: str, spec: InputSpec | None = None,
+             chunk_rows: int = 8192) -> JobPlan:
+    """The job's inputs and outputs; CSV sources are staged as JSONL for it (that needs the model's `spec`)."""
     if local_bigquery.is_bigquery(destination):
         table = local_bigquery.parse_dataset(destination)
         if not key_field:
@@ -76,15 +83,52 @@ def plan_job(source: str, destination: str, key_field: str, run_id: str) -> JobP
     elif storage_uri.is_gcs(source):
         files = shards.list_shards(source)
         kinds = {shards.shard_format(name) for name in files}
-        if kinds != {"jsonl"}:
+        if kinds == {"csv"} and outputs["gcs_destination_output_uri_prefix"] and spec is not None:
+            files = stage_csv_as_jsonl(files, spec, key_field,
+                                       storage_uri.join(outputs["gcs_destination_output_uri_prefix"], "instances"),
+                                       chunk_rows)
+        elif kinds != {"jsonl"}:
             raise PlanError(f"source {source}: holds {', '.join(sorted(kinds))} files; a Vertex batch job takes "
-                            "JSONL files here (it sends CSV rows as unnamed arrays, and reads no Parquet): "
-                            "convert them, load them into BigQuery, or run the local form")
+                            "JSONL files here, or CSV files with a gs:// destination (staged as JSONL beside the "
+                            "job's output); it reads no Parquet: convert them, load them into BigQuery, or run "
+                            "the local form")
         inputs = {"instances_format": "jsonl", "gcs_source_uris": files, "bigquery_source_input_uri": ""}
     else:
         raise PlanError(f"source {source!r}: on Vertex expected a gs:// prefix of JSONL files or "
                         "bq://PROJECT.DATASET.TABLE")
     return JobPlan(**inputs, **outputs, instance_type="object", key_field=job_key_field)
+
+
+def stage_csv_as_jsonl(files: list[str], spec: InputSpec, key_field: str, target: str,
+                       chunk_rows: int = 8192) -> list[str]:
+    """CSV shards as JSONL instance files under `target` (gs://), one per chunk; their URIs.
+
+    A row the CSV format cannot parse is reported here (the job never sees it)."""
+    bucket_name, prefix = storage_uri.split_gcs(storage_uri.canonical(target))
+    bucket = storage_uri._client(target).bucket(bucket_name)  # noqa: SLF001 - the one client factory
+    for stale in bucket.list_blobs(prefix=f"{prefix}/"):  # a rerun's instances replace the last ones
+        stale.delete()
+    columns = [*spec.features, *([key_field] if key_field else [])]
+    staged = []
+    for chunk in shards.iter_chunks(files, chunk_rows, columns):
+        for problem in chunk.problems:
+            print(f"left out (not parseable as CSV): {problem}")
+        if not chunk.batch.num_rows:
+            continue
+        check_shard_columns(chunk.batch, chunk.shard, spec, key_field)
+        values = {name: feature_values(chunk.batch, name, dtype, frozenset(DEFAULT_MISSING_VALUES))
+                  for name, dtype in spec.features.items()}
+        if key_field:
+            values[key_field] = chunk.batch.column(key_field).to_pylist()
+        names = list(values)
+        lines = b"\n".join(orjson.dumps(dict(zip(names, row, strict=True))) for row in zip(*values.values(),
+                                                                                         strict=True))
+        name = f"{prefix}/part-{len(staged):05d}.jsonl"
+        bucket.blob(name).upload_from_string(lines + b"\n", content_type="application/jsonl")
+        staged.append(f"gs://{bucket_name}/{name}")
+    if not staged:
+        raise PlanError(f"{', '.join(files)}: no rows to score (empty or header-only CSV files)")
+    return staged
 
 
 # --- gs:// output: the job's files to the one schema --------------------------------------------------------

@@ -7,7 +7,8 @@ Steps, in the order they run:
 Vertex form (compiled/batch_prediction_pipeline.json):
 2. Plan the job: what the BatchPredictionJob takes for this source and
    destination (JSONL files or a BigQuery table in; files or a BigQuery dataset
-   out); refuses what it cannot take before any job is created.
+   out); CSV files (the landing layout) are staged as JSONL instances first;
+   refuses what it cannot take before any job is created.
 3. Get the model: GCPC `ModelGetOp("MODEL_ID@VERSION_OR_ALIAS")`.
 4. Batch predict: GCPC `ModelBatchPredictOp` on `machine_type` with
    `starting_replica_count`..`max_replica_count` replicas of the serving container.
@@ -65,7 +66,8 @@ def build_batch_prediction_pipeline(platform: Platform):
         from google_cloud_pipeline_components.v1.model import ModelGetOp
 
         plan = plan_batch_job(source=source, destination=destination, key_field=key_field, run_id=run_id,
-                              pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER).set_display_name("2. Plan the job")
+                              pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, model_uri=model.outputs["model_uri"]
+                              ).set_display_name("2. Plan the job")
         got = ModelGetOp(model_name=model.outputs["model_ref"], project=project, location=location
                          ).set_display_name("3. Get the model")
         job = ModelBatchPredictOp(

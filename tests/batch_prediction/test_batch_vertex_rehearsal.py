@@ -51,6 +51,9 @@ def rehearsal(gcs_emulator: GcsEmulator, taxi_model_dir, tmp_path_factory: pytes
         gcs_emulator.upload_bytes(f"gs://{bucket}/scoring/2014-03/part-0.jsonl", "\n".join(lines[:100]).encode())
         gcs_emulator.upload_bytes(f"gs://{bucket}/scoring/2014-03/part-1.jsonl", "\n".join(lines[100:]).encode())
 
+        # The landing layout's CSV, as the nightly schedule hands it over: staged as JSONL by the plan step.
+        csv_lines = [",".join(header)] + [",".join(row) for row in rows]
+        gcs_emulator.upload_bytes(f"gs://{bucket}/landing/2014/03/01/0000/batch.csv", "\n".join(csv_lines).encode())
         service = BatchPredictionService(gcs_emulator, scratch)
         runner = VertexRehearsal(TEMPLATE, f"gs://{bucket}/pipeline_root", scratch, gcs_emulator, PROJECT, LOCATION,
                                  container_ops={GET_MODEL: get_model, BATCH_PREDICT: service})
@@ -58,6 +61,8 @@ def rehearsal(gcs_emulator: GcsEmulator, taxi_model_dir, tmp_path_factory: pytes
                       "key_field": "trip_id", "run_id": "2014-03", "project": PROJECT, "location": LOCATION}
         try:
             runs = [runner.run(f"batch-prediction-rehearsal-{number}", parameters) for number in (1, 2)]
+            runs.append(runner.run("batch-prediction-rehearsal-csv", parameters | {
+                "source": f"gs://{bucket}/landing/2014/03/01", "run_id": "2014-03-01"}))
             yield {"bucket": bucket, "runs": runs, "service": service, "registry": model_registry}
         finally:
             service.close()
@@ -111,3 +116,14 @@ def test_the_output_is_published_in_the_one_schema_and_a_rerun_replaces_it(rehea
     attempts = {name.split("/")[5] for name in storage_uri.list_files(storage_uri.join(destination, "2014-03"))
                 if "/attempt-" in name}
     assert len(attempts) == 1 and part.startswith(attempts.pop())  # the first run's attempt was removed
+
+
+def test_landing_csv_is_staged_as_jsonl_instances_for_the_job(rehearsal):
+    _succeeded(rehearsal["runs"][2])
+    job = rehearsal["service"].jobs[2]
+    staged = f"gs://{rehearsal['bucket']}/scores/_vertex_jobs/2014-03-01/instances/part-00000.jsonl"
+    assert job["gcs_source_uris"] == [staged]
+    first = json.loads(storage_uri.read_text(staged).splitlines()[0])
+    assert first["trip_id"] == "trip-0" and isinstance(first["fare"], float) and first["dropoff_latitude"] is None
+    assert read_manifest(f"gs://{rehearsal['bucket']}/scores", "2014-03-01")["rows"] == {
+        "predictions": ROWS, "errors": 0}
