@@ -6,6 +6,11 @@ columns, so a query written for BigQuery's tables reads the same here:
 
     duckdb local/bigquery/my-project.duckdb "SELECT count(*) FROM my_dataset.predictions"
 
+From a terminal (the duckdb Python package is the client; no CLI needed):
+
+    python -m batch_prediction.local_bigquery load 'data/processed/2014/03/*/*/batch.csv' bq://my-project.taxi.trips
+    python -m batch_prediction.local_bigquery query my-project "SELECT count(*) FROM scores.predictions"
+
 A batch prediction run's output goes to tables `predictions` and
 `prediction_errors` of the destination dataset. The run's rows are replaced in
 one transaction: a reader sees the old rows or the new ones, a crash rolls back,
@@ -156,3 +161,42 @@ class DuckDBPublisher:
             self.connection.execute("ROLLBACK")
         finally:
             self.connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    import duckdb
+
+    parser = argparse.ArgumentParser(prog="python -m batch_prediction.local_bigquery",
+                                     description="The local bq:// stand-in: load files into a table, or query.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    load = commands.add_parser("load", help="create or replace a table from CSV/JSONL/Parquet files, typed by DuckDB")
+    load.add_argument("files", help="a file, or a glob such as 'data/processed/2014/03/*/*/batch.csv'")
+    load.add_argument("table", help="bq://PROJECT.DATASET.TABLE")
+    query = commands.add_parser("query", help="run SQL against a project's database and print the result")
+    query.add_argument("project")
+    query.add_argument("sql")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "load":
+            table = parse_table(args.table)
+            with connect(table.project) as connection:
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(table.dataset)}")
+                literal = "'" + args.files.replace("'", "''") + "'"  # DuckDB reads a quoted file glob as a table
+                connection.execute(f"CREATE OR REPLACE TABLE {_quoted(table.dataset, table.table)} AS "
+                                   f"SELECT * FROM {literal}")
+                rows = connection.execute(f"SELECT count(*) FROM {_quoted(table.dataset, table.table)}").fetchone()[0]
+            print(f"{args.table}: {rows} rows from {args.files} ({database_path(table.project)})")
+        else:
+            with connect(args.project, must_exist=True) as connection:
+                print(connection.sql(args.sql))
+    except (BigQueryUriError, FileNotFoundError, duckdb.Error) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
