@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 import pyarrow as pa
@@ -60,6 +62,39 @@ def source_chunks(source: str, chunk_rows: int, columns: list[str] | None,
     return shards.iter_chunks(source, chunk_rows, columns)
 
 
+def prefetched(chunks: Iterator[shards.Chunk], depth: int = 2) -> Iterator[shards.Chunk]:
+    """The chunks, read `depth` ahead in a thread: reading and parsing (pyarrow, which releases the GIL)
+    overlap with predicting and writing. Memory: at most `depth` + 1 chunks."""
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        queue.put(chunk, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as error:  # handed to the consumer, raised there with its own message
+            queue.put(error)
+
+    reader = threading.Thread(target=read, name="batch-prediction-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def open_publisher(destination: str, run_id: str, output_format: str, local_dir: Path | None = None) -> Publisher:
     if local_bigquery.is_bigquery(destination):
         return local_bigquery.DuckDBPublisher(destination, run_id, local_dir)
@@ -102,7 +137,7 @@ def predict_source(model, identity: ModelIdentity, source: str, destination: str
     publisher = open_publisher(destination, run_id, output_format, local_dir)
     result = RunResult(run_id, destination)
     try:
-        for chunk in source_chunks(source, chunk_rows, columns, local_dir):
+        for chunk in prefetched(source_chunks(source, chunk_rows, columns, local_dir)):
             checked = check_chunk(chunk, model.spec, key_field)
             result.chunks += 1
             result.rows_read += chunk.batch.num_rows + len(chunk.problems)

@@ -58,3 +58,28 @@ def test_typed_columns_convert_identically_both_ways():
 def test_any_doubtful_value_leaves_the_chunk_to_the_row_path(column, values):
     columns = {name: pa.array(["1", "2"]) for name in SPEC.features} | {column: pa.array(values)}
     assert _fast_columns(pa.RecordBatch.from_pydict(columns), SPEC, TOKENS) is None
+
+
+def test_prefetching_keeps_order_hands_over_errors_and_stops_with_its_reader():
+    import threading
+
+    from batch_prediction.predictor import prefetched
+
+    def source():
+        yield from ("a", "b")
+        raise ValueError("shard c: not readable")
+
+    got = []
+    with pytest.raises(ValueError, match="shard c: not readable"):
+        for item in prefetched(source()):
+            got.append(item)
+    assert got == ["a", "b"]
+
+    endless = prefetched(iter(range(10**9)), depth=2)
+    assert [next(endless) for _ in range(3)] == [0, 1, 2]
+    readers = [thread for thread in threading.enumerate() if thread.name == "batch-prediction-reader"]
+    assert readers  # the endless one, blocked on its full queue
+    endless.close()
+    for reader in readers:
+        reader.join(timeout=5)
+        assert not reader.is_alive()
