@@ -19,13 +19,11 @@ A run publishes atomically and a rerun of the same run id replaces its output:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -209,13 +207,3 @@ def output_files(destination: str, run_id: str, table: str = PREDICTIONS) -> lis
     """The files of a published run's table, as the manifest lists them."""
     manifest = read_manifest(destination, run_id)
     return [storage_uri.join(destination, run_id, name) for name in manifest["files"][table]]
-
-
-@contextlib.contextmanager
-def publishing(publisher: Publisher) -> Iterator[Publisher]:
-    """Aborts the publisher when the block raises, so nothing half-written stays behind."""
-    try:
-        yield publisher
-    except BaseException:
-        publisher.abort()
-        raise

@@ -163,7 +163,9 @@ def publish_gcs_job_output(directory: str, destination: str, run_id: str, identi
             publisher.write(ERRORS, error_batch(errors, run_id))
         counts[PREDICTIONS] += len(keys)
         counts[ERRORS] += len(errors)
-        keys.clear(), scores.clear(), errors.clear()
+        keys.clear()
+        scores.clear()
+        errors.clear()
 
     try:
         for file, number, result in _job_output_rows(directory):

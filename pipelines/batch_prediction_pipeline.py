@@ -50,6 +50,7 @@ def build_batch_prediction_pipeline(platform: Platform):
         machine_type: str = "n1-standard-2",  # Vertex only, as are the replica counts
         starting_replica_count: int = 1,
         max_replica_count: int = 2,
+        job_service_account: str = "",  # Vertex only: the batch job's identity ("": Vertex AI's service agent)
     ):
         model = resolve_batch_model(model_name=model_name, version_or_alias=version_or_alias,
                                     dataset_config=dataset_config, registry_uri=registry_uri, project=project,
@@ -79,7 +80,8 @@ def build_batch_prediction_pipeline(platform: Platform):
             gcs_destination_output_uri_prefix=plan.outputs["gcs_destination_output_uri_prefix"],
             bigquery_destination_output_uri=plan.outputs["bigquery_destination_output_uri"],
             machine_type=machine_type, starting_replica_count=starting_replica_count,
-            max_replica_count=max_replica_count).set_display_name("4. Batch predict (Vertex AI)")
+            max_replica_count=max_replica_count, service_account=job_service_account,
+        ).set_display_name("4. Batch predict (Vertex AI)")
         publish_batch_job_output(
             model=got.outputs["model"], gcs_output_directory=job.outputs["gcs_output_directory"],
             bigquery_output_table=job.outputs["bigquery_output_table"], destination=destination,
