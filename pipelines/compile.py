@@ -19,9 +19,11 @@ COMPILED_DIR = PROJECT_ROOT / "compiled"
 
 def pipelines_to_compile() -> dict[str, Callable[[], object]]:
     """Template name -> a builder of the pipeline's Vertex form."""
+    from pipelines.batch_prediction_pipeline import build_batch_prediction_pipeline
     from pipelines.training_pipeline import build_training_pipeline
 
-    return {"training_pipeline": lambda: build_training_pipeline("vertex")}
+    return {"training_pipeline": lambda: build_training_pipeline("vertex"),
+            "batch_prediction_pipeline": lambda: build_batch_prediction_pipeline("vertex")}
 
 
 def compile_all(output_dir: str | Path | None = None) -> list[tuple[Path, float]]:

@@ -133,7 +133,7 @@ class LocalRun:
 
 # A name for `--pipeline` -> the compiled template whose parameters are the contract a local run is
 # checked against (the same definition, so the same parameters), and the builder of its local form.
-LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline"}
+LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline", "batch_prediction": "batch_prediction_pipeline"}
 
 
 class LocalRunError(ValueError):
@@ -167,17 +167,25 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
         if flags[name] != given[name]:
             raise LocalRunError(f"{name} is given twice, as --{name.replace('_', '-')} {flags[name]!r} and "
                                 f"--param {name}={given[name]!r}: give it once")
+    declared = template.parameters
+    for name in set(flags) - set(declared):
+        raise LocalRunError(f"--{name.replace('_', '-')}: pipeline {pipeline!r} has no parameter {name}; "
+                            f"expected --param NAME=VALUE with NAME one of {', '.join(declared)}")
     config_location = given.get("dataset_config") or flags.get("dataset_config") or DEFAULT_DATASET_CONFIG
     config = load_dataset_config(config_location)
-    values: dict = {"data_uri": DEFAULT_DATA_URI, "dataset_config": DEFAULT_DATASET_CONFIG}
+    defaults = {"data_uri": DEFAULT_DATA_URI, "dataset_config": DEFAULT_DATASET_CONFIG}
+    values: dict = {name: value for name, value in defaults.items() if name in declared}
     sources = dict.fromkeys(values, "default")
-    for layer, source in ((config.parameters, f"data set config {config.source}"), (flags, "flag"),
+    # The data set config's `parameters:` are the training pipeline's; another pipeline takes those it declares.
+    config_parameters = config.parameters if pipeline == "training" else {
+        name: value for name, value in config.parameters.items() if name in declared}
+    for layer, source in ((config_parameters, f"data set config {config.source}"), (flags, "flag"),
                           (given, "--param")):
         values.update(layer)
         sources.update(dict.fromkeys(layer, source))
     for name, expected in (("data_uri", "a folder or gs:// prefix of batches"),
                            ("dataset_config", "a data set config's path or gs:// URI")):
-        if not str(values[name]).strip():
+        if name in values and not str(values[name]).strip():
             raise LocalRunError(f"{name} is empty (set by: {sources[name]}); expected {expected}")
     if values.get("registry_uri") == "vertex":
         raise LocalRunError("registry_uri=vertex needs Vertex AI: a local run registers into a local folder "
@@ -211,6 +219,10 @@ def run_local_cli(pipeline: str, texts: Mapping[str, str], data_uri: str | None,
                        if source not in ("default",))
     if chosen:
         print(f"parameters: {chosen}")
+    if pipeline == "batch_prediction":
+        from pipelines.batch_prediction_local import run_batch_prediction_locally
+
+        return run_batch_prediction_locally(local_dir=local_dir, **values)
     return run_training_locally(local_dir=local_dir, **values)
 
 

@@ -35,7 +35,8 @@ from tests.pipeline.vertex_rehearsal import RehearsedRun, VertexRehearsal
 pytestmark = pytest.mark.emulator
 
 TRAINING_TEMPLATE = COMPILED_DIR / "training_pipeline.json"
-REHEARSED_TEMPLATES = {"training_pipeline"}
+# batch_prediction_pipeline: tests/batch_prediction/test_batch_vertex_rehearsal.py
+REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline"}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,11 @@ What Vertex AI Pipelines does for each step, and what stands in for it here:
   gs:// model, a gs:// dataset config) is not in the mount: it is read from the emulator through
   storage.uri, the project's one way to read by URI.
 
+- A GCPC container op other than the CustomJob (ModelGetOp, ModelBatchPredictOp, ...) calls a Vertex
+  service. Here: a stand-in for that service, given to `VertexRehearsal(container_ops=...)` under the
+  op's launcher module; it gets the step's resolved parameters and input artifacts, as the launcher
+  would, and returns the step's outputs (tests/batch_prediction/vertex_batch_stand_in.py has some).
+
 A step the rehearsal cannot run yet (a new kind of container op, an input source it does not
 know) stops the run with an error that says what to add here.
 """
@@ -31,7 +36,7 @@ import re
 import shutil
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,18 @@ from tests.gcs_emulator import GcsEmulator
 LIGHTWEIGHT_LAUNCHER = "kfp.dsl.executor_main"
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
 _CONDITION = re.compile(r"^inputs\.parameter_values\['(?P<name>[^']+)'\]\s*(?P<op>==|!=)\s*(?P<value>.+)$")
+
+
+# A stand-in for the Vertex service a container op calls: (parameters, input artifacts by name, each
+# {"uri", "metadata"}, the step's output prefix) -> {"parameters": {...}, "artifacts": {name: {"uri", "metadata"}}}.
+ContainerOp = Callable[[dict[str, Any], dict[str, dict], str], dict[str, dict]]
+
+
+def container_launcher(spec: dict, component_name: str) -> str | None:
+    """The GCPC launcher module a container op's step runs (`python3 -u -m LAUNCHER ...`), if it is one."""
+    component = spec["components"][component_name]
+    command = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"].get("command", [])
+    return next((part for part in command if part.startswith("google_cloud_pipeline_components.container.")), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +151,9 @@ class VertexRehearsal:
     """Runs a compiled template the way Vertex AI Pipelines would, against the GCS emulator."""
 
     def __init__(self, template: Path, pipeline_root: str, scratch: Path, gcs: GcsEmulator,
-                 project: str, location: str) -> None:
+                 project: str, location: str, container_ops: dict[str, ContainerOp] | None = None) -> None:
         self.spec = json.loads(Path(template).read_text())
+        self.container_ops = container_ops or {}
         self.pipeline_root = pipeline_root.rstrip("/")
         self.scratch = scratch
         self.gcs = gcs
@@ -224,6 +242,9 @@ class VertexRehearsal:
     def _run_step(self, task_name: str, task: dict, component: dict, inputs: dict, run: RehearsedRun) -> dict:
         from kfp.dsl.executor import Executor
 
+        launcher = container_launcher(self.spec, task["componentRef"]["name"])
+        if launcher in self.container_ops:
+            return self._run_container_op(task_name, component, inputs, run, launcher)
         program = step_program(self.spec, task["componentRef"]["name"])
         bare = task_name.rsplit("/", 1)[-1]
         step_dir = self.scratch / run.job_name / bare
@@ -243,7 +264,8 @@ class VertexRehearsal:
                 raise ValueError(f"{task_name}: input parameter {name!r} has no value")
             parameters[name] = _typed(value, definition["parameterType"], f"{task_name}.{name}")
         for artifact in inputs["artifacts"].values():
-            self.gcs.download_tree(artifact["uri"], mount)
+            if artifact["uri"].startswith("gs://"):  # a VertexModel's URI is an API address: nothing mounted
+                self.gcs.download_tree(artifact["uri"], mount)
         outputs = {name: {"name": name, "uri": f"{self.pipeline_root}/{run.job_name}/{bare}/{name}",
                           "type": {"schemaTitle": definition["artifactType"]["schemaTitle"]}, "metadata": {}}
                    for name, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()}
@@ -284,6 +306,30 @@ class VertexRehearsal:
                      for name, artifact in produced.items()},
             output_parameters=result.get("parameterValues", {}), seconds=seconds)
         return {"parameters": result.get("parameterValues", {}), "artifacts": produced}
+
+    def _run_container_op(self, task_name: str, component: dict, inputs: dict, run: RehearsedRun,
+                          launcher: str) -> dict:
+        bare = task_name.rsplit("/", 1)[-1]
+        parameters = {name: self._substitute(inputs["parameters"].get(name, definition.get("defaultValue")),
+                                             run.job_name)
+                      for name, definition in component.get("inputDefinitions", {}).get("parameters", {}).items()
+                      if name in inputs["parameters"] or "defaultValue" in definition}
+        started = time.perf_counter()
+        try:
+            result = self.container_ops[launcher](parameters, inputs["artifacts"],
+                                                  f"{self.pipeline_root}/{run.job_name}/{bare}")
+        except Exception:
+            raise _StepFailed(f"{task_name} failed:\n{traceback.format_exc()}") from None
+        produced = {name: {"name": name, **artifact} for name, artifact in result.get("artifacts", {}).items()}
+        run.steps[bare] = Step(
+            task=task_name, program=Program(launcher, "", "", "Vertex service stand-in"), mount=self.scratch,
+            parameters=parameters,
+            inputs={name: {"uri": artifact["uri"], "path": "", "metadata": artifact["metadata"]}
+                    for name, artifact in inputs["artifacts"].items()},
+            outputs={name: {"uri": artifact["uri"], "path": "", "metadata": artifact["metadata"]}
+                     for name, artifact in produced.items()},
+            output_parameters=result.get("parameters", {}), seconds=time.perf_counter() - started)
+        return {"parameters": result.get("parameters", {}), "artifacts": produced}
 
     @staticmethod
     @contextlib.contextmanager

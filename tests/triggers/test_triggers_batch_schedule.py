@@ -1,0 +1,38 @@
+"""The schedule function submits the batch prediction template nightly for yesterday's partition,
+through configuration only: a second deployment of the same function with its own environment."""
+
+from __future__ import annotations
+
+import json
+
+from cloudevents.http import to_binary
+from test_triggers_schedule import scheduler_message
+from trigger_helpers import DATA_BUCKET, FakeVertex
+
+from pipelines.compile import COMPILED_DIR
+
+BATCH_TEMPLATE = COMPILED_DIR / "batch_prediction_pipeline.json"
+
+
+def test_a_nightly_tick_submits_batch_prediction_for_yesterdays_partition(function_app, trigger_env, monkeypatch,
+                                                                           fake_vertex: FakeVertex) -> None:
+    monkeypatch.setenv("MLOPS_PARTITION_TIMEZONE", "America/Chicago")
+    monkeypatch.setenv("MLOPS_SCHEDULE_TEMPLATE_URI", str(BATCH_TEMPLATE))
+    monkeypatch.setenv("MLOPS_SCHEDULE_PARAMETER", "source")
+    monkeypatch.setenv("MLOPS_PIPELINE_PARAMETERS", json.dumps({
+        "destination": "bq://test-project.scores", "key_field": "trip_id", "project": "test-project",
+        "location": "us-central1"}))
+    client = function_app("schedule", "on_schedule_message").test_client()
+    for _ in range(2):  # a redelivered tick: the same job id, refused by Vertex as a duplicate
+        headers, body = to_binary(scheduler_message())
+        assert client.post("/", headers=headers, data=body).status_code == 200
+
+    assert [call["status"] for call in fake_vertex.calls] == [200, 409]
+    call = fake_vertex.calls[0]
+    # The job id names the partition, and the run id defaults to it: a rerun of the night replaces its output.
+    assert call["job_id"] == "batch-prediction-pipeline-schedule-20240310"
+    assert call["body"]["runtimeConfig"]["parameterValues"] == {
+        "source": f"gs://{DATA_BUCKET}/data/processed/2024/03/10", "destination": "bq://test-project.scores",
+        "key_field": "trip_id", "project": "test-project", "location": "us-central1"}  # no data_version here
+    assert call["body"]["pipelineSpec"]["pipelineInfo"]["name"] == "batch-prediction-pipeline"
+    assert call["body"]["labels"] == {"trigger": "schedule", "partition": "2024-03-10"}
