@@ -51,7 +51,8 @@ def _run(args: argparse.Namespace) -> int:
     request_log = None if args.batch_input else (args.request_log or SETTINGS.local_dir / "endpoint" / REQUEST_LOG_DIR)
     try:
         run = monitor_once(config, args.registry, output, request_log_dir=request_log, batch_input_uri=args.batch_input,
-                           window_end=args.window_end, window_hours=args.window_hours, logging=logging,
+                           window_end=args.window_end, window_hours=args.window_hours,
+                           window_start=args.window_start, logging=logging,
                            project=args.project, location=args.location, alert_time=args.alert_time)
     except MonitoringError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "(default: local/endpoint/request_log)")
     source.add_argument("--batch-input", help="a batch prediction's input: JSONL instances or CSV")
     run.add_argument("--window-end", type=_instant, help="end of the request log window (default: now)")
+    run.add_argument("--window-start", type=_instant,
+                     help="start of the window (default: --window-hours before its end)")
     run.add_argument("--window-hours", type=int,
                      help="length of the window (default: the config's target.window_hours)")
     run.add_argument("--alert-time", type=_instant,

@@ -204,6 +204,7 @@ class MonitorRun:
 def monitor_once(config: MonitoringConfig, registry_uri: str, output_dir: Path, *,
                  request_log_dir: Path | None = None, batch_input_uri: str | None = None,
                  window_end: datetime.datetime | None = None, window_hours: int | None = None,
+                 window_start: datetime.datetime | None = None,
                  logging: Any = None, project: str = "local-project", location: str = "us-central1",
                  alert_time: datetime.datetime | None = None) -> MonitorRun:
     """One monitoring run: compare, write report.html and result.json to `output_dir`, and log an anomaly
@@ -212,7 +213,9 @@ def monitor_once(config: MonitoringConfig, registry_uri: str, output_dir: Path, 
     end = window_end or datetime.datetime.now(datetime.UTC)
     if end.tzinfo is None:
         raise MonitoringError(f"window end {end.isoformat()} has no time zone; expected an aware instant")
-    start = end - datetime.timedelta(hours=window_hours or config.target.window_hours)
+    start = window_start or end - datetime.timedelta(hours=window_hours or config.target.window_hours)
+    if start.tzinfo is None or start > end:
+        raise MonitoringError(f"window start {start.isoformat()} must be an aware instant before {end.isoformat()}")
     if batch_input_uri is not None:
         current, requests, skipped = batch_input(batch_input_uri), 0, 0
         target = f"batch input {batch_input_uri}"
