@@ -186,3 +186,22 @@ def test_the_report_renders_each_feature_with_baseline_and_current(registry, con
     assert rendered.pixels_near(trip_miles, CHAMPION_COLOUR) > 200
     page = run.report.read_text()
     assert "DRIFT in 2 feature(s)" in page and "payment_type" in page
+
+
+def test_as_a_pipeline_step_it_writes_kfp_metrics_and_the_report(registry, tmp_path) -> None:
+    from kfp import dsl
+
+    from components.monitor_drift import monitor_drift
+
+    batch = tmp_path / "instances.jsonl"
+    batch.write_text("".join(json.dumps(row) + "\n" for row in year_instances("2016")))
+    metrics, report, result = (dsl.Metrics(uri=str(tmp_path / "metrics")), dsl.HTML(uri=str(tmp_path / "report")),
+                               dsl.Artifact(uri=str(tmp_path / "result")))
+
+    drifted = monitor_drift.python_func(monitoring_config="monitoring/chicago_taxi.yaml", registry_uri=str(registry),
+                                        batch_input_uri=str(batch), metrics=metrics, report=report, result=result)
+
+    assert drifted is True and result.metadata["drifted"] == ["trip_miles", "payment_type"]
+    assert metrics.metadata["trip_miles.jensen_shannon_divergence"] > 0.03
+    assert metrics.metadata["drifted_features"] == 2 and metrics.metadata["instances"] == len(year_instances("2016"))
+    assert "DRIFT in 2 feature(s)" in Path(report.path).read_text()
