@@ -74,3 +74,35 @@ def test_settings_from_the_environment() -> None:
                             ("MLOPS_REQUEST_LOG_MAX_FILES", "many"), ("MLOPS_REQUEST_LOG_SAMPLING_RATE", "1.5")]:
         with pytest.raises(RequestLogConfigError, match=variable):
             RequestLogSettings.from_env({variable: value})
+
+
+def test_the_endpoint_logs_answered_predictions_and_not_when_turned_off(tmp_path: Path) -> None:
+    """Two local endpoints (router + model server processes) on one demo model, the log on and off."""
+    import contextlib
+
+    from monitoring import local_chain
+    from serving.client import LocalEndpoint
+    from serving.endpoint import EndpointError
+    from serving.testing import build_demo_model, demo_instances
+
+    model = build_demo_model(tmp_path / "model")
+    endpoints = {}
+    with contextlib.ExitStack() as stack:
+        for setting in ("on", "off"):
+            endpoint = LocalEndpoint(tmp_path / f"endpoint-{setting}")
+            endpoint.deploy(str(model), setting)
+            stack.enter_context(local_chain.endpoint(endpoint.state_dir, tmp_path, {"MLOPS_REQUEST_LOG": setting}))
+            endpoints[setting] = endpoint
+        for endpoint in endpoints.values():
+            local_chain.wait_for(lambda e=endpoint: e.describe()["deployedModels"][0]["state"] == "ready", 120,
+                                 "the model server")
+            for count in (1, 3):
+                endpoint.predict(demo_instances(count))
+            with pytest.raises(EndpointError):  # refused (400): not an answered prediction, not logged
+                endpoint.predict([{"trip_miles": "far"}])
+
+    rows = list(read_rows(tmp_path / "endpoint-on" / "request_log"))
+    assert [len(json.loads(row["request_payload"][0])["instances"]) for row in rows] == [1, 3]
+    assert [len(json.loads(row["response_payload"][0])["predictions"]) for row in rows] == [1, 3]
+    assert {row["deployed_model_id"] for row in rows} == {"1"}
+    assert list(read_rows(tmp_path / "endpoint-off" / "request_log")) == []
