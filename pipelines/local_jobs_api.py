@@ -190,11 +190,12 @@ class LocalPipelineJobs:
     def _run(self, job: dict) -> None:
         job_dir = self.root / job["name"].rsplit("/", 1)[-1]
         with open(job_dir / LOG_FILE, "ab") as log:
-            # The child dies with this server (prctl), so a killed server leaves no run going on unseen.
+            # The child dies with this server (prctl); it leads its own process group, so the steps kfp.local
+            # starts under it can be stopped with it (on close, and on the next start after a kill -9).
             child = subprocess.Popen([sys.executable, "-m", "pipelines.local_jobs_api", "_run", str(job_dir),
                                       "--local-dir", str(self.local_dir)],
                                      cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     preexec_fn=die_with_parent)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         self._child = child
         job.update(state=RUNNING, startTime=_now())
         job["localRun"]["pid"] = child.pid
@@ -219,18 +220,21 @@ class LocalPipelineJobs:
             self._wake.notify_all()
         if self._child is not None:
             with contextlib.suppress(ProcessLookupError):
-                self._child.send_signal(signal.SIGTERM)
+                os.killpg(self._child.pid, signal.SIGTERM)
         self._worker.join(timeout=30)
 
 
 def _stop_orphan(pid: Any, job_name: str) -> None:
-    """A run process that outlived its server (it should not: it dies with its parent) is stopped, if it is
-    still that run (its command line names the job) and not a recycled pid."""
+    """Stops what is left of a run whose server died: its process dies with the server, but a step kfp.local
+    had started under it may still be running (and could still register a model). Every process of the run's
+    process group is killed, unless the group's leader is alive and is not that run (a recycled pid)."""
     if not isinstance(pid, int):
         return
     with contextlib.suppress(OSError):
-        if job_name.rsplit("/", 1)[-1] in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-            os.kill(pid, signal.SIGKILL)
+        if job_name.rsplit("/", 1)[-1] not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            return
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def run_job(job_dir: Path, local_dir: Path) -> int:

@@ -93,23 +93,32 @@ def test_kill_9_mid_run_leaves_the_run_failed_on_restart_never_running(pipelines
     running = wait_for(lambda: (job := api.job("run-killed"))["state"] == RUNNING and job, 60, "the run to start")
     assert api.job("run-queued")["state"] == PENDING  # one run at a time
     run_pid = running["localRun"]["pid"]
+    # Killed while a step runs in its own process under the run's.
+    wait_for(lambda: "Executing task" in Path(running["localRun"]["log"]).read_text(), 60, "a step to start")
+    assert _group(run_pid) - {run_pid}
 
     api.stop(signal.SIGKILL)
-    # The run's process dies with the server: nothing keeps running unseen.
-    wait_for(lambda: not os.path.exists(f"/proc/{run_pid}") or _zombie(run_pid), 30, "the run's process to exit")
     restarted = pipelines_api()
 
     killed = restarted.job("run-killed")
     assert killed["state"] == FAILED and "stopped while this run was running" in killed["error"]["message"]
+    # Nothing of the killed run keeps running unseen: neither its process nor the step it had started.
+    wait_for(lambda: not _group(run_pid), 30, "every process of the killed run to exit")
     # The queued run is picked up again by the restarted server.
     wait_for(lambda: restarted.job("run-queued")["state"] == RUNNING, 60, "the queued run to start after restart")
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+def _group(pgid: int) -> set[int]:
+    """Live (not zombie) processes of a process group."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.add(int(stat.parent.name))
+    return members
 
 
 @pytest.mark.e2e
