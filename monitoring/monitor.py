@@ -62,6 +62,8 @@ class MonitoringResult:
         return tuple(feature for feature in self.features if feature.value is None)
 
     def summary(self) -> str:
+        if self.empty and self.target.startswith("batch input"):
+            return f"no instances in {self.target}: nothing compared, no alert"
         if self.empty:
             return (f"no data in the window {rfc3339(self.window_start)} .. {rfc3339(self.window_end)} of {self.target}"
                     f" ({self.requests} logged request(s)): nothing compared, no alert")
@@ -150,11 +152,22 @@ def batch_input(uri: str) -> pd.DataFrame:
     try:
         if uri.endswith(".csv"):
             return pd.read_csv(io.BytesIO(data)) if data.strip() else pd.DataFrame()
-        rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        text = data.decode()
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise MonitoringError(f"batch input {uri} is not JSONL instances or CSV with a header: {error}") from None
-    if not all(isinstance(row, dict) for row in rows):
-        raise MonitoringError(f"batch input {uri}: expected one JSON object (an instance) per line")
+        raise MonitoringError(f"batch input {uri} is not UTF-8 JSONL instances or CSV with a header: {error}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise MonitoringError(f"batch input {uri}, line {number}: not JSON ({error.msg}); expected one JSON "
+                                  "object (an instance) per line") from None
+        if not isinstance(row, dict):
+            raise MonitoringError(f"batch input {uri}, line {number}: {type(row).__name__}; expected one JSON "
+                                  "object (an instance) per line")
+        rows.append(row)
     return pd.DataFrame.from_records(rows)
 
 
@@ -220,6 +233,10 @@ def monitor_once(config: MonitoringConfig, registry_uri: str, output_dir: Path, 
         current, requests, skipped = batch_input(batch_input_uri), 0, 0
         target = f"batch input {batch_input_uri}"
     elif request_log_dir is not None:
+        if not Path(request_log_dir).is_dir():
+            raise MonitoringError(f"request log folder {request_log_dir} does not exist: the local endpoint writes "
+                                  "it under its state folder (local/endpoint/request_log) while MLOPS_REQUEST_LOG "
+                                  "is on")
         current, requests, skipped = request_log_window(request_log_dir, start, end)
         target = f"request log {request_log_dir}"
     else:

@@ -205,3 +205,16 @@ def test_as_a_pipeline_step_it_writes_kfp_metrics_and_the_report(registry, tmp_p
     assert metrics.metadata["trip_miles.jensen_shannon_divergence"] > 0.03
     assert metrics.metadata["drifted_features"] == 2 and metrics.metadata["instances"] == len(year_instances("2016"))
     assert "DRIFT in 2 feature(s)" in Path(report.path).read_text()
+
+
+def test_bad_targets_name_what_is_wrong(registry, config, tmp_path) -> None:
+    truncated = tmp_path / "truncated.jsonl"
+    truncated.write_text('{"trip_miles": 1.0}\n{"trip_miles": \n')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(MonitoringError, match="line 2: not JSON"):
+        monitor_once(config, str(registry), tmp_path / "a", batch_input_uri=str(truncated))
+    with pytest.raises(MonitoringError, match="does not exist"):
+        monitor_once(config, str(registry), tmp_path / "b", request_log_dir=tmp_path / "typo")
+    run = monitor_once(config, str(registry), tmp_path / "c", batch_input_uri=str(empty), logging=Recorder())
+    assert run.result.empty and run.anomaly_entry is None and "no instances in batch input" in run.result.summary()
