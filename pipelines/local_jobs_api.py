@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -62,6 +63,10 @@ _RESOURCE = re.compile(r"/v1/(projects/[^/]+/locations/[^/]+)/pipelineJobs/([^/:
 _RPC_UNKNOWN, _RPC_ABORTED, _RPC_INVALID = 2, 10, 3
 
 
+class AlreadyServing(RuntimeError):
+    pass
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -69,6 +74,19 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"code": self.status, "status": self.code, "message": str(self)}}
+
+
+def read_job(root: Path, job_id: str) -> dict | None:
+    try:
+        return json.loads((root / job_id / JOB_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def read_jobs(root: Path) -> list[dict]:
+    """Every stored run, newest first: not the lock, not a create's staging folder (.ID-...)."""
+    found = [job for path in root.iterdir() if _JOB_ID.fullmatch(path.name) and (job := read_job(root, path.name))]
+    return sorted(found, key=lambda job: job["createTime"], reverse=True)
 
 
 def _now() -> str:
@@ -92,6 +110,13 @@ class LocalPipelineJobs:
         self.local_dir = Path(local_dir).resolve()
         self.root = self.local_dir / "pipeline_jobs"
         self.root.mkdir(parents=True, exist_ok=True)
+        # One server per state folder: two would run the same PENDING run twice.
+        self._serve_lock = open(self.root / ".serve.lock", "a")  # noqa: SIM115 (held for the server's life)
+        try:
+            fcntl.flock(self._serve_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._serve_lock.close()
+            raise AlreadyServing(f"another local pipelines API already serves from {self.root}") from None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
@@ -103,19 +128,14 @@ class LocalPipelineJobs:
     # --- the store -----------------------------------------------------------------------------
 
     def _read(self, job_id: str) -> dict | None:
-        path = self.root / job_id / JOB_FILE
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
+        return read_job(self.root, job_id)
 
     def _write(self, job: dict) -> None:
         job["updateTime"] = _now()
         write_json_atomically(self.root / job["name"].rsplit("/", 1)[-1] / JOB_FILE, job)
 
     def jobs(self) -> list[dict]:
-        found = [job for path in self.root.iterdir() if (job := self._read(path.name)) is not None]
-        return sorted(found, key=lambda job: job["createTime"], reverse=True)
+        return read_jobs(self.root)
 
     def recover(self) -> None:
         """After a restart: a run left RUNNING died with the previous server; it is FAILED, with the reason."""
@@ -222,6 +242,7 @@ class LocalPipelineJobs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._child.pid, signal.SIGTERM)
         self._worker.join(timeout=30)
+        self._serve_lock.close()
 
 
 def _stop_orphan(pid: Any, job_name: str) -> None:
@@ -311,16 +332,24 @@ class _Handler(BaseHTTPRequestHandler):
         print(f"{_now()} {self.command} {self.path} -> {args[1] if len(args) > 1 else ''}", file=sys.stderr)
 
 
-def serve(port: int, local_dir: Path, ready: threading.Event | None = None) -> None:
+def serve(port: int, local_dir: Path) -> int:
     """Serves on 127.0.0.1:port until SIGTERM or Ctrl-C."""
-    jobs = LocalPipelineJobs(local_dir)
-    handler = type("Handler", (_Handler,), {"jobs": jobs})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    except OSError as error:
+        print(f"error: cannot listen on 127.0.0.1:{port}: {error.strerror} (another server there? --port PORT)",
+              file=sys.stderr)
+        return 2
+    try:
+        jobs = LocalPipelineJobs(local_dir)
+    except AlreadyServing as error:
+        server.server_close()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    server.RequestHandlerClass = type("Handler", (_Handler,), {"jobs": jobs})
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"local pipelines API on http://127.0.0.1:{server.server_address[1]} (runs and state in {jobs.root}); "
           f"point MLOPS_VERTEX_API_ENDPOINT at it", flush=True)
-    if ready is not None:
-        ready.set()
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -328,6 +357,7 @@ def serve(port: int, local_dir: Path, ready: threading.Event | None = None) -> N
     finally:
         server.server_close()
         jobs.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,17 +377,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(args.job_dir, args.local_dir)
     if args.command == "list":
         root = args.local_dir / "pipeline_jobs"
-        jobs = sorted((json.loads(path.read_text()) for path in root.glob(f"*/{JOB_FILE}")),
-                      key=lambda job: job["createTime"])
-        for job in jobs:
+        jobs = read_jobs(root) if root.is_dir() else []
+        for job in reversed(jobs):
             error = job.get("error", {}).get("message", "")
             print(f"{job['createTime']}  {job['state'].removeprefix('PIPELINE_STATE_'):<9}  "
                   f"{job['name'].rsplit('/', 1)[-1]}  {error}")
         if not jobs:
             print(f"no runs in {root}")
         return 0
-    serve(args.port, args.local_dir)
-    return 0
+    return serve(args.port, args.local_dir)
 
 
 if __name__ == "__main__":

@@ -157,3 +157,18 @@ def test_a_landed_batch_runs_locally_through_the_new_data_function(pipelines_api
     assert job["state"] == SUCCEEDED, job.get("error")
     run_log = Path(job["localRun"]["log"]).read_text()
     assert "rows: " in run_log and "registered: nothing" in run_log
+
+
+def test_one_server_per_state_folder_and_a_busy_port_is_named(pipelines_api, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from serving.processes import free_loopback_port
+
+    api = pipelines_api()
+    port = api.url.rsplit(":", 1)[1]
+    for args, named in ((["--port", str(free_loopback_port()), "--local-dir", str(api.local_dir)], "already serves"),
+                        (["--port", port, "--local-dir", str(tmp_path / "other")], f"127.0.0.1:{port}")):
+        second = subprocess.run([sys.executable, "runner.py", "pipelines", "serve", *args], cwd=PROJECT_ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and named in second.stderr and "Traceback" not in second.stderr
