@@ -64,8 +64,8 @@ class Schedule:
 class Target:
     source: str  # endpoint_request_log or batch_prediction_input
     window_hours: int  # the request log window a run looks at, ending at the run's time
-    endpoint: str  # the Vertex endpoint (resource name or id) whose request-response log BigQuery table is read
-    request_log_table: str  # bq://PROJECT.DATASET.TABLE of that log on Vertex
+    endpoint: str  # on Vertex: the endpoint (id or resource name) whose request-response log is monitored
+    request_log_table: str  # or that log's BigQuery table bq://PROJECT.DATASET.TABLE
     batch_input_uri: str  # the batch prediction's input (JSONL or CSV) when source is batch_prediction_input
 
 

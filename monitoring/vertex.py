@@ -33,7 +33,7 @@ from monitoring.config import (
 
 CHAMPION_ALIAS = "champion"
 _DATA_URI = re.compile(r'"data_uri":\s*"([^"]*)"')
-# Vertex's schema data types for the model's raw feature dtypes (input_spec.json).
+# Vertex's schema data type for each kind of monitored feature.
 _DATA_TYPES = {"numeric": "float", "categorical": "categorical"}
 
 
@@ -73,7 +73,7 @@ def _champion(config: MonitoringConfig, version: str | None):
         raise ApplyError(f"model {config.model_name!r} has no version {version or CHAMPION_ALIAS!r}") from None
 
 
-def desired_specs(config: MonitoringConfig, data_uri: str) -> dict[str, Any]:
+def desired_specs(config: MonitoringConfig, data_uri: str, project: str, location: str) -> dict[str, Any]:
     """The SDK spec objects the config asks for."""
     from vertexai.resources.preview.ml_monitoring.spec import notification, objective, output, schema
 
@@ -92,12 +92,17 @@ def desired_specs(config: MonitoringConfig, data_uri: str) -> dict[str, Any]:
         target = objective.MonitoringInput(gcs_uri=config.target.batch_input_uri,
                                            data_format="csv" if config.target.batch_input_uri.endswith(".csv")
                                            else "jsonl")
-    else:
-        if not config.target.request_log_table:
-            raise ApplyError(f"{config.source}: target.request_log_table is empty; expected the endpoint's "
-                             "request-response log table bq://PROJECT.DATASET.TABLE")
+    elif config.target.endpoint:  # Vertex reads the endpoint's request-response log itself
+        endpoint = config.target.endpoint
+        if "/" not in endpoint:
+            endpoint = f"projects/{project}/locations/{location}/endpoints/{endpoint}"
+        target = objective.MonitoringInput(endpoints=[endpoint], window=f"{config.target.window_hours}h")
+    elif config.target.request_log_table:
         target = objective.MonitoringInput(table_uri=config.target.request_log_table, timestamp_field="logging_time",
                                            window=f"{config.target.window_hours}h")
+    else:
+        raise ApplyError(f"{config.source}: target.endpoint and target.request_log_table are empty; expected the "
+                         "endpoint's id or its request-response log table bq://PROJECT.DATASET.TABLE")
     if not config.output_uri:
         raise ApplyError(f"{config.source}: output_uri is empty; expected a gs:// folder for the monitoring results")
     return {
@@ -138,7 +143,7 @@ def apply(config: MonitoringConfig, project: str, location: str, model_version: 
     if not lineage:
         raise ApplyError(f"version {champion.version_id} of {config.model_name} records no data_uri in its "
                          "description (the register step's lineage): no baseline")
-    specs = desired_specs(config, lineage.group(1))
+    specs = desired_specs(config, lineage.group(1), project, location)
     target = specs.pop("target")
 
     existing = [monitor for monitor in ml_monitoring.ModelMonitor.list(filter=f'display_name="{config.display_name}"')

@@ -93,3 +93,12 @@ def test_apply_without_an_output_folder_says_what_is_missing(vertex: FakeMonitor
     path.write_text(yaml.safe_dump(raw))
     assert apply(path) == 2
     assert "output_uri is empty" in capsys.readouterr().err and vertex.writes() == []
+
+
+def test_an_endpoint_target_is_read_by_vertex_from_the_endpoint(vertex: FakeMonitoringApi, tmp_path: Path) -> None:
+    assert apply(config_file(tmp_path, target={"endpoint": "1234", "request_log_table": ""})) == 0
+    (schedule,) = vertex.schedules.values()
+    target = schedule["createModelMonitoringJobRequest"]["modelMonitoringJob"]["modelMonitoringSpec"][
+        "objectiveSpec"]["targetDataset"]
+    assert target["vertexEndpointLogs"]["endpoints"] == [f"projects/{PROJECT}/locations/{LOCATION}/endpoints/1234"]
+    assert target["timeOffset"]["window"] == "24h"
