@@ -11,8 +11,9 @@ from pathlib import Path
 import requests
 
 from contract.paths import PROJECT_ROOT
+from monitoring.local_chain import wait_for
 from pipelines.local_jobs_api import FAILED, PENDING, RUNNING, SUCCEEDED
-from tests.monitoring.conftest import PARENT, wait_for
+from tests.monitoring.conftest import PARENT
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, submit_run
 
 TEMPLATE = PROJECT_ROOT / "compiled" / "training_pipeline.json"
