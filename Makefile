@@ -16,7 +16,7 @@ $(ENV_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $(ENV_STAMP)
 
-.PHONY: help env run test lint compile bench schema functions endpoint clean
+.PHONY: help env run test lint compile bench schema functions endpoint clean demo-drift
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ endpoint: $(ENV_STAMP) ## Run the local prediction endpoint (deploy first: pytho
 
 functions: $(ENV_STAMP) ## Build each Cloud Function's deploy folder under build/functions/ (docs/triggers.md)
 	$(PYTHON) -m triggers.package --all
+
+demo-drift: $(ENV_STAMP) ## Drift demo: train on 2013, replay 2016 traffic, monitor, alert via Pub/Sub, retrain (README)
+	$(PYTHON) -m monitoring.demo
 
 clean: ## Remove local mode's state (pipeline root, registry, endpoint, reports) and build/
 	rm -rf local/ build/

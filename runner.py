@@ -6,6 +6,7 @@
     python runner.py --infer-schema                  # first use: infer the data contract to review
     python runner.py --submit ...                    # submit a run to Vertex AI (see triggers/)
     python runner.py endpoint serve|status|split ... # the local prediction endpoint (see serving/)
+    python runner.py pipelines serve|list            # a local stand-in for Vertex AI Pipelines' pipelineJobs API
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         from serving.cli import main as endpoint_main
 
         return endpoint_main(argv[1:])
+    if argv[:1] == ["pipelines"]:
+        from pipelines.local_jobs_api import main as pipelines_main
+
+        return pipelines_main(argv[1:])
     if "--submit" in argv:
         from triggers.cli import main as submit_main
 

@@ -34,7 +34,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +60,7 @@ from serving.endpoint import (
 from serving.errors import error_response, json_errors
 from serving.instances import MAX_REQUEST_BYTES, oversize_message
 from serving.processes import die_with_parent, free_loopback_port
+from serving.request_log import REQUEST_LOG_DIR, RequestLog, RequestLogSettings
 from storage.local_files import write_json_atomically
 
 log = logging.getLogger("serving.router")
@@ -81,6 +82,8 @@ class RouterConfig:
     seed: int | None = None
     ready_timeout_s: float = 180.0
     request_timeout_s: float = 60.0
+    # Vertex-style request-response logging (serving/request_log.py); MLOPS_REQUEST_LOG=off turns it off.
+    request_log: RequestLogSettings = field(default_factory=RequestLogSettings.from_env)
 
 
 class ModelStats:
@@ -252,12 +255,16 @@ class Router:
         self._lock_file: IO[str] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self.request_log: RequestLog | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._hold_serve_lock()
         self.state = self.store.read()
+        if self.config.request_log.enabled:
+            self.request_log = RequestLog(self.config.state_dir / REQUEST_LOG_DIR, self.state.endpoint_id,
+                                          self.config.request_log)
         # One pooled keep-alive client for all forwarding: a new connection per
         # request would cost more than the whole routing decision.
         self._session = aiohttp.ClientSession(
@@ -290,6 +297,8 @@ class Router:
             await self._runner.cleanup()
         if self._session:
             await self._session.close()
+        if self.request_log:
+            self.request_log.close()
         if self._lock_file:
             self._lock_file.close()  # releases serve.lock
 
@@ -378,6 +387,8 @@ class Router:
             answer = orjson.loads(payload)
             answer["deployedModelId"] = deployed_id
             payload = orjson.dumps(answer)
+            if self.request_log:
+                self.request_log.write(deployed_id, body, payload)
         return web.Response(status=status, body=payload, content_type="application/json", headers=headers)
 
     async def _describe(self, request: web.Request) -> web.Response:

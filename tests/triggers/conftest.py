@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from trigger_helpers import (
     DATA_BUCKET,
     MODEL,
@@ -35,7 +33,6 @@ from trigger_helpers import (
     TRAINING_TEMPLATE,
     FakeVertex,
     PagingGcs,
-    process_group,
     wait_until,
 )
 
@@ -126,27 +123,14 @@ def function_app(trigger_env: dict[str, str]) -> Callable[[str, str], object]:
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """host:port of a running Pub/Sub emulator (JVM start: a few seconds, once per session)."""
-    gcloud = shutil.which("gcloud")
-    emulator = gcloud and Path(gcloud).resolve().parent.parent / "platform" / "pubsub-emulator"
-    require_or_skip(bool(emulator and emulator.is_dir() and shutil.which("java")),
-                    "the Pub/Sub emulator needs gcloud with google-cloud-cli-pubsub-emulator and Java")
-    port = free_loopback_port()
-    data_dir = tmp_path_factory.mktemp("pubsub")
-    log_path = data_dir / "emulator.log"
-    host = f"127.0.0.1:{port}"
-    with log_path.open("wb") as log_file, process_group(
-            [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={host}", f"--data-dir={data_dir}"],
-            stdout=log_file, stderr=subprocess.STDOUT) as process:
+    from monitoring.local_chain import ChainError, pubsub_emulator, pubsub_emulator_command
 
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"Pub/Sub emulator exited: {log_path.read_text()[-2000:]}")
-            try:
-                return requests.get(f"http://{host}/", timeout=1).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_until(ready, 90, "the Pub/Sub emulator to listen", interval=0.2)
+    work_dir = tmp_path_factory.mktemp("pubsub")
+    try:
+        pubsub_emulator_command(0, work_dir)  # the tools are there
+    except ChainError as error:
+        require_or_skip(False, str(error))
+    with pubsub_emulator(work_dir) as host:
         yield host
 
 
