@@ -5,7 +5,7 @@ Public API (the deploy pipeline, the canary decision and the runner call these):
     from deploy import open_backend, deploy_version
     backend = open_backend(registry_uri, model_name)              # local folder or "vertex"
     outcome = deploy_version(backend, "challenger", canary_percent=10)
-    outcome.transition, outcome.deployed_id, outcome.split        # "first" | "canary" | "no-op"
+    outcome.transition, outcome.deployed_model_id, outcome.split       # "first" | "canary" | "no-op"
 
 Modules: plan.py (pure planner), transitions.py (journaled steps), smoke.py,
 local.py (local endpoint + registry), backend.py (the interface).

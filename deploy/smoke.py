@@ -36,7 +36,7 @@ class SmokeTestFailed(RuntimeError):
 
 def _json_value(value: Any) -> Any:
     if value is None or isinstance(value, float) and math.isnan(value):
-        return None  # null is a missing value in the serving contract
+        return None
     if hasattr(value, "item"):  # numpy scalars
         return _json_value(value.item())
     return value
@@ -51,7 +51,9 @@ def record_smoke_test(model_dir: str | Path, eval_frame, count: int = SMOKE_INST
     spec = InputSpec.load(model_dir)
     rows = eval_frame.head(count)
     predictions = predict(str(model_dir), rows)
-    instances = [{name: _json_value(row[name]) for name in spec.features} for _, row in rows.iterrows()]
+    present = rows[list(spec.features)].astype(object)
+    present = present.where(present.notna(), None)  # NaN and pandas' NA alike: null, the contract's missing value
+    instances = [{name: _json_value(row[name]) for name in spec.features} for _, row in present.iterrows()]
     record = {"output": PROBABILITY_OUTPUT, "tolerance": TOLERANCE, "instances": instances,
               "predictions": [float(value) for value in predictions]}
     (Path(model_dir) / SMOKE_TEST_FILE).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")

@@ -36,7 +36,7 @@ Report = Callable[[str], None]
 class DeployOutcome:
     transition: str  # first, canary, no-op
     version: str
-    deployed_id: str
+    deployed_model_id: str
     split: dict[str, int]  # by deployed model id, after the deploy
     smoke_test: str
 

@@ -32,7 +32,7 @@ def serving_sequence(demo_models, tmp_path_factory):
 
 def test_first_version_serves_100_percent_as_champion(serving_sequence):
     first = serving_sequence["first"]
-    assert (first.transition, first.version, first.split) == ("first", "1", {first.deployed_id: 100})
+    assert (first.transition, first.version, first.split) == ("first", "1", {first.deployed_model_id: 100})
     assert first.smoke_test.startswith("smoke test passed")
     assert serving_sequence["backend"].registry.get(MODEL_NAME, CHAMPION).version == "1"
 
@@ -40,16 +40,16 @@ def test_first_version_serves_100_percent_as_champion(serving_sequence):
 def test_second_version_is_a_90_10_canary(serving_sequence):
     first, canary = serving_sequence["first"], serving_sequence["canary"]
     assert canary.transition == "canary"
-    assert canary.split == {first.deployed_id: 90, canary.deployed_id: 10}
+    assert canary.split == {first.deployed_model_id: 90, canary.deployed_model_id: 10}
     assert "passed" in canary.smoke_test
     models = {m["id"]: m for m in serving_sequence["described"]["deployedModels"]}
-    assert models[canary.deployed_id]["state"] == "ready"
-    assert models[canary.deployed_id]["model"].endswith("/versions/2/model")
+    assert models[canary.deployed_model_id]["state"] == "ready"
+    assert models[canary.deployed_model_id]["model"].endswith("/versions/2/model")
 
 
 def test_a_rerun_is_a_no_op(serving_sequence):
     again, canary = serving_sequence["again"], serving_sequence["canary"]
-    assert (again.transition, again.deployed_id, again.split) == ("no-op", canary.deployed_id, canary.split)
+    assert (again.transition, again.deployed_model_id, again.split) == ("no-op", canary.deployed_model_id, canary.split)
     assert not (serving_sequence["backend"].state_dir / "deploy_transition.json").exists()
 
 
@@ -66,7 +66,7 @@ def test_a_version_that_fails_its_smoke_test_is_rolled_back_offline(demo_models,
     record_path.write_text(json.dumps(record))
     with pytest.raises(SmokeTestFailed, match="instance 2 got"):
         deploy_version(target)
-    assert target.endpoint.describe()["trafficSplit"] == {first.deployed_id: 100}
+    assert target.endpoint.describe()["trafficSplit"] == {first.deployed_model_id: 100}
     assert [m.version for m in target.live()] == ["1"]
     assert target.registry.get(MODEL_NAME, REJECTED).version == "2"
     assert target.endpoint.router_url() is None  # the router it started is stopped again
