@@ -27,22 +27,24 @@ from pipelines.compile import COMPILED_DIR, pipelines_to_compile
 from pipelines.settings import SETTINGS
 from registry.model_registry import CHALLENGER, CHAMPION, VertexModelRegistry
 from storage import uri as storage_uri
+from tests.deploy.vertex_endpoint_stand_in import stand_in_vertex
 from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator
 from tests.pipeline.conftest import SAMPLE, SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS
-from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT, stand_in_model_registry
+from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT
 from tests.pipeline.vertex_rehearsal import RehearsedRun, VertexRehearsal
 
 pytestmark = pytest.mark.emulator
 
 TRAINING_TEMPLATE = COMPILED_DIR / "training_pipeline.json"
-REHEARSED_TEMPLATES = {"training_pipeline"}
+DEPLOY_TEMPLATE = COMPILED_DIR / "deploy_pipeline.json"
+REHEARSED_TEMPLATES = {"training_pipeline", "deploy_pipeline"}
 
 
 @pytest.fixture(scope="module")
 def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactory):
     """Two training runs of the compiled template on the Vertex form, shared by the tests below."""
     bucket = gcs_emulator.new_bucket("vertex-rehearsal")
-    with pytest.MonkeyPatch.context() as patch, stand_in_model_registry() as model_registry:
+    with pytest.MonkeyPatch.context() as patch, stand_in_vertex() as model_registry:
         patch.setenv(EMULATOR_ENV, gcs_emulator.url)
         for partition in SMALL_PARTITIONS:
             gcs_emulator.upload_file(SAMPLE / partition / "batch.csv",
@@ -64,8 +66,13 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                       "project": PROJECT, "location": LOCATION, **SMALL_DATA_HYPERPARAMETERS}
         first = runner.run("training-pipeline-rehearsal-1", parameters)
         second = runner.run("training-pipeline-rehearsal-2", parameters) if not first.failure else None
+        # The deploy template on its own, after both: the canary (version 2) is deployed already.
+        deploy = VertexRehearsal(DEPLOY_TEMPLATE, f"gs://{bucket}/pipeline_root", tmp_path_factory.mktemp("deploy"),
+                                 gcs_emulator, PROJECT, LOCATION).run(
+            "deploy-pipeline-rehearsal", {"model_name": NAME, "version": "2", "project": PROJECT,
+                                          "location": LOCATION}) if second and not second.failure else None
         yield {"bucket": bucket, "config": config_uri, "runs": [first, second], "registry": model_registry,
-               "spec": runner.spec}
+               "spec": runner.spec, "deploy": deploy}
 
 
 def _succeeded(run: RehearsedRun | None) -> RehearsedRun:
@@ -155,3 +162,18 @@ def test_the_data_set_config_and_its_schema_were_read_from_cloud_storage(rehears
     assert schema["metadata"]["source"] == beside_config
     assert load_schema(storage_uri.join(schema["uri"], SCHEMA_FILE)) == load_schema(beside_config)
     assert run.steps["transform-data"].inputs["schema"]["uri"] == schema["uri"]  # the schema validation used
+
+
+def test_the_first_run_deploys_at_100_percent_and_the_second_as_a_10_percent_canary(rehearsal):
+    first, second = (_succeeded(run) for run in rehearsal["runs"])
+    assert first.steps["deploy-model"].task == "condition-1/condition-2/deploy-pipeline/deploy-model"
+    assert first.steps["deploy-model"].output_parameters["transition"] == "first"
+    assert second.steps["deploy-model"].output_parameters["transition"] == "canary"
+    assert second.steps["deploy-model"].output_parameters["smoke_test"].startswith("smoke test passed")
+    assert rehearsal["registry"].endpoint_state() == {"split": {"1": 90, "2": 10}, "deployed": ["1", "2"]}
+
+
+def test_the_deploy_template_alone_is_a_no_op_for_a_deployed_version(rehearsal):
+    deploy = _succeeded(rehearsal["deploy"])
+    assert deploy.steps["deploy-model"].output_parameters["transition"] == "no-op"
+    assert deploy.steps["deploy-model"].program.image == SETTINGS.pipeline_image
