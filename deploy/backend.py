@@ -40,6 +40,12 @@ class EndpointBackend(Protocol):
     def predict(self, instances: list[dict[str, Any]]) -> tuple[int, str, Any]:
         """(HTTP status, the deployed model id that answered, the JSON body)."""
 
+    def start_window(self) -> None:
+        """The canary went live: evidence for its decision counts from now."""
+
+    def evidence(self, live: list[Deployed], window_seconds: float) -> tuple[dict[str, Any], float]:
+        """Per deployed model id, its ModelEvidence over the window; and when the window started."""
+
 
 @contextlib.contextmanager
 def nothing_to_start() -> Iterator[None]:

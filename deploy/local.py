@@ -28,6 +28,7 @@ from serving.processes import die_with_parent
 from storage.local_files import file_lock, write_json_atomically
 
 JOURNAL_FILE = "deploy_transition.json"
+FEEDBACK_FILE = "feedback.jsonl"  # replayed labelled rows: which model answered, its probability, the label
 DEPLOY_LOCK = "deploy.lock"
 ROUTER_START_TIMEOUT_S = 180.0
 
@@ -133,3 +134,28 @@ class LocalBackend:
             except ValueError:
                 parsed = body.decode(errors="replace")
             return error.code, error.headers.get("X-Vertex-AI-Deployed-Model-Id", ""), parsed
+
+    def start_window(self) -> None:
+        if self.endpoint.router_url():
+            self.endpoint.stats(reset=True)
+
+    def evidence(self, live: list[Deployed], window_seconds: float) -> tuple[dict[str, Any], float]:
+        """The router's stats since its last reset (the canary going live), and the replay's feedback since."""
+        from deploy.decision import evidence_from_router_stats
+
+        stats = self.endpoint.stats()
+        now = time.time()
+        start = max([now - window_seconds, *(numbers.get("since", 0.0) for numbers in stats.values())])
+        feedback = [row for row in read_feedback(self.state_dir) if row.get("time", 0) >= start]
+        return evidence_from_router_stats(live, stats, feedback), start
+
+
+def read_feedback(state_dir: Path) -> list[dict[str, Any]]:
+    path = Path(state_dir) / FEEDBACK_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a line cut by a crash is skipped, not fatal
+            rows.append(json.loads(line))
+    return rows

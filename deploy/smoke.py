@@ -42,6 +42,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def instances_from_frame(frame, spec: InputSpec) -> list[dict[str, Any]]:
+    """Rows as prediction instances: the model's raw features only, missing values as null."""
+    present = frame[list(spec.features)].astype(object)
+    present = present.where(present.notna(), None)  # NaN and pandas' NA alike: null, the contract's missing value
+    return [{name: _json_value(row[name]) for name in spec.features} for _, row in present.iterrows()]
+
+
 def record_smoke_test(model_dir: str | Path, eval_frame, count: int = SMOKE_INSTANCES) -> dict[str, Any]:
     """Scores the first `count` eval rows with the exported model and writes them beside it."""
     from evaluation.gate import predict
@@ -51,9 +58,7 @@ def record_smoke_test(model_dir: str | Path, eval_frame, count: int = SMOKE_INST
     spec = InputSpec.load(model_dir)
     rows = eval_frame.head(count)
     predictions = predict(str(model_dir), rows)
-    present = rows[list(spec.features)].astype(object)
-    present = present.where(present.notna(), None)  # NaN and pandas' NA alike: null, the contract's missing value
-    instances = [{name: _json_value(row[name]) for name in spec.features} for _, row in present.iterrows()]
+    instances = instances_from_frame(rows, spec)
     record = {"output": PROBABILITY_OUTPUT, "tolerance": TOLERANCE, "instances": instances,
               "predictions": [float(value) for value in predictions]}
     (Path(model_dir) / SMOKE_TEST_FILE).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")

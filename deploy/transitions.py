@@ -135,6 +135,8 @@ def _smoke_test(backend: EndpointBackend, transition: Transition, version: Model
     try:
         with backend.serving():
             summary = run_smoke_test(backend.predict, deployed_id, record)
+        if transition.kind == "canary":
+            backend.start_window()  # the canary decision's evidence counts from here
     except SmokeTestFailed as failure:
         report(f"SMOKE TEST FAILED: {failure}; rolling back version {version.version}")
         rollback = plan_rollback(backend.model_name, version.version, transition.champion_version,

@@ -155,6 +155,15 @@ class VertexBackend:
     def serving(self) -> Iterator[None]:
         yield  # a Vertex endpoint serves what is deployed
 
+    def start_window(self) -> None:
+        pass  # Cloud Monitoring keeps time series: the decision's window is by time
+
+    def evidence(self, live: list[Deployed], window_seconds: float) -> tuple[dict[str, Any], float]:
+        from deploy.monitoring import evidence_from_monitoring
+
+        start = time.time() - window_seconds
+        return evidence_from_monitoring(self.project, self.endpoint().name, live, start, time.time()), start
+
     def predict(self, instances: list[dict[str, Any]]) -> tuple[int, str, Any]:
         from google.api_core import exceptions
 

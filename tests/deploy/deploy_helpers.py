@@ -62,3 +62,18 @@ class RouterProcess:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)
         self.log.close()
+
+
+def send_traffic(target: LocalBackend, requests: int) -> dict[str, int]:
+    """`requests` single-instance predictions through the endpoint; answers counted by deployed model."""
+    from serving.testing import demo_instances
+
+    answered: dict[str, int] = {}
+    for instance in demo_instances(requests, seed=11):
+        status, deployed_id, _ = target.predict([instance])
+        answered[deployed_id] = answered.get(deployed_id, 0) + 1
+    return answered
+
+
+def split_by_version(target: LocalBackend) -> dict[str, int]:
+    return {model.version: model.percent for model in target.live()}
