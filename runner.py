@@ -6,6 +6,7 @@
     python runner.py --infer-schema                  # first use: infer the data contract to review
     python runner.py --submit ...                    # submit a run to Vertex AI (see triggers/)
     python runner.py endpoint serve|status|split ... # the local prediction endpoint (see serving/)
+    python runner.py canary replay --data-uri DIR    # labelled traffic for a canary (see deploy/)
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         from serving.cli import main as endpoint_main
 
         return endpoint_main(argv[1:])
+    if argv[:1] == ["canary"]:
+        from deploy.cli import main as canary_main
+
+        return canary_main(argv[1:])
     if "--submit" in argv:
         from triggers.cli import main as submit_main
 

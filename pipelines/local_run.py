@@ -133,7 +133,8 @@ class LocalRun:
 
 # A name for `--pipeline` -> the compiled template whose parameters are the contract a local run is
 # checked against (the same definition, so the same parameters), and the builder of its local form.
-LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline", "deploy": "deploy_pipeline"}
+LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline", "deploy": "deploy_pipeline",
+                                   "canary_decision": "canary_decision_pipeline"}
 
 
 class LocalRunError(ValueError):
@@ -194,7 +195,7 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
 
 def _model_pipeline_parameters(pipeline: str, given: dict, data_uri: str | None,
                                dataset_config: str | None) -> tuple[dict, dict]:
-    """A pipeline that takes no data (deploy): its local registry by default, and no data flags."""
+    """A pipeline that takes no data (deploy, canary_decision): the local registry by default, no data flags."""
     for flag, value in (("--data-uri", data_uri), ("--dataset-config", dataset_config)):
         if value is not None:
             raise LocalRunError(f"{flag} does not apply to the {pipeline} pipeline: it reads registered models")
@@ -207,7 +208,7 @@ def _model_pipeline_parameters(pipeline: str, given: dict, data_uri: str | None,
 
 
 def run_model_pipeline_locally(pipeline: str, local_dir: Path | None = None, **parameters) -> int:
-    """A pipeline over registered models (deploy) with kfp.local; prints each step and the outcome."""
+    """A pipeline over registered models (deploy, canary_decision) with kfp.local; prints each step's time."""
     from kfp import local
 
     from pipelines.compile import pipelines_to_compile
