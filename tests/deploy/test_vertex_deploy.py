@@ -107,3 +107,27 @@ def test_the_request_sequences_are_the_ones_vertex_expects(vertex):
 def _transition(backend, transition) -> None:
     with backend.exclusive():
         apply_transition(backend, transition, report=lambda line: None)
+
+
+def test_the_decision_on_vertex_reads_cloud_monitoring_per_deployed_model_and_rolls_back(vertex):
+    """Evidence from timeSeries.list (the stand-in answers only queries in Cloud Monitoring's shape, one
+    answer paged): the canary's errors exceed the champion's, so it is rolled back through the SDK."""
+    from deploy.decision import Thresholds, decide_canary
+    from serving.testing import demo_instances
+
+    fake, backend = vertex
+    deploy_version(backend, "1", report=lambda line: None)
+    canary = deploy_version(backend, "2", canary_percent=50, report=lambda line: None)
+    fake.failing.add("2")
+    for instance in demo_instances(120, seed=5):
+        backend.predict([instance])
+    decision = decide_canary(backend, Thresholds(min_requests=20), window_seconds=600, report=lambda line: None)
+    assert decision.action == "rollback" and "error rate" in decision.reasons[0]
+    served = fake.served[canary.deployed_model_id]
+    assert (decision.canary.requests, decision.canary.errors) == (served["requests"], served["errors"])
+    assert decision.canary.p99_ms == 5.0
+    metrics = {query["filter"].split('"')[1].rsplit("/", 1)[1] for query in fake.monitoring_queries}
+    assert metrics == {"prediction_count", "error_count", "prediction_latencies"}
+    assert any("pageToken" in query for query in fake.monitoring_queries)
+    assert fake.endpoint_state() == {"split": {"1": 100}, "deployed": ["1"]}
+    assert backend.registry.get(NAME, REJECTED).version == "2"

@@ -11,7 +11,10 @@ reachable here: only the server side of the API, with Vertex's rules enforced:
 
 Every request is recorded (method, path, body) for the tests to compare with what Vertex expects.
 Predictions stand in for the serving container: a deployed version answers the instances its
-smoke-test record holds with the recorded predictions (`wrong_answers` makes a version answer otherwise).
+smoke-test record holds with the recorded predictions (`wrong_answers` makes a version answer otherwise),
+any other instance with 0.5. Each prediction is counted per deployed model, and Cloud Monitoring's
+`timeSeries.list` (same server, `/v3/projects/P/timeSeries`) answers those counts, the errors of
+versions in `failing`, and `latency_ms` per version, refusing a query of another shape.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import random
 import re
 from collections.abc import Iterator
@@ -27,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from google.auth.credentials import AnonymousCredentials
 
 from contract.artifacts import SMOKE_TEST_FILE
+from deploy.monitoring import MONITORING_API_ENV
 from storage import uri as storage_uri
 from tests.pipeline.model_registry_stand_in import LOCATION, PARENT, PROJECT, FakeModelRegistry
 from tests.stand_in_http import google_error
@@ -41,6 +46,10 @@ class FakeVertex(FakeModelRegistry):
         self.operations: dict[str, dict] = {}
         self.polled: list[str] = []
         self.wrong_answers: set[str] = set()  # versions whose "container" answers differently
+        self.failing: set[str] = set()  # versions whose "container" answers 500
+        self.latency_ms: dict[str, float] = {}  # per version, as Cloud Monitoring reports it
+        self.served: dict[str, dict[str, int]] = {}  # deployed id -> {"requests", "errors"}
+        self.monitoring_queries: list[dict[str, str]] = []
         self._ids = itertools.count(1001)
         self._etags = itertools.count(1)
         self._random = random.Random(3)
@@ -58,6 +67,8 @@ class FakeVertex(FakeModelRegistry):
         if "/endpoints" in route or "/operations/" in route or route.endswith(":mergeVersionAliases"):
             mask = parse_qs(url.query).get("updateMask", [""])[0]
             self.requests.append((method, route + (f"?updateMask={mask}" if mask else ""), payload))
+        if route == f"/v3/projects/{PROJECT}/timeSeries":
+            return self._time_series({key: values[0] for key, values in parse_qs(url.query).items()})
         if "/operations/" in route:
             return self._poll(route)
         if route.endswith(":mergeVersionAliases"):
@@ -203,13 +214,49 @@ class FakeVertex(FakeModelRegistry):
         deployed_id = self._random.choice(table)
         deployed = next(m for m in endpoint["deployedModels"] if m["id"] == deployed_id)
         version = next(v for v in self.versions if v["versionId"] == deployed["modelVersionId"])
+        counts = self.served.setdefault(deployed_id, {"requests": 0, "errors": 0})
+        counts["requests"] += 1
+        if deployed["modelVersionId"] in self.failing:
+            counts["errors"] += 1
+            return 500, google_error(500, "INTERNAL", "the model server failed")
         record = json.loads(storage_uri.read_text(storage_uri.join(version["artifactUri"], SMOKE_TEST_FILE)))
-        if payload["instances"] != record["instances"]:
-            return 500, google_error(500, "INTERNAL", "the stand-in serves only its smoke-test instances")
+        recorded = record["predictions"] if payload["instances"] == record["instances"] else \
+            [0.5] * len(payload["instances"])
         shift = 0.5 if deployed["modelVersionId"] in self.wrong_answers else 0.0
-        return 200, {"predictions": [{"probability": p + shift} for p in record["predictions"]],
+        return 200, {"predictions": [{"probability": p + shift} for p in recorded],
                      "deployedModelId": deployed_id, "model": deployed["model"],
                      "modelVersionId": deployed["modelVersionId"]}
+
+    # --- Cloud Monitoring ----------------------------------------------------------------------------
+    def _time_series(self, query: dict[str, str]) -> tuple[int, dict]:
+        self.monitoring_queries.append(query)
+        match = re.fullmatch(r'metric\.type = "aiplatform\.googleapis\.com/prediction/online/(\w+)" AND '
+                             r'resource\.type = "aiplatform\.googleapis\.com/Endpoint" AND '
+                             r'resource\.labels\.endpoint_id = "(\d+)"', query.get("filter", ""))
+        aligners = {"prediction_count": {"ALIGN_SUM"}, "error_count": {"ALIGN_SUM"},
+                    "prediction_latencies": {"ALIGN_PERCENTILE_50", "ALIGN_PERCENTILE_99"}}
+        aligner = query.get("aggregation.perSeriesAligner")
+        if not match or match[1] not in aligners or aligner not in aligners[match[1]] \
+                or query.get("aggregation.groupByFields") != "metric.label.deployed_model_id" \
+                or not re.fullmatch(r"\d+s", query.get("aggregation.alignmentPeriod", "")) \
+                or not all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", query.get(f"interval.{edge}Time", ""))
+                           for edge in ("start", "end")):
+            return 400, google_error(400, "INVALID_ARGUMENT", f"query not in the shape Cloud Monitoring takes: {query}")
+        endpoint = self.endpoints.get(match[2])
+        versions = {m["id"]: m["modelVersionId"] for m in (endpoint or {}).get("deployedModels", [])}
+        series = []
+        for deployed_id, counts in sorted(self.served.items()):
+            if match[1] == "prediction_latencies":
+                value = {"doubleValue": self.latency_ms.get(versions.get(deployed_id, ""), 5.0)}
+            else:
+                value = {"int64Value": str(counts["requests" if match[1] == "prediction_count" else "errors"])}
+            series.append({"metric": {"labels": {"deployed_model_id": deployed_id}},
+                           "points": [{"interval": {"endTime": query["interval.endTime"]}, "value": value}]})
+        if match[1] == "prediction_count" and not query.get("pageToken") and len(series) > 1:
+            return 200, {"timeSeries": series[:1], "nextPageToken": "page-2"}  # paged, as the API may
+        if query.get("pageToken"):
+            series = series[1:]
+        return 200, {"timeSeries": series}
 
     # --- Model Registry: aliases --------------------------------------------------------------------
     def _merge_aliases(self, route: str, payload: dict) -> tuple[int, dict]:
@@ -247,11 +294,17 @@ def stand_in_vertex() -> Iterator[FakeVertex]:
 
     saved = dict(vars(initializer.global_config))
     fake = FakeVertex()
+    saved_monitoring = os.environ.get(MONITORING_API_ENV)
+    os.environ[MONITORING_API_ENV] = fake.endpoint
     aiplatform.init(project=PROJECT, location=LOCATION, api_endpoint=fake.endpoint, api_transport="rest",
                     credentials=AnonymousCredentials())
     try:
         yield fake
     finally:
         fake.server.close()
+        if saved_monitoring is None:
+            os.environ.pop(MONITORING_API_ENV, None)
+        else:
+            os.environ[MONITORING_API_ENV] = saved_monitoring
         vars(initializer.global_config).clear()
         vars(initializer.global_config).update(saved)

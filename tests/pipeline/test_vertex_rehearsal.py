@@ -37,7 +37,8 @@ pytestmark = pytest.mark.emulator
 
 TRAINING_TEMPLATE = COMPILED_DIR / "training_pipeline.json"
 DEPLOY_TEMPLATE = COMPILED_DIR / "deploy_pipeline.json"
-REHEARSED_TEMPLATES = {"training_pipeline", "deploy_pipeline"}
+DECISION_TEMPLATE = COMPILED_DIR / "canary_decision_pipeline.json"
+REHEARSED_TEMPLATES = {"training_pipeline", "deploy_pipeline", "canary_decision_pipeline"}
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,24 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                                  gcs_emulator, PROJECT, LOCATION).run(
             "deploy-pipeline-rehearsal", {"model_name": NAME, "version": "2", "project": PROJECT,
                                           "location": LOCATION}) if second and not second.failure else None
+        # Then traffic through the endpoint, and the canary decision: promote on Cloud Monitoring's evidence.
+        decision, champion_after_training, endpoint_after_training = None, None, None
+        if deploy and not deploy.failure:
+            from deploy.vertex import VertexBackend
+            from serving.testing import demo_instances
+
+            champion_after_training = VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version
+            endpoint_after_training = model_registry.endpoint_state()
+            endpoint = VertexBackend(PROJECT, LOCATION, NAME, NAME)
+            for instance in demo_instances(60, seed=3):
+                endpoint.predict([instance])
+            decision = VertexRehearsal(DECISION_TEMPLATE, f"gs://{bucket}/pipeline_root",
+                                       tmp_path_factory.mktemp("decision"), gcs_emulator, PROJECT, LOCATION).run(
+                "canary-decision-rehearsal", {"model_name": NAME, "project": PROJECT, "location": LOCATION,
+                                              "min_requests": 3})
         yield {"bucket": bucket, "config": config_uri, "runs": [first, second], "registry": model_registry,
-               "spec": runner.spec, "deploy": deploy}
+               "spec": runner.spec, "deploy": deploy, "decision": decision,
+               "champion_after_training": champion_after_training, "endpoint_after_training": endpoint_after_training}
 
 
 def _succeeded(run: RehearsedRun | None) -> RehearsedRun:
@@ -150,7 +167,7 @@ def test_the_second_run_is_evaluated_against_the_champion_and_registered_as_chal
     registered = second.steps["register-model"].output_parameters
     assert registered["version"] == "2" and CHAMPION not in registered["aliases"].split(",")
     registry = VertexModelRegistry(PROJECT, LOCATION, SETTINGS.serving_image)
-    assert registry.get(NAME, CHAMPION).version == "1"
+    assert rehearsal["champion_after_training"] == "1"  # (the canary decision rehearsed after may promote 2)
     challenger = registry.get(NAME, CHALLENGER)
     assert (challenger.version, challenger.uri) == ("2", second.steps["train-model"].outputs["model"]["uri"])
 
@@ -170,10 +187,19 @@ def test_the_first_run_deploys_at_100_percent_and_the_second_as_a_10_percent_can
     assert first.steps["deploy-model"].output_parameters["transition"] == "first"
     assert second.steps["deploy-model"].output_parameters["transition"] == "canary"
     assert second.steps["deploy-model"].output_parameters["smoke_test"].startswith("smoke test passed")
-    assert rehearsal["registry"].endpoint_state() == {"split": {"1": 90, "2": 10}, "deployed": ["1", "2"]}
+    assert rehearsal["endpoint_after_training"] == {"split": {"1": 90, "2": 10}, "deployed": ["1", "2"]}
 
 
 def test_the_deploy_template_alone_is_a_no_op_for_a_deployed_version(rehearsal):
     deploy = _succeeded(rehearsal["deploy"])
     assert deploy.steps["deploy-model"].output_parameters["transition"] == "no-op"
     assert deploy.steps["deploy-model"].program.image == SETTINGS.pipeline_image
+
+
+def test_the_canary_decision_template_promotes_on_cloud_monitoring_evidence(rehearsal):
+    decision = _succeeded(rehearsal["decision"])
+    step = decision.steps["decide-canary"]
+    assert step.output_parameters["Output"] == "promote"
+    assert step.outputs["metrics"]["metadata"]["canary_requests"] >= 3
+    assert rehearsal["registry"].endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
+    assert VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version == "2"
