@@ -218,6 +218,7 @@ def run_model_pipeline_locally(pipeline: str, local_dir: Path | None = None, **p
     pipeline_root = Path(local_dir or SETTINGS.local_dir) / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    before = set(pipeline_root.iterdir())
     timer = StepTimer()
     output = StepOutput(sys.stdout, timer)
     logging.getLogger().addFilter(timer)
@@ -235,6 +236,11 @@ def run_model_pipeline_locally(pipeline: str, local_dir: Path | None = None, **p
     print(f"{pipeline} pipeline, local mode: {'FAILED' if failure else 'done'} in {wall:.1f} s")
     for task, seconds in timer.durations.items():
         print(f"  {task:<22} {seconds:6.1f} s")
+    new_runs = sorted(set(pipeline_root.iterdir()) - before)
+    for task in timer.durations if new_runs else ():
+        outputs = ", ".join(f"{name}={value}" for name, value in _task_outputs(new_runs[-1], task).items())
+        report = _artifact_uri(new_runs[-1], task, "report")
+        print(f"{task}: {outputs}" + (f"\nreport: {report}" if report else ""))
     print("=" * 72)
     for task in timer.failed:
         print(f"{task} failed: {output.error(task)}")
