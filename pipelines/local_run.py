@@ -134,7 +134,7 @@ class LocalRun:
 # A name for `--pipeline` -> the compiled template whose parameters are the contract a local run is
 # checked against (the same definition, so the same parameters), and the builder of its local form.
 LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline", "deploy": "deploy_pipeline",
-                                   "canary_decision": "canary_decision_pipeline"}
+                                   "canary_decision": "canary_decision_pipeline", "evaluation": "evaluation_pipeline"}
 
 
 class LocalRunError(ValueError):
@@ -174,7 +174,8 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
     config = load_dataset_config(config_location)
     values: dict = {"data_uri": DEFAULT_DATA_URI, "dataset_config": DEFAULT_DATASET_CONFIG}
     sources = dict.fromkeys(values, "default")
-    for layer, source in ((config.parameters, f"data set config {config.source}"), (flags, "flag"),
+    declared = {name: value for name, value in config.parameters.items() if name in template.parameters}
+    for layer, source in ((declared, f"data set config {config.source}"), (flags, "flag"),
                           (given, "--param")):
         values.update(layer)
         sources.update(dict.fromkeys(layer, source))
@@ -217,6 +218,7 @@ def run_model_pipeline_locally(pipeline: str, local_dir: Path | None = None, **p
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     pipeline_root = Path(local_dir or SETTINGS.local_dir) / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
+    parameters = {"registry_uri": str(Path(local_dir or SETTINGS.local_dir) / "registry")} | parameters
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     before = set(pipeline_root.iterdir())
     timer = StepTimer()

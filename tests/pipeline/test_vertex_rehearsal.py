@@ -38,7 +38,8 @@ pytestmark = pytest.mark.emulator
 TRAINING_TEMPLATE = COMPILED_DIR / "training_pipeline.json"
 DEPLOY_TEMPLATE = COMPILED_DIR / "deploy_pipeline.json"
 DECISION_TEMPLATE = COMPILED_DIR / "canary_decision_pipeline.json"
-REHEARSED_TEMPLATES = {"training_pipeline", "deploy_pipeline", "canary_decision_pipeline"}
+EVALUATION_TEMPLATE = COMPILED_DIR / "evaluation_pipeline.json"
+REHEARSED_TEMPLATES = {"training_pipeline", "deploy_pipeline", "canary_decision_pipeline", "evaluation_pipeline"}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,14 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                                        tmp_path_factory.mktemp("decision"), gcs_emulator, PROJECT, LOCATION).run(
                 "canary-decision-rehearsal", {"model_name": NAME, "project": PROJECT, "location": LOCATION,
                                               "min_requests": 3})
-        yield {"bucket": bucket, "config": config_uri, "runs": [first, second], "registry": model_registry,
+        # Version 1 against the champion on the same partitions, through training's own evaluate component.
+        evaluation = VertexRehearsal(EVALUATION_TEMPLATE, f"gs://{bucket}/pipeline_root",
+                                     tmp_path_factory.mktemp("evaluation"), gcs_emulator, PROJECT, LOCATION).run(
+            "evaluation-rehearsal", {"data_uri": f"gs://{bucket}/data/processed", "dataset_config": config_uri,
+                                     "candidate": "1", "baseline": CHAMPION, "project": PROJECT,
+                                     "location": LOCATION}) if second and not second.failure else None
+        yield {"evaluation": evaluation, "bucket": bucket, "config": config_uri, "runs": [first, second],
+               "registry": model_registry,
                "spec": runner.spec, "deploy": deploy, "decision": decision,
                "champion_after_training": champion_after_training, "endpoint_after_training": endpoint_after_training}
 
@@ -203,3 +211,17 @@ def test_the_canary_decision_template_promotes_on_cloud_monitoring_evidence(rehe
     assert step.outputs["metrics"]["metadata"]["canary_requests"] >= 3
     assert rehearsal["registry"].endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
     assert VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version == "2"
+
+
+def test_the_evaluation_template_runs_trainings_own_evaluate_component_on_registered_versions(rehearsal):
+    evaluation, first = _succeeded(rehearsal["evaluation"]), _succeeded(rehearsal["runs"][0])
+    step = evaluation.steps["evaluate-model"]
+    assert step.program.source == first.steps["evaluate-model"].program.source  # the same component, not a copy
+    resolved = evaluation.steps["resolve-versions"]
+    assert resolved.output_parameters["candidate_version"] == "1"
+    champion = VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION)
+    assert step.parameters["champion_uri"] == champion.uri and step.parameters["champion_version"] == champion.version
+    assert {"saved_model.pb", "input_spec.json"} <= {
+        name.rsplit("/", 1)[-1] for name in storage_uri.list_files(resolved.outputs["candidate_model"]["uri"])}
+    outcome = json.loads(storage_uri.read_text(storage_uri.join(step.outputs["evaluation"]["uri"], OUTCOME_FILE)))
+    assert outcome["has_champion"] and set(outcome["metrics"]["overall"]) == {"candidate", "champion"}
