@@ -42,10 +42,12 @@ class DeployOutcome:
 
 
 def _version(backend: EndpointBackend, version: str) -> ModelVersion:
-    for candidate in backend.registry.versions(backend.model_name):
+    registered = backend.registry.versions(backend.model_name)
+    for candidate in registered:
         if candidate.version == version:
             return candidate
-    raise RegistryError(f"model {backend.model_name!r} has no version {version!r}")
+    raise RegistryError(f"model {backend.model_name!r} has no version {version!r}; registered: "
+                        f"{', '.join(c.version for c in registered) or 'none'}")
 
 
 def resolve_version(backend: EndpointBackend, version_or_alias: str) -> ModelVersion:

@@ -131,3 +131,17 @@ def test_the_decision_on_vertex_reads_cloud_monitoring_per_deployed_model_and_ro
     assert any("pageToken" in query for query in fake.monitoring_queries)
     assert fake.endpoint_state() == {"split": {"1": 100}, "deployed": ["1"]}
     assert backend.registry.get(NAME, REJECTED).version == "2"
+
+
+def test_of_two_writers_that_read_the_same_endpoint_only_one_takes_the_lock(vertex):
+    """The Vertex lock is an etag-guarded label: a writer whose read is stale is refused (ABORTED)."""
+    from google.api_core import exceptions
+
+    fake, first = vertex
+    second = VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME)
+    first.endpoint()
+    second.endpoint()  # both have read the same etag
+    first._endpoint.update(labels={"mlops-deploy-lock": "9999999999-first", "mlops-managed": "true"})
+    with pytest.raises(exceptions.Conflict, match="etag"):  # HTTP 409, status ABORTED
+        second._endpoint.update(labels={"mlops-deploy-lock": "9999999999-second", "mlops-managed": "true"})
+    assert next(iter(fake.endpoints.values()))["labels"]["mlops-deploy-lock"].endswith("-first")

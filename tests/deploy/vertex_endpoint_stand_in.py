@@ -141,7 +141,9 @@ class FakeVertex(FakeModelRegistry):
     # --- endpoints --------------------------------------------------------------------------------
     def _create(self, payload: dict) -> tuple[int, dict]:
         endpoint_id = str(next(self._ids))
+        # createTime: without it the SDK takes the resource as partly read and re-reads it before each use.
         endpoint = {"name": f"{PARENT}/endpoints/{endpoint_id}", "displayName": payload["displayName"],
+                    "createTime": "2026-11-23T00:00:00Z",
                     "labels": payload.get("labels", {}), "deployedModels": [], "trafficSplit": {}}
         self._touch(endpoint)
         self.endpoints[endpoint_id] = endpoint
