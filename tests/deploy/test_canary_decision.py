@@ -20,7 +20,9 @@ from deploy import deploy_version
 from deploy.decision import Thresholds, decide_canary
 from deploy.local import JOURNAL_FILE
 from deploy.plan import CHAMPION, PREVIOUS, REJECTED
+from deploy.report import decision_report
 from tests.deploy.deploy_helpers import MODEL_NAME, RouterProcess, backend, register, send_traffic, split_by_version
+from tests.report_rendering import CANDIDATE_COLOUR, CHAMPION_COLOUR, render_report
 
 THRESHOLDS = Thresholds(min_requests=30, max_error_rate_increase=0.05, max_p99_increase_ms=60.0)
 QUIET = {"report": lambda line: None}
@@ -46,7 +48,7 @@ def _canary(root, target, model_dir, faults=None) -> str:
     return version.version
 
 
-def test_too_few_requests_wait_then_a_healthy_canary_is_promoted(endpoint, demo_models):
+def test_too_few_requests_wait_then_a_healthy_canary_is_promoted(endpoint, demo_models, tmp_path):
     root, target = endpoint
     canary = _canary(root, target, demo_models[1])
     send_traffic(target, 10)
@@ -62,6 +64,15 @@ def test_too_few_requests_wait_then_a_healthy_canary_is_promoted(endpoint, demo_
     assert split_by_version(target) == {canary: 100}
     registry = target.registry
     assert registry.get(MODEL_NAME, CHAMPION).version == canary and registry.get(MODEL_NAME, PREVIOUS).version == "1"
+
+    # The report a person opens: the verdict, and its three plots drawn with both models in them.
+    report = tmp_path / "decision.html"
+    report.write_text(decision_report(promoted, "Canary decision"))
+    assert "PROMOTE" in report.read_text() and f"canary v{canary}" in report.read_text()
+    rendered = render_report(report, tmp_path / "rendered")
+    assert len(rendered.plots) == 3
+    assert all(rendered.pixels_near(plot, CANDIDATE_COLOUR) > 50 and rendered.pixels_near(plot, CHAMPION_COLOUR) > 50
+               for plot in range(3))
 
 
 @pytest.mark.parametrize("faults, reason", [
