@@ -82,25 +82,39 @@ def _apply_step(backend: EndpointBackend, step: Step) -> None:
 
 
 def apply_transition(backend: EndpointBackend, transition: Transition, report: Report = print) -> None:
-    """Runs every step; call with `backend.exclusive()` held."""
+    """Runs every step, then clears the journal; call with `backend.exclusive()` held. A deploy (first,
+    canary) is not done until its smoke test passed: `deploy_version` runs it before clearing."""
     if not transition.steps:
         return
     backend.write_journal(transition.to_dict())
-    for step in transition.steps:
-        report(f"  {transition.kind}: {step.describe()}")
-        _apply_step(backend, step)
+    _run_steps(backend, transition, report)
     backend.clear_journal()
 
 
+def _run_steps(backend: EndpointBackend, transition: Transition, report: Report) -> None:
+    for step in transition.steps:
+        report(f"  {transition.kind}: {step.describe()}")
+        _apply_step(backend, step)
+
+
 def finish_interrupted(backend: EndpointBackend, report: Report = print) -> Transition | None:
-    """Finishes a transition a crash left in the journal (call with `backend.exclusive()` held)."""
+    """Finishes a transition a crash left in the journal, a deploy's smoke test included (call with
+    `backend.exclusive()` held). Raises SmokeTestFailed, after the rollback, if that deploy fails it."""
     recorded = backend.read_journal()
     if recorded is None:
         return None
     transition = Transition.from_dict(recorded)
     report(f"finishing an interrupted {transition.kind} of version {transition.version} on {backend.where}")
-    apply_transition(backend, transition, report)
+    _run_steps(backend, transition, report)
+    if transition.kind in ("first", "canary"):
+        version = _version(backend, transition.version)
+        _smoke_test(backend, transition, version, _deployed_id(backend, version.version), report)
+    backend.clear_journal()
     return transition
+
+
+def _deployed_id(backend: EndpointBackend, version: str) -> str:
+    return next(model.id for model in backend.live() if model.version == version)
 
 
 def deploy_version(backend: EndpointBackend, version_or_alias: str = "challenger", canary_percent: int = 10,
@@ -108,6 +122,8 @@ def deploy_version(backend: EndpointBackend, version_or_alias: str = "challenger
     """Puts a registered version on the endpoint (first at 100%, else a canary), then smoke-tests it.
 
     A version that fails its smoke test is rolled back (alias `rejected`) and SmokeTestFailed is raised.
+    The journal holds the deploy until its smoke test passed, so a run killed during the test has the
+    next run test it again.
     """
     with backend.exclusive():
         finish_interrupted(backend, report)
@@ -118,12 +134,13 @@ def deploy_version(backend: EndpointBackend, version_or_alias: str = "challenger
                                  champion.version if champion else None, canary_percent,
                                  rejected.version if rejected else None)
         report(f"{transition.kind}: {transition.reason}")
-        apply_transition(backend, transition, report)
-        live = backend.live()
-        deployed_id = next(model.id for model in live if model.version == version.version)
-        summary = "not run: nothing was deployed" if transition.kind == "no-op" else \
-            _smoke_test(backend, transition, version, deployed_id, report)
-        return DeployOutcome(transition.kind, version.version, deployed_id,
+        summary = "not run: nothing was deployed"
+        if transition.steps:
+            backend.write_journal(transition.to_dict())
+            _run_steps(backend, transition, report)
+            summary = _smoke_test(backend, transition, version, _deployed_id(backend, version.version), report)
+            backend.clear_journal()
+        return DeployOutcome(transition.kind, version.version, _deployed_id(backend, version.version),
                              {model.id: model.percent for model in backend.live()}, summary)
 
 

@@ -70,3 +70,24 @@ def test_a_version_that_fails_its_smoke_test_is_rolled_back_offline(demo_models,
     assert [m.version for m in target.live()] == ["1"]
     assert target.registry.get(MODEL_NAME, REJECTED).version == "2"
     assert target.endpoint.router_url() is None  # the router it started is stopped again
+
+
+def test_a_deploy_killed_before_its_smoke_test_is_smoke_tested_by_the_next_run(demo_models, tmp_path):
+    """The state a kill -9 leaves between the deploy call and the smoke test: the canary deployed, the journal
+    still holding the deploy. The next run finishes it, smoke test included, before anything else."""
+    from deploy.plan import plan_deploy
+    from deploy.transitions import _run_steps
+
+    target = backend(tmp_path)
+    register(tmp_path / "registry", demo_models[0])
+    deploy_version(target, report=lambda line: None)
+    register(tmp_path / "registry", demo_models[1])
+    transition = plan_deploy(target.live(), MODEL_NAME, "2", "1")
+    target.write_journal(transition.to_dict())
+    _run_steps(target, transition, lambda line: None)  # ...and killed here
+
+    lines: list[str] = []
+    again = deploy_version(target, report=lines.append)
+    assert lines[0] == f"finishing an interrupted canary of version 2 on {target.where}"
+    assert any(line.startswith("smoke test passed: deployed model 2") for line in lines), lines
+    assert again.transition == "no-op" and target.read_journal() is None

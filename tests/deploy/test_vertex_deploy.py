@@ -76,8 +76,8 @@ LOCK, JOURNAL, UNLOCK = ("PATCH endpoints/E?updateMask=labels labels=deploy-lock
 POLL = "GET endpoints/E/operations/O"
 EXPECTED = {
     "first": ["GET endpoints", "POST endpoints", POLL, LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:100", POLL,
-              "POST models/M@V:mergeVersionAliases champion", LOCK, "POST endpoints/E:predict", UNLOCK],
-    "canary": [LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:10,id:90", POLL, LOCK, "POST endpoints/E:predict",
+              "POST models/M@V:mergeVersionAliases champion", "POST endpoints/E:predict", LOCK, UNLOCK],
+    "canary": [LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:10,id:90", POLL, "POST endpoints/E:predict", LOCK,
                UNLOCK],
     "promote": [LOCK, JOURNAL, "PATCH endpoints/E?updateMask=trafficSplit split=id:100",
                 "POST endpoints/E:undeployModel", POLL, "POST models/M@V:mergeVersionAliases champion",
@@ -90,7 +90,7 @@ EXPECTED = {
 def test_the_request_sequences_are_the_ones_vertex_expects(vertex):
     """Get or create the endpoint; take the lock (an etag-guarded label); journal; one atomic change per step
     (a deploy with its whole split, a whole split, an undeploy of a model without traffic), each long-running
-    operation polled; the aliases; clear the journal; the smoke test's predictions; release the lock."""
+    operation polled; the aliases; a deploy's smoke-test predictions; clear the journal; release the lock."""
     fake, backend = vertex
     seen = {}
     for name, act in (("first", lambda: deploy_version(backend, "1")),
