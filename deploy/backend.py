@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from deploy.plan import Deployed
@@ -46,7 +46,3 @@ class EndpointBackend(Protocol):
     def evidence(self, live: list[Deployed], window_seconds: float) -> tuple[dict[str, Any], float]:
         """Per deployed model id, its ModelEvidence over the window; and when the window started."""
 
-
-@contextlib.contextmanager
-def nothing_to_start() -> Iterator[None]:
-    yield

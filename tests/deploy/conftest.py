@@ -1,14 +1,11 @@
-"""Deploy fixtures: small demo models with smoke-test records, and routers started by a test. The demo
+"""Deploy fixtures: small demo models with smoke-test records (routers: deploy_helpers.RouterProcess). The demo
 SavedModel follows the exported model's contract, so the real model server serves it; no test here trains."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.deploy.deploy_helpers import RouterProcess
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +22,3 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         record_smoke_test(model_dir, pd.DataFrame(demo_instances(5, seed=seed)))
         models.append(model_dir)
     return models
-
-
-@pytest.fixture
-def router_for(request) -> Iterator:
-    started: list[RouterProcess] = []
-
-    def start(state_dir: Path) -> RouterProcess:
-        started.append(RouterProcess(state_dir))
-        return started[-1]
-
-    yield start
-    for router in started:
-        router.stop()

@@ -51,12 +51,6 @@ class RouterProcess:
             assert time.monotonic() < deadline, "the router did not start"
             time.sleep(0.1)
 
-    def wait_models_ready(self) -> None:
-        deadline = time.monotonic() + 120
-        while {m["state"] for m in self.endpoint.describe()["deployedModels"]} - {"ready"}:
-            assert time.monotonic() < deadline, self.endpoint.describe()
-            time.sleep(0.1)
-
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
