@@ -7,6 +7,7 @@
     python runner.py --submit ...                    # submit a run to Vertex AI (see triggers/)
     python runner.py endpoint serve|status|split ... # the local prediction endpoint (see serving/)
     python runner.py pipelines serve|list            # a local stand-in for Vertex AI Pipelines' pipelineJobs API
+    python runner.py canary replay --data-uri DIR    # labelled traffic for a canary (see deploy/)
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.local_jobs_api import main as pipelines_main
 
         return pipelines_main(argv[1:])
+    if argv[:1] == ["canary"]:
+        from deploy.cli import main as canary_main
+
+        return canary_main(argv[1:])
     if "--submit" in argv:
         from triggers.cli import main as submit_main
 

@@ -11,12 +11,15 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
                    serving_image: str, data_uri: str, pipeline_run: str
                    ) -> NamedTuple("Registered", version=str, aliases=str):
     """A new version of the model (its name resolved by lookup-champion), alias challenger (the first one
-    also champion), with its lineage; refused if a version of that model takes other inputs."""
+    also champion), with its lineage; refused if a version of that model takes other inputs. A few eval
+    instances and their predictions go beside the model (smoke_test.json) for the deploy's smoke test."""
     import json
     from collections import namedtuple
     from pathlib import Path
 
     from contract.artifacts import OUTCOME_FILE
+    from dataprep.ingest import load_split
+    from deploy.smoke import record_smoke_test
     from registry.model_registry import open_registry, register_blessed_model
 
     outcome = json.loads((Path(evaluation.path) / OUTCOME_FILE).read_text())
@@ -25,6 +28,8 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
     lineage = {"data_uri": data_uri, "examples": examples.uri, "schema": schema.uri, "evaluation": evaluation.uri,
                "metrics": outcome["metrics"]["overall"]["candidate"],
                "pipeline_run": pipeline_run, "labels": {"data_uri": data_uri}}
+    # Into the model's own folder, so it travels with the version (on Vertex through the /gcs/ mount).
+    record_smoke_test(model.path, load_split(examples.path, "eval"))
     registry = open_registry(registry_uri, project, location, serving_image)
     # Vertex uploads from the artifact's gs:// URI; the local registry copies the local folder.
     model_location = model.uri if registry_uri == "vertex" else model.path

@@ -20,3 +20,6 @@ ANOMALIES_JSON_FILE = "anomalies.json"
 TRAINING_SUMMARY_FILE = "training_summary.json"
 # evaluate-model/evaluation/
 OUTCOME_FILE = "outcome.json"
+# Beside saved_model.pb in a registered version: a few eval instances and the predictions they got at
+# registration, sent again through the endpoint after each deploy (deploy/smoke.py).
+SMOKE_TEST_FILE = "smoke_test.json"

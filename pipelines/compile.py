@@ -20,9 +20,15 @@ COMPILED_DIR = PROJECT_ROOT / "compiled"
 def pipelines_to_compile() -> dict[str, Callable[[], object]]:
     """Template name -> a builder of the pipeline's Vertex form."""
     from pipelines.batch_prediction_pipeline import build_batch_prediction_pipeline
+    from pipelines.canary_decision_pipeline import build_canary_decision_pipeline
+    from pipelines.deploy_pipeline import build_deploy_pipeline
+    from pipelines.evaluation_pipeline import build_evaluation_pipeline
     from pipelines.training_pipeline import build_training_pipeline
 
     return {"training_pipeline": lambda: build_training_pipeline("vertex"),
+            "deploy_pipeline": build_deploy_pipeline,
+            "canary_decision_pipeline": build_canary_decision_pipeline,
+            "evaluation_pipeline": build_evaluation_pipeline,
             "batch_prediction_pipeline": lambda: build_batch_prediction_pipeline("vertex")}
 
 

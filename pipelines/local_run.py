@@ -133,7 +133,9 @@ class LocalRun:
 
 # A name for `--pipeline` -> the compiled template whose parameters are the contract a local run is
 # checked against (the same definition, so the same parameters), and the builder of its local form.
-LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline", "batch_prediction": "batch_prediction_pipeline"}
+LOCAL_PIPELINES: dict[str, str] = {"training": "training_pipeline", "deploy": "deploy_pipeline",
+                                   "canary_decision": "canary_decision_pipeline", "evaluation": "evaluation_pipeline",
+                                   "batch_prediction": "batch_prediction_pipeline"}
 
 
 class LocalRunError(ValueError):
@@ -161,6 +163,8 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
         given = template.typed(dict(texts or {}))
     except ParameterError as error:
         raise LocalRunError(f"--param: {error}") from None
+    if "data_uri" not in template.parameters:  # a pipeline over registered models, not over data
+        return _model_pipeline_parameters(pipeline, given, data_uri, dataset_config)
     flags = {name: value for name, value in (("data_uri", data_uri), ("dataset_config", dataset_config))
              if value is not None}
     for name in set(flags) & set(given):
@@ -198,6 +202,61 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
     return values, sources
 
 
+def _model_pipeline_parameters(pipeline: str, given: dict, data_uri: str | None,
+                               dataset_config: str | None) -> tuple[dict, dict]:
+    """A pipeline that takes no data (deploy, canary_decision): the local registry by default, no data flags."""
+    for flag, value in (("--data-uri", data_uri), ("--dataset-config", dataset_config)):
+        if value is not None:
+            raise LocalRunError(f"{flag} does not apply to the {pipeline} pipeline: it reads registered models")
+    if given.get("registry_uri") == "vertex":
+        raise LocalRunError("registry_uri=vertex needs Vertex AI: a local run uses a local registry folder "
+                            "(default local/registry); pass a folder path or leave it unset")
+    values = {"registry_uri": str(SETTINGS.local_dir / "registry")} | given
+    sources = {name: "--param" if name in given else "default" for name in values}
+    return values, sources
+
+
+def run_model_pipeline_locally(pipeline: str, local_dir: Path | None = None, **parameters) -> int:
+    """A pipeline over registered models (deploy, canary_decision) with kfp.local; prints each step's time."""
+    from kfp import local
+
+    from pipelines.compile import pipelines_to_compile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+    pipeline_root = Path(local_dir or SETTINGS.local_dir) / "pipeline_root"
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    parameters = {"registry_uri": str(Path(local_dir or SETTINGS.local_dir) / "registry")} | parameters
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    before = set(pipeline_root.iterdir())
+    timer = StepTimer()
+    output = StepOutput(sys.stdout, timer)
+    logging.getLogger().addFilter(timer)
+    started = time.perf_counter()
+    failure: Exception | None = None
+    try:
+        with contextlib.redirect_stdout(output):
+            pipelines_to_compile()[LOCAL_PIPELINES[pipeline]]()(**parameters)
+    except RuntimeError as error:
+        failure = error
+    finally:
+        logging.getLogger().removeFilter(timer)
+    print("\n" + "=" * 72)
+    wall = time.perf_counter() - started
+    print(f"{pipeline} pipeline, local mode: {'FAILED' if failure else 'done'} in {wall:.1f} s")
+    for task, seconds in timer.durations.items():
+        print(f"  {task:<22} {seconds:6.1f} s")
+    new_runs = sorted(set(pipeline_root.iterdir()) - before)
+    for task in timer.durations if new_runs else ():
+        outputs = ", ".join(f"{name}={value}" for name, value in _task_outputs(new_runs[-1], task).items())
+        report = _artifact_uri(new_runs[-1], task, "report")
+        print(f"{task}: {outputs}" + (f"\nreport: {report}" if report else ""))
+    print("=" * 72)
+    for task in timer.failed:
+        print(f"{task} failed: {output.error(task)}")
+    return 1 if failure else 0
+
+
 def run_training_locally(data_uri: str | None = None, dataset_config: str | None = None,
                          local_dir: Path | None = None, **parameters) -> int:
     """`python runner.py --run local`: runs, prints the summary, returns the exit code."""
@@ -223,6 +282,8 @@ def run_local_cli(pipeline: str, texts: Mapping[str, str], data_uri: str | None,
         from pipelines.batch_prediction_local import run_batch_prediction_locally
 
         return run_batch_prediction_locally(local_dir=local_dir, **values)
+    if pipeline != "training":
+        return run_model_pipeline_locally(pipeline, local_dir, **values)
     return run_training_locally(local_dir=local_dir, **values)
 
 
@@ -339,4 +400,9 @@ def _print_outcome(run_dir: Path) -> None:
         print(f"registered: version {registered.get('version')} of {model_name} as {registered.get('aliases')}")
     elif outcome_file.exists():
         print("registered: nothing (the model was not blessed)")
+    deployed = _task_outputs(run_dir, "deploy-model")
+    if deployed:
+        print(f"deployed: version {deployed.get('version')} ({deployed.get('transition')}) as deployed model "
+              f"{deployed.get('deployed_model_id')}; split {deployed.get('traffic_split')}")
+        print(f"  {deployed.get('smoke_test')}")
     print(f"artifacts: {run_dir.relative_to(PROJECT_ROOT) if run_dir.is_relative_to(PROJECT_ROOT) else run_dir}")

@@ -20,7 +20,11 @@ Steps, in the order they run:
    metrics, a classification artifact and an HTML report.
 7. Register (only if blessed): a new model version, alias `challenger` (the
    very first also `champion`), with its lineage; refused if a version of the
-   model takes other inputs.
+   model takes other inputs. A few eval instances and their predictions are kept beside the model
+   for the deploy's smoke test.
+8. Deploy (only if blessed and `deploy` is true): the deploy pipeline (pipelines/deploy_pipeline.py),
+   nested: the new version at 100% as champion on an empty endpoint, else as a `canary_percent` canary
+   beside the champion, then its smoke test. An unblessed model never reaches the endpoint.
 """
 
 
@@ -33,6 +37,7 @@ from components.register_model import register_model
 from components.transform_data import transform_data
 from components.validate_data import validate_data
 from contract.paths import DEFAULT_DATASET_CONFIG
+from pipelines.deploy_pipeline import DEFAULT_MACHINE_TYPE, build_deploy_pipeline
 from pipelines.platform import Platform, train_step
 from pipelines.settings import SETTINGS
 from registry.model_registry import VERTEX
@@ -43,6 +48,7 @@ PIPELINE_NAME = "training-pipeline"
 def build_training_pipeline(platform: Platform):
     """The pipeline for one platform; only the train step's form differs (see pipelines/platform.py)."""
     train = train_step(platform)
+    deploy_pipeline = build_deploy_pipeline()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Ingest, validate, transform, train, evaluate, register.")
     def training_pipeline(
@@ -61,6 +67,12 @@ def build_training_pipeline(platform: Platform):
         seed: int = 42,
         min_auc: float = 0.7,
         max_auc_regression: float = 0.01,
+        deploy: bool = True,
+        endpoint_display_name: str = "",
+        canary_percent: int = 10,
+        machine_type: str = DEFAULT_MACHINE_TYPE,
+        min_replica_count: int = 1,
+        max_replica_count: int = 1,
     ):
         ingest = ingest_data(data_uri=data_uri, data_version=data_version, dataset_config=dataset_config
                              ).set_display_name("1. Ingest data")
@@ -81,12 +93,19 @@ def build_training_pipeline(platform: Platform):
             champion_version=champion.outputs["champion_version"], min_auc=min_auc,
             max_auc_regression=max_auc_regression, data_uri=data_uri).set_display_name("6. Evaluate with TFMA")
         with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition)
-            register_model(
+            registered = register_model(
                 model=trained.outputs["model"], evaluation=evaluation.outputs["evaluation"],
                 examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
                 model_name=champion.outputs["model_name"], registry_uri=registry_uri, project=project,
                 location=location, serving_image=serving_image, data_uri=data_uri,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             ).set_display_name("7. Register the model").set_caching_options(False)
+            with dsl.If(deploy == True, name="deploy"):  # noqa: E712 (a KFP condition)
+                deploy_pipeline(
+                    model_name=champion.outputs["model_name"], version=registered.outputs["version"],
+                    endpoint_display_name=endpoint_display_name, canary_percent=canary_percent,
+                    machine_type=machine_type, min_replica_count=min_replica_count,
+                    max_replica_count=max_replica_count, registry_uri=registry_uri, project=project,
+                    location=location).set_display_name("8. Deploy (nested deploy pipeline)")
 
     return training_pipeline

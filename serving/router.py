@@ -67,6 +67,11 @@ log = logging.getLogger("serving.router")
 
 DEFAULT_PORT = 8090
 LATENCY_WINDOW = 10_000  # percentiles are over each model's most recent successful requests
+# For the canary decision: the distribution of each model's predicted probability (fixed bins on [0, 1]),
+# and requests per time bucket (traffic per model over the window).
+PREDICTION_BINS = 20
+TIMELINE_BUCKET_S = 10
+TIMELINE_BUCKETS = 720  # two hours
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -98,8 +103,23 @@ class ModelStats:
         self.client_errors = 0  # 4xx answers: the request's fault
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.since = time.time()
+        self.prediction_histogram = [0] * PREDICTION_BINS
+        self.timeline: dict[int, int] = {}
+
+    def record_predictions(self, predictions: Any) -> None:
+        """Counts each answer's `probability` into its bin; answers without one are not counted."""
+        if not isinstance(predictions, list):
+            return
+        for prediction in predictions:
+            probability = prediction.get("probability") if isinstance(prediction, dict) else None
+            if isinstance(probability, int | float) and 0.0 <= probability <= 1.0:
+                self.prediction_histogram[min(PREDICTION_BINS - 1, int(probability * PREDICTION_BINS))] += 1
 
     def record(self, status: int, latency_ms: float | None) -> None:
+        bucket = int(time.time()) // TIMELINE_BUCKET_S * TIMELINE_BUCKET_S
+        self.timeline[bucket] = self.timeline.get(bucket, 0) + 1
+        if len(self.timeline) > TIMELINE_BUCKETS:
+            del self.timeline[min(self.timeline)]
         self.requests += 1
         if status >= 500:
             self.errors += 1
@@ -125,6 +145,9 @@ class ModelStats:
             "latencyMs": {"p50": percentile(0.50), "p95": percentile(0.95), "p99": percentile(0.99)},
             "latencySamples": len(ordered),
             "since": self.since,
+            "predictionHistogram": list(self.prediction_histogram),
+            "requestsPerBucket": {str(bucket): count for bucket, count in sorted(self.timeline.items())},
+            "bucketSeconds": TIMELINE_BUCKET_S,
         }
 
 
@@ -385,6 +408,7 @@ class Router:
         if status == 200:
             # Vertex names the deployed model that answered in the response body.
             answer = orjson.loads(payload)
+            stats.record_predictions(answer.get("predictions"))
             answer["deployedModelId"] = deployed_id
             payload = orjson.dumps(answer)
             if self.request_log:

@@ -46,6 +46,7 @@ import orjson
 from aiohttp import web
 
 from serving.errors import error_response, json_errors
+from serving.faults import fault_middleware, faults_for_tests
 from serving.instances import (
     MAX_REQUEST_BYTES,
     Columns,
@@ -215,6 +216,10 @@ async def serve(config: ServerConfig) -> int:
     app = create_app(lambda: _load_from_storage(config.storage_uri, config.tf_threads),
                      health_route=config.health_route,
                      predict_route=config.predict_route)
+    faults = faults_for_tests(config.storage_uri)  # tests only: see serving/faults.py
+    if faults:
+        app.middlewares.append(fault_middleware(faults, config.predict_route))
+        log.warning("FAULT INJECTION FOR TESTS is on: %s", faults)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_port=_WORKER_ENV in os.environ)

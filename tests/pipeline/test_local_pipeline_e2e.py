@@ -89,9 +89,17 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
     assert version.metadata[INPUT_CONTRACT_KEY] == InputSpec.load(run / "train-model/model").features
     assert (Path(version.uri) / "saved_model.pb").exists()
 
+    # Blessed and registered, so deployed (the nested deploy pipeline): alone at 100% on the local endpoint.
+    deployed = json.loads((run / "deploy-model/executor_output.json").read_text())["parameterValues"]
+    assert (deployed["transition"], deployed["traffic_split"]) == ("first", '{"1": 100}')
+    assert deployed["smoke_test"].startswith("smoke test passed")
+    endpoint = json.loads((workspace["local"] / "endpoint/endpoint.json").read_text())
+    assert [m["model_uri"] for m in endpoint["deployed_models"]] == [str(Path(version.uri).resolve())]
+
     print_summary(run, {}, 0.0, str(workspace["landing"]), None)
     summary = capsys.readouterr().out
     assert f"report: {report}\n" in summary and f"registered: version 1 of {MODEL} as challenger,champion" in summary
+    assert 'deployed: version 1 (first) as deployed model 1; split {"1": 100}' in summary
 
     # The recorded file opens in a browser as a page, with its three plots drawn.
     rendered = render_report(report, tmp_path / "rendered")
@@ -130,6 +138,9 @@ def test_second_run_is_judged_against_the_champion_and_the_gate_with_its_config_
     assert "registered: nothing (the model was not blessed)" in output
     registry = LocalModelRegistry(workspace["local"] / "registry")
     assert [(v.version, v.aliases) for v in registry.versions(MODEL)] == [("1", (CHALLENGER, CHAMPION))]
+    # An unblessed model never reaches the endpoint: no deploy step ran, the split is untouched.
+    assert not (run / "deploy-model").exists()
+    assert json.loads((workspace["local"] / "endpoint/endpoint.json").read_text())["traffic_split"] == {"1": 100}
 
     report = _recorded_report(run)
     assert refusal in report.read_text()

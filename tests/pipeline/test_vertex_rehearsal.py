@@ -27,23 +27,27 @@ from pipelines.compile import COMPILED_DIR, pipelines_to_compile
 from pipelines.settings import SETTINGS
 from registry.model_registry import CHALLENGER, CHAMPION, VertexModelRegistry
 from storage import uri as storage_uri
+from tests.deploy.vertex_endpoint_stand_in import stand_in_vertex
 from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator
 from tests.pipeline.conftest import SAMPLE, SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS
-from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT, stand_in_model_registry
+from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT
 from tests.pipeline.vertex_rehearsal import RehearsedRun, VertexRehearsal
 
 pytestmark = pytest.mark.emulator
 
 TRAINING_TEMPLATE = COMPILED_DIR / "training_pipeline.json"
+DEPLOY_TEMPLATE = COMPILED_DIR / "deploy_pipeline.json"
+DECISION_TEMPLATE = COMPILED_DIR / "canary_decision_pipeline.json"
+EVALUATION_TEMPLATE = COMPILED_DIR / "evaluation_pipeline.json"
 # batch_prediction_pipeline: tests/batch_prediction/test_batch_vertex_rehearsal.py
-REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline"}
+REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline", "deploy_pipeline", "canary_decision_pipeline", "evaluation_pipeline"}
 
 
 @pytest.fixture(scope="module")
 def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactory):
     """Two training runs of the compiled template on the Vertex form, shared by the tests below."""
     bucket = gcs_emulator.new_bucket("vertex-rehearsal")
-    with pytest.MonkeyPatch.context() as patch, stand_in_model_registry() as model_registry:
+    with pytest.MonkeyPatch.context() as patch, stand_in_vertex() as model_registry:
         patch.setenv(EMULATOR_ENV, gcs_emulator.url)
         for partition in SMALL_PARTITIONS:
             gcs_emulator.upload_file(SAMPLE / partition / "batch.csv",
@@ -65,8 +69,36 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                       "project": PROJECT, "location": LOCATION, **SMALL_DATA_HYPERPARAMETERS}
         first = runner.run("training-pipeline-rehearsal-1", parameters)
         second = runner.run("training-pipeline-rehearsal-2", parameters) if not first.failure else None
-        yield {"bucket": bucket, "config": config_uri, "runs": [first, second], "registry": model_registry,
-               "spec": runner.spec}
+        # The deploy template on its own, after both: the canary (version 2) is deployed already.
+        deploy = VertexRehearsal(DEPLOY_TEMPLATE, f"gs://{bucket}/pipeline_root", tmp_path_factory.mktemp("deploy"),
+                                 gcs_emulator, PROJECT, LOCATION).run(
+            "deploy-pipeline-rehearsal", {"model_name": NAME, "version": "2", "project": PROJECT,
+                                          "location": LOCATION}) if second and not second.failure else None
+        # Then traffic through the endpoint, and the canary decision: promote on Cloud Monitoring's evidence.
+        decision, champion_after_training, endpoint_after_training = None, None, None
+        if deploy and not deploy.failure:
+            from deploy.vertex import VertexBackend
+            from serving.testing import demo_instances
+
+            champion_after_training = VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version
+            endpoint_after_training = model_registry.endpoint_state()
+            endpoint = VertexBackend(PROJECT, LOCATION, NAME, NAME)
+            for instance in demo_instances(60, seed=3):
+                endpoint.predict([instance])
+            decision = VertexRehearsal(DECISION_TEMPLATE, f"gs://{bucket}/pipeline_root",
+                                       tmp_path_factory.mktemp("decision"), gcs_emulator, PROJECT, LOCATION).run(
+                "canary-decision-rehearsal", {"model_name": NAME, "project": PROJECT, "location": LOCATION,
+                                              "min_requests": 3})
+        # Version 1 against the champion on the same partitions, through training's own evaluate component.
+        evaluation = VertexRehearsal(EVALUATION_TEMPLATE, f"gs://{bucket}/pipeline_root",
+                                     tmp_path_factory.mktemp("evaluation"), gcs_emulator, PROJECT, LOCATION).run(
+            "evaluation-rehearsal", {"data_uri": f"gs://{bucket}/data/processed", "dataset_config": config_uri,
+                                     "candidate": "1", "baseline": CHAMPION, "project": PROJECT,
+                                     "location": LOCATION}) if second and not second.failure else None
+        yield {"evaluation": evaluation, "bucket": bucket, "config": config_uri, "runs": [first, second],
+               "registry": model_registry,
+               "spec": runner.spec, "deploy": deploy, "decision": decision,
+               "champion_after_training": champion_after_training, "endpoint_after_training": endpoint_after_training}
 
 
 def _succeeded(run: RehearsedRun | None) -> RehearsedRun:
@@ -144,7 +176,7 @@ def test_the_second_run_is_evaluated_against_the_champion_and_registered_as_chal
     registered = second.steps["register-model"].output_parameters
     assert registered["version"] == "2" and CHAMPION not in registered["aliases"].split(",")
     registry = VertexModelRegistry(PROJECT, LOCATION, SETTINGS.serving_image)
-    assert registry.get(NAME, CHAMPION).version == "1"
+    assert rehearsal["champion_after_training"] == "1"  # (the canary decision rehearsed after may promote 2)
     challenger = registry.get(NAME, CHALLENGER)
     assert (challenger.version, challenger.uri) == ("2", second.steps["train-model"].outputs["model"]["uri"])
 
@@ -156,3 +188,41 @@ def test_the_data_set_config_and_its_schema_were_read_from_cloud_storage(rehears
     assert schema["metadata"]["source"] == beside_config
     assert load_schema(storage_uri.join(schema["uri"], SCHEMA_FILE)) == load_schema(beside_config)
     assert run.steps["transform-data"].inputs["schema"]["uri"] == schema["uri"]  # the schema validation used
+
+
+def test_the_first_run_deploys_at_100_percent_and_the_second_as_a_10_percent_canary(rehearsal):
+    first, second = (_succeeded(run) for run in rehearsal["runs"])
+    assert first.steps["deploy-model"].task == "condition-1/condition-2/deploy-pipeline/deploy-model"
+    assert first.steps["deploy-model"].output_parameters["transition"] == "first"
+    assert second.steps["deploy-model"].output_parameters["transition"] == "canary"
+    assert second.steps["deploy-model"].output_parameters["smoke_test"].startswith("smoke test passed")
+    assert rehearsal["endpoint_after_training"] == {"split": {"1": 90, "2": 10}, "deployed": ["1", "2"]}
+
+
+def test_the_deploy_template_alone_is_a_no_op_for_a_deployed_version(rehearsal):
+    deploy = _succeeded(rehearsal["deploy"])
+    assert deploy.steps["deploy-model"].output_parameters["transition"] == "no-op"
+    assert deploy.steps["deploy-model"].program.image == SETTINGS.pipeline_image
+
+
+def test_the_canary_decision_template_promotes_on_cloud_monitoring_evidence(rehearsal):
+    decision = _succeeded(rehearsal["decision"])
+    step = decision.steps["decide-canary"]
+    assert step.output_parameters["Output"] == "promote"
+    assert step.outputs["metrics"]["metadata"]["canary_requests"] >= 3
+    assert rehearsal["registry"].endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
+    assert VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version == "2"
+
+
+def test_the_evaluation_template_runs_trainings_own_evaluate_component_on_registered_versions(rehearsal):
+    evaluation, first = _succeeded(rehearsal["evaluation"]), _succeeded(rehearsal["runs"][0])
+    step = evaluation.steps["evaluate-model"]
+    assert step.program.source == first.steps["evaluate-model"].program.source  # the same component, not a copy
+    resolved = evaluation.steps["resolve-versions"]
+    assert resolved.output_parameters["candidate_version"] == "1"
+    champion = VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION)
+    assert step.parameters["champion_uri"] == champion.uri and step.parameters["champion_version"] == champion.version
+    assert {"saved_model.pb", "input_spec.json"} <= {
+        name.rsplit("/", 1)[-1] for name in storage_uri.list_files(resolved.outputs["candidate_model"]["uri"])}
+    outcome = json.loads(storage_uri.read_text(storage_uri.join(step.outputs["evaluation"]["uri"], OUTCOME_FILE)))
+    assert outcome["has_champion"] and set(outcome["metrics"]["overall"]) == {"candidate", "champion"}

@@ -291,7 +291,9 @@ class VertexRehearsal:
                 raise _StepFailed(f"{task_name} failed:\n{traceback.format_exc()}") from None
         seconds = time.perf_counter() - started
 
-        for artifact in outputs.values():
+        # The mount writes through to the bucket, as Cloud Storage FUSE does: outputs, and files a step adds
+        # to an input artifact's folder (register adds the smoke-test record beside the model).
+        for artifact in [*outputs.values(), *inputs["artifacts"].values()]:
             written = mount / artifact["uri"].removeprefix("gs://")
             if written.exists():
                 self.gcs.upload_tree(written, artifact["uri"])

@@ -1,0 +1,147 @@
+"""The Vertex backend through the real aiplatform client (REST) against the stand-in Endpoints API,
+which enforces Vertex's rules. For first deploy, canary deploy, promote and rollback, the requests
+the client sent (recorded by the stand-in) are the sequence Vertex's REST API expects."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy import deploy_version
+from deploy.plan import CHAMPION, PREVIOUS, REJECTED, plan_promote, plan_rollback
+from deploy.smoke import SmokeTestFailed
+from deploy.transitions import apply_transition
+from deploy.vertex import JOURNAL_LABEL, LOCK_LABEL, VertexBackend
+from registry.model_registry import VertexModelRegistry
+from tests.deploy.vertex_endpoint_stand_in import stand_in_vertex
+from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT
+
+pytestmark = pytest.mark.emulator
+ENDPOINT = "taxi-endpoint"
+
+
+@pytest.fixture
+def vertex(gcs_bucket, demo_models, gcs_emulator):
+    with stand_in_vertex() as fake:
+        registry = VertexModelRegistry(PROJECT, LOCATION, "serving-image")
+        for number, model_dir in enumerate(demo_models, start=1):
+            uri = f"gs://{gcs_bucket}/models/{number}"
+            gcs_emulator.upload_tree(model_dir, uri)
+            registry.register(NAME, uri, {}, ("challenger", CHAMPION) if number == 1 else ("challenger",))
+        yield fake, VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME, machine_type="n1-standard-2")
+
+
+def test_first_deploy_then_canary_then_promote_then_rollback(vertex):
+    fake, backend = vertex
+    first = deploy_version(backend, "1")
+    assert (first.transition, fake.endpoint_state()) == ("first", {"split": {"1": 100}, "deployed": ["1"]})
+    deployed = fake.requests[-1]
+    canary = deploy_version(backend, "2", canary_percent=10)
+    assert canary.transition == "canary" and fake.endpoint_state() == {"split": {"1": 90, "2": 10},
+                                                                       "deployed": ["1", "2"]}
+    [deploy_body] = [body for method, route, body in fake.requests if route.endswith(":deployModel")][1:]
+    assert deploy_body["trafficSplit"] == {"0": 10, first.deployed_model_id: 90}
+    assert deploy_body["deployedModel"]["dedicatedResources"]["machineSpec"]["machineType"] == "n1-standard-2"
+    assert deploy_body["deployedModel"]["model"].endswith("/models/1@2")
+    assert deployed  # the stand-in saw the first deploy's poll
+    assert fake.polled, "long-running operations were never polled"
+
+    with backend.exclusive():
+        apply_transition(backend, plan_promote(NAME, "2", "1"), report=lambda line: None)
+    assert fake.endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
+    registry = backend.registry
+    assert registry.get(NAME, CHAMPION).version == "2" and registry.get(NAME, PREVIOUS).version == "1"
+    labels = next(iter(fake.endpoints.values()))["labels"]
+    assert LOCK_LABEL not in labels and JOURNAL_LABEL not in labels
+
+    deploy_version(backend, "3")
+    with backend.exclusive():
+        apply_transition(backend, plan_rollback(NAME, "3", "2", "test"), report=lambda line: None)
+    assert fake.endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
+    assert registry.get(NAME, REJECTED).version == "3" and registry.get(NAME, CHAMPION).version == "2"
+
+
+def test_a_canary_that_answers_wrongly_is_rolled_back_on_vertex(vertex):
+    fake, backend = vertex
+    deploy_version(backend, "1")
+    fake.wrong_answers.add("2")
+    with pytest.raises(SmokeTestFailed, match="answers differently"):
+        deploy_version(backend, "2")
+    assert fake.endpoint_state() == {"split": {"1": 100}, "deployed": ["1"]}
+    assert backend.registry.get(NAME, REJECTED).version == "2"
+
+
+LOCK, JOURNAL, UNLOCK = ("PATCH endpoints/E?updateMask=labels labels=deploy-lock,managed",
+                         "PATCH endpoints/E?updateMask=labels labels=deploy-lock,managed,transition",
+                         "PATCH endpoints/E?updateMask=labels labels=managed")
+POLL = "GET endpoints/E/operations/O"
+EXPECTED = {
+    "first": ["GET endpoints", "POST endpoints", POLL, LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:100", POLL,
+              "POST models/M@V:mergeVersionAliases champion", "POST endpoints/E:predict", LOCK, UNLOCK],
+    "canary": [LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:10,id:90", POLL, "POST endpoints/E:predict", LOCK,
+               UNLOCK],
+    "promote": [LOCK, JOURNAL, "PATCH endpoints/E?updateMask=trafficSplit split=id:100",
+                "POST endpoints/E:undeployModel", POLL, "POST models/M@V:mergeVersionAliases champion",
+                "POST models/M@V:mergeVersionAliases previous", LOCK, UNLOCK],
+    "rollback": [LOCK, JOURNAL, "PATCH endpoints/E?updateMask=trafficSplit split=id:100",
+                 "POST endpoints/E:undeployModel", POLL, "POST models/M@V:mergeVersionAliases rejected", LOCK, UNLOCK],
+}
+
+
+def test_the_request_sequences_are_the_ones_vertex_expects(vertex):
+    """Get or create the endpoint; take the lock (an etag-guarded label); journal; one atomic change per step
+    (a deploy with its whole split, a whole split, an undeploy of a model without traffic), each long-running
+    operation polled; the aliases; a deploy's smoke-test predictions; clear the journal; release the lock."""
+    fake, backend = vertex
+    seen = {}
+    for name, act in (("first", lambda: deploy_version(backend, "1")),
+                      ("canary", lambda: deploy_version(backend, "2")),
+                      ("promote", lambda: _transition(backend, plan_promote(NAME, "2", "1"))),
+                      ("canary", lambda: deploy_version(backend, "3")),
+                      ("rollback", lambda: _transition(backend, plan_rollback(NAME, "3", "2", "test")))):
+        start = len(fake.requests)
+        act()
+        seen[name] = [call.split(" x")[0] for call in fake.calls(start)]  # predictions: how many varies by draw
+    assert seen == EXPECTED
+
+
+def _transition(backend, transition) -> None:
+    with backend.exclusive():
+        apply_transition(backend, transition, report=lambda line: None)
+
+
+def test_the_decision_on_vertex_reads_cloud_monitoring_per_deployed_model_and_rolls_back(vertex):
+    """Evidence from timeSeries.list (the stand-in answers only queries in Cloud Monitoring's shape, one
+    answer paged): the canary's errors exceed the champion's, so it is rolled back through the SDK."""
+    from deploy.decision import Thresholds, decide_canary
+    from serving.testing import demo_instances
+
+    fake, backend = vertex
+    deploy_version(backend, "1", report=lambda line: None)
+    canary = deploy_version(backend, "2", canary_percent=50, report=lambda line: None)
+    fake.failing.add("2")
+    for instance in demo_instances(120, seed=5):
+        backend.predict([instance])
+    decision = decide_canary(backend, Thresholds(min_requests=20), window_seconds=600, report=lambda line: None)
+    assert decision.action == "rollback" and "error rate" in decision.reasons[0]
+    served = fake.served[canary.deployed_model_id]
+    assert (decision.canary.requests, decision.canary.errors) == (served["requests"], served["errors"])
+    assert decision.canary.p99_ms == 5.0
+    metrics = {query["filter"].split('"')[1].rsplit("/", 1)[1] for query in fake.monitoring_queries}
+    assert metrics == {"prediction_count", "error_count", "prediction_latencies"}
+    assert any("pageToken" in query for query in fake.monitoring_queries)
+    assert fake.endpoint_state() == {"split": {"1": 100}, "deployed": ["1"]}
+    assert backend.registry.get(NAME, REJECTED).version == "2"
+
+
+def test_of_two_writers_that_read_the_same_endpoint_only_one_takes_the_lock(vertex):
+    """The Vertex lock is an etag-guarded label: a writer whose read is stale is refused (ABORTED)."""
+    from google.api_core import exceptions
+
+    fake, first = vertex
+    second = VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME)
+    first.endpoint()
+    second.endpoint()  # both have read the same etag
+    first._endpoint.update(labels={"mlops-deploy-lock": "9999999999-first", "mlops-managed": "true"})
+    with pytest.raises(exceptions.Conflict, match="etag"):  # HTTP 409, status ABORTED
+        second._endpoint.update(labels={"mlops-deploy-lock": "9999999999-second", "mlops-managed": "true"})
+    assert next(iter(fake.endpoints.values()))["labels"]["mlops-deploy-lock"].endswith("-first")
