@@ -45,7 +45,8 @@ def test_a_bad_data_set_default_names_the_config(tmp_path, dataset_config) -> No
     (["--param", "nope=1"], "unknown parameter 'nope'.*Expected: batch_size"),
     (["--param", "epochs=3", "--param", "epochs=4"], "epochs is given twice"),
     (["--param", "epochs"], "expected NAME=VALUE"),
-    (["--pipeline", "nope"], "unknown pipeline 'nope': expected one of batch_prediction, canary_decision, deploy, evaluation, training"),
+    (["--pipeline", "nope"], "unknown pipeline 'nope': expected one of "
+                              "batch_prediction, canary_decision, deploy, evaluation, training"),
     (["--data-uri", "a", "--param", "data_uri=b"], "data_uri is given twice"),
     (["--param", "registry_uri=vertex"], "registry_uri=vertex needs Vertex AI"),
     (["--param", "data_uri="], "data_uri is empty \\(set by: --param\\); expected a folder or gs:// prefix"),

@@ -40,7 +40,8 @@ DEPLOY_TEMPLATE = COMPILED_DIR / "deploy_pipeline.json"
 DECISION_TEMPLATE = COMPILED_DIR / "canary_decision_pipeline.json"
 EVALUATION_TEMPLATE = COMPILED_DIR / "evaluation_pipeline.json"
 # batch_prediction_pipeline: tests/batch_prediction/test_batch_vertex_rehearsal.py
-REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline", "deploy_pipeline", "canary_decision_pipeline", "evaluation_pipeline"}
+REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline", "deploy_pipeline", "canary_decision_pipeline",
+                       "evaluation_pipeline"}
 
 
 @pytest.fixture(scope="module")
