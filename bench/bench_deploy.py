@@ -76,7 +76,7 @@ def main() -> None:
     from deploy.decision import Thresholds, decide_canary
     from deploy.local import LocalBackend
     from deploy.smoke import record_smoke_test
-    from pipelines.local_run import run_model_pipeline_locally
+    from pipelines.local_run import run_pipeline
     from registry.model_registry import LocalModelRegistry, register_blessed_model
     from serving.testing import TAXI_FEATURES, build_demo_model, demo_instances
 
@@ -146,8 +146,8 @@ def main() -> None:
             for instance in send:
                 backend.predict([instance])
             started = time.perf_counter()
-            code = run_model_pipeline_locally("canary_decision", root, model_name=MODEL_NAME, min_requests=10,
-                                              max_p99_increase_ms=1000.0)
+            run = run_pipeline("canary_decision", root, model_name=MODEL_NAME, min_requests=10,
+                               max_p99_increase_ms=1000.0)
             pipeline_seconds = time.perf_counter() - started
             bless(models[0])  # a fourth version to decide again, in process this time
             deploy_version(backend, **quiet)
@@ -156,7 +156,8 @@ def main() -> None:
             started = time.perf_counter()
             decide_canary(backend, Thresholds(min_requests=10, max_p99_increase_ms=1000.0), **quiet)
             direct_seconds = time.perf_counter() - started
-            print(f"\ncanary decision: pipeline under kfp.local {pipeline_seconds:.1f} s (exit {code}); the same "
+            print(f"\ncanary decision: pipeline under kfp.local {pipeline_seconds:.1f} s "
+                  f"({'done' if run.succeeded else 'FAILED'}); the same "
                   f"decision called in process {direct_seconds:.2f} s")
         finally:
             router.send_signal(signal.SIGTERM)

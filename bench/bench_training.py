@@ -73,10 +73,10 @@ def steps_in_one_process(data_uri: str, work_dir: str) -> dict:
 
 
 def main() -> None:
-    from pipelines.local_run import run_training_pipeline
+    from pipelines.local_run import run_pipeline
 
     with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
-        pipeline = run_training_pipeline(FULL_SAMPLE, local_dir=Path(scratch) / "local")
+        pipeline = run_pipeline("training", Path(scratch) / "local", data_uri=FULL_SAMPLE)
         if not pipeline.succeeded:
             raise SystemExit("the training pipeline failed; see its log above")
         baseline = run_isolated("bench.bench_training:steps_in_one_process", data_uri=FULL_SAMPLE,

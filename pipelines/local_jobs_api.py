@@ -93,17 +93,12 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-# The pipelines this API runs (`LOCAL_PIPELINES` keys) and the function of pipelines/local_run.py that runs
-# each; a pipeline gets here once it has a local runner (the others are refused by name, never run wrongly).
-LOCAL_RUNNERS: dict[str, str] = {"training": "run_training_pipeline"}
-
-
 def local_pipeline_for(pipeline_name: str) -> str:
     """The `LOCAL_PIPELINES` key of a template's `pipelineInfo.name` (`training-pipeline` -> `training`)."""
     for key, compiled_name in LOCAL_PIPELINES.items():
-        if compiled_name.replace("_", "-") == pipeline_name and key in LOCAL_RUNNERS:
+        if compiled_name.replace("_", "-") == pipeline_name:
             return key
-    known = ", ".join(LOCAL_PIPELINES[key].replace("_", "-") for key in LOCAL_RUNNERS)
+    known = ", ".join(name.replace("_", "-") for name in LOCAL_PIPELINES.values())
     raise ApiError(400, "INVALID_ARGUMENT", f"pipelineSpec.pipelineInfo.name {pipeline_name!r} has no local form; "
                                             f"expected one of: {known}")
 
@@ -280,12 +275,12 @@ def run_job(job_dir: Path, local_dir: Path) -> int:
             raise ValueError("registry_uri=vertex needs Vertex AI: a local run registers into a local folder "
                              f"(default {local_dir / 'registry'}); leave it unset or pass a folder")
         # The data set config's own parameter defaults apply as in `runner.py --run local`.
-        defaults, _ = local_run.local_parameters(job["localRun"]["pipeline"], {}, values.get("data_uri", ""),
-                                       values.get("dataset_config"))
+        defaults, _ = local_run.local_parameters(job["localRun"]["pipeline"], {}, values.get("data_uri"),
+                                                 values.get("dataset_config"))
     except (ParameterError, ValueError) as error:
         write_json_atomically(job_dir / RESULT_FILE, {"succeeded": False, "code": _RPC_INVALID, "error": str(error)})
         return 2
-    run = getattr(local_run, LOCAL_RUNNERS[job["localRun"]["pipeline"]])(local_dir=local_dir, **(defaults | values))
+    run = local_run.run_pipeline(job["localRun"]["pipeline"], local_dir, **(defaults | values))
     errors = "; ".join(f"{task} failed: {error}" for task, error in run.step_errors.items())
     write_json_atomically(job_dir / RESULT_FILE, {
         "succeeded": run.succeeded, "runDir": str(run.run_dir) if run.run_dir else None,

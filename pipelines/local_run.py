@@ -163,8 +163,6 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
         given = template.typed(dict(texts or {}))
     except ParameterError as error:
         raise LocalRunError(f"--param: {error}") from None
-    if "data_uri" not in template.parameters:  # a pipeline over registered models, not over data
-        return _model_pipeline_parameters(pipeline, given, data_uri, dataset_config)
     flags = {name: value for name, value in (("data_uri", data_uri), ("dataset_config", dataset_config))
              if value is not None}
     for name in set(flags) & set(given):
@@ -202,71 +200,90 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
     return values, sources
 
 
-def _model_pipeline_parameters(pipeline: str, given: dict, data_uri: str | None,
-                               dataset_config: str | None) -> tuple[dict, dict]:
-    """A pipeline that takes no data (deploy, canary_decision): the local registry by default, no data flags."""
-    for flag, value in (("--data-uri", data_uri), ("--dataset-config", dataset_config)):
-        if value is not None:
-            raise LocalRunError(f"{flag} does not apply to the {pipeline} pipeline: it reads registered models")
-    if given.get("registry_uri") == "vertex":
-        raise LocalRunError("registry_uri=vertex needs Vertex AI: a local run uses a local registry folder "
-                            "(default local/registry); pass a folder path or leave it unset")
-    values = {"registry_uri": str(SETTINGS.local_dir / "registry")} | given
-    sources = {name: "--param" if name in given else "default" for name in values}
-    return values, sources
+def _local_form(pipeline: str):
+    """The definition kfp.local runs for a `LOCAL_PIPELINES` name: the same one Vertex runs, in its local
+    form where a pipeline has two (training, batch prediction swap Vertex-only steps for local ones)."""
+    if pipeline == "training":
+        from pipelines.training_pipeline import build_training_pipeline
 
+        return build_training_pipeline("local")
+    if pipeline == "batch_prediction":
+        from pipelines.batch_prediction_pipeline import build_batch_prediction_pipeline
 
-def run_model_pipeline_locally(pipeline: str, local_dir: Path | None = None, **parameters) -> int:
-    """A pipeline over registered models (deploy, canary_decision) with kfp.local; prints each step's time."""
-    from kfp import local
-
+        return build_batch_prediction_pipeline("local")
     from pipelines.compile import pipelines_to_compile
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return pipelines_to_compile()[LOCAL_PIPELINES[pipeline]]()
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]):
+    """`values` in os.environ for the run (its steps are subprocesses and inherit them), restored after."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_pipeline(pipeline: str, local_dir: Path | None = None, **parameters) -> LocalRun:
+    """Any pipeline of `LOCAL_PIPELINES` with kfp.local: each step with its duration, then a summary whose
+    last lines are each failed step's own error. The registry defaults to the local state's."""
+    from kfp import local
+
+    if pipeline not in LOCAL_PIPELINES:
+        raise LocalRunError(f"unknown pipeline {pipeline!r}: expected one of {', '.join(sorted(LOCAL_PIPELINES))}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter drowns the step logs
+    # Locally every step runs this environment's code on purpose (it is what the image holds).
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
-    pipeline_root = Path(local_dir or SETTINGS.local_dir) / "pipeline_root"
+    state = Path(local_dir or SETTINGS.local_dir)
+    pipeline_root = state / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    parameters = {"registry_uri": str(Path(local_dir or SETTINGS.local_dir) / "registry")} | parameters
+    parameters = {"registry_uri": str(state / "registry")} | parameters
+    if pipeline == "training":
+        parameters["data_uri"] = parameters.get("data_uri") or DEFAULT_DATA_URI
+        parameters["dataset_config"] = parameters.get("dataset_config") or DEFAULT_DATASET_CONFIG
+        # The same rule as on Vertex: ingest takes the version of the bytes it reads. kfp.local has no
+        # cache today; if it ever keys one on the inputs, new bytes under the same data_uri miss it.
+        parameters.setdefault("data_version", _data_version(parameters["data_uri"]))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     before = set(pipeline_root.iterdir())
+
     timer = StepTimer()
     output = StepOutput(sys.stdout, timer)
     logging.getLogger().addFilter(timer)
     started = time.perf_counter()
     failure: Exception | None = None
     try:
-        with contextlib.redirect_stdout(output):
-            pipelines_to_compile()[LOCAL_PIPELINES[pipeline]]()(**parameters)
-    except RuntimeError as error:
+        # Steps find bq:// destinations (DuckDB files) under this run's local state folder.
+        with _environment({"MLOPS_LOCAL_DIR": str(state)}), contextlib.redirect_stdout(output):
+            _local_form(pipeline)(**parameters)
+    except RuntimeError as error:  # kfp.local raises when a step fails; the step's own error is kept
+        failure = error
+    except Exception as error:  # kfp.local itself failed: show where, and still print the summary
+        traceback.print_exc()
         failure = error
     finally:
         logging.getLogger().removeFilter(timer)
-    print("\n" + "=" * 72)
     wall = time.perf_counter() - started
-    print(f"{pipeline} pipeline, local mode: {'FAILED' if failure else 'done'} in {wall:.1f} s")
-    for task, seconds in timer.durations.items():
-        print(f"  {task:<22} {seconds:6.1f} s")
+
     new_runs = sorted(set(pipeline_root.iterdir()) - before)
-    for task in timer.durations if new_runs else ():
-        outputs = ", ".join(f"{name}={value}" for name, value in _task_outputs(new_runs[-1], task).items())
-        report = _artifact_uri(new_runs[-1], task, "report")
-        print(f"{task}: {outputs}" + (f"\nreport: {report}" if report else ""))
-    print("=" * 72)
-    for task in timer.failed:
-        print(f"{task} failed: {output.error(task)}")
-    return 1 if failure else 0
-
-
-def run_training_locally(data_uri: str | None = None, dataset_config: str | None = None,
-                         local_dir: Path | None = None, **parameters) -> int:
-    """`python runner.py --run local`: runs, prints the summary, returns the exit code."""
-    run = run_training_pipeline(data_uri, dataset_config, local_dir, **parameters)
-    return 0 if run.succeeded else 1
+    run = LocalRun(failure is None, new_runs[-1] if new_runs else None, timer.durations, wall,
+                   {task: output.error(task) for task in timer.failed})
+    shown = {"training": "data_uri", "batch_prediction": "source"}.get(pipeline)
+    headline = f"{shown}={parameters.get(shown)}" if shown else None
+    print_summary(run, pipeline, headline, failure)
+    return run
 
 
 def run_local_cli(pipeline: str, texts: Mapping[str, str], data_uri: str | None, dataset_config: str | None,
                   local_dir: Path | None = None) -> int:
-    """`python runner.py --run local [--pipeline NAME] [--param NAME=VALUE ...]`."""
+    """`python runner.py --run local [--pipeline NAME] [--param NAME=VALUE ...]`: the exit code."""
     from contract.dataset import DatasetConfigError
 
     try:
@@ -278,60 +295,7 @@ def run_local_cli(pipeline: str, texts: Mapping[str, str], data_uri: str | None,
                        if source not in ("default",))
     if chosen:
         print(f"parameters: {chosen}")
-    if pipeline == "batch_prediction":
-        from pipelines.batch_prediction_local import run_batch_prediction_locally
-
-        return run_batch_prediction_locally(local_dir=local_dir, **values)
-    if pipeline != "training":
-        return run_model_pipeline_locally(pipeline, local_dir, **values)
-    return run_training_locally(local_dir=local_dir, **values)
-
-
-def run_training_pipeline(data_uri: str | None = None, dataset_config: str | None = None,
-                          local_dir: Path | None = None, **parameters) -> LocalRun:
-    from kfp import local
-
-    from pipelines.training_pipeline import build_training_pipeline
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter drowns the step logs
-    # Locally every step runs this environment's code on purpose (it is what the image holds).
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
-    state = Path(local_dir or SETTINGS.local_dir)
-    pipeline_root = state / "pipeline_root"
-    registry = state / "registry"
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
-    data_uri = data_uri or DEFAULT_DATA_URI
-    # The same rule as on Vertex: ingest takes the version of the bytes it reads. kfp.local has no
-    # cache today; if it ever keys one on the inputs, new bytes under the same data_uri miss it.
-    parameters.setdefault("data_version", _data_version(data_uri))
-    before = set(pipeline_root.iterdir())
-
-    timer = StepTimer()
-    output = StepOutput(sys.stdout, timer)
-    logging.getLogger().addFilter(timer)
-    started = time.perf_counter()
-    failure: Exception | None = None
-    try:
-        with contextlib.redirect_stdout(output):
-            build_training_pipeline("local")(data_uri=data_uri,
-                                             dataset_config=dataset_config or DEFAULT_DATASET_CONFIG,
-                                             **({"registry_uri": str(registry)} | parameters))
-    except RuntimeError as error:  # kfp.local raises when a step fails; the step's own error is kept
-        failure = error
-    except Exception as error:  # kfp.local itself failed: show where, and still print the summary
-        traceback.print_exc()
-        failure = error
-    finally:
-        logging.getLogger().removeFilter(timer)
-    wall = time.perf_counter() - started
-
-    new_runs = sorted(set(pipeline_root.iterdir()) - before)
-    run_dir = new_runs[-1] if new_runs else None
-    step_errors = {task: output.error(task) for task in timer.failed}
-    print_summary(run_dir, timer.durations, wall, data_uri, failure, step_errors)
-    return LocalRun(failure is None, run_dir, timer.durations, wall, step_errors)
+    return 0 if run_pipeline(pipeline, local_dir, **values).succeeded else 1
 
 
 def _data_version(data_uri: str) -> str:
@@ -344,22 +308,42 @@ def _data_version(data_uri: str) -> str:
         return ""
 
 
-def print_summary(run_dir: Path | None, durations: dict[str, float], wall: float, data_uri: str,
-                  failure: Exception | None, step_errors: dict[str, str] | None = None) -> None:
+def print_summary(run: LocalRun, pipeline: str = "training", headline: str | None = None,
+                  failure: Exception | None = None) -> None:
     """The run at a glance. After a failure its last lines say why: each failed step's own error
     (for bad data: the feature, the rule and the batch), never only kfp.local's "task failed"."""
     print("\n" + "=" * 72)
-    print(f"training pipeline, local mode: {'FAILED' if failure else 'done'} in {wall:.1f} s  (data_uri={data_uri})")
-    for task, seconds in durations.items():
+    print(f"{pipeline.replace('_', ' ')} pipeline, local mode: {'done' if run.succeeded else 'FAILED'} in "
+          f"{run.wall_seconds:.1f} s" + (f"  ({headline})" if headline else ""))
+    for task, seconds in run.step_seconds.items():
         print(f"  {task:<22} {seconds:6.1f} s")
-    if run_dir is not None:
-        _print_outcome(run_dir)
+    if run.run_dir is not None:
+        {"training": _print_outcome, "batch_prediction": _print_batch_outcome}.get(pipeline, _print_task_outputs)(
+            run.run_dir)
     print("=" * 72)
-    step_errors = step_errors or {}
-    for task, error in step_errors.items():
+    for task, error in run.step_errors.items():
         print(f"{task} failed: {error}")
-    if failure and not step_errors:
+    if failure and not run.step_errors:
         print(f"failed: {type(failure).__name__}: {_ANSI.sub('', str(failure)).splitlines()[0]}")
+
+
+def _print_task_outputs(run_dir: Path) -> None:
+    """Each step's output parameters, and its report where it wrote one (deploy, canary decision, evaluation)."""
+    for task in sorted(path.name for path in run_dir.iterdir() if path.is_dir()):
+        outputs = ", ".join(f"{name}={value}" for name, value in _task_outputs(run_dir, task).items())
+        report = _artifact_uri(run_dir, task, "report")
+        if outputs or report:
+            print(f"{task}: {outputs}" + (f"\nreport: {report}" if report else ""))
+
+
+def _print_batch_outcome(run_dir: Path) -> None:
+    model = _task_outputs(run_dir, "resolve-batch-model")
+    predicted = _task_outputs(run_dir, "predict-batch")
+    if predicted:
+        print(f"model: version {model.get('model_version')} of {model.get('model_resource_name')}")
+        print(f"rows: {predicted.get('rows_predicted')} predicted, {predicted.get('rows_failed')} in errors")
+        print(f"output: {predicted.get('output')}")
+    print(f"artifacts: {run_dir}")
 
 
 def _print_outcome(run_dir: Path) -> None:

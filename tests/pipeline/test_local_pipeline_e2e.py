@@ -11,7 +11,7 @@ import pytest
 
 from contract.model_inputs import InputSpec
 from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
-from pipelines.local_run import print_summary, run_training_locally
+from pipelines.local_run import LocalRun, print_summary, run_pipeline
 from registry.model_registry import CHALLENGER, CHAMPION, INPUT_CONTRACT_KEY, LocalModelRegistry
 from tests.gcs_emulator import EMULATOR_ENV
 from tests.pipeline.conftest import (
@@ -53,14 +53,14 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(workspace):
-    code = run_training_locally(data_uri=str(workspace["landing"]), dataset_config=workspace["config"],
-                                local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
-    return code, _runs(workspace["local"])[-1]
+    result = run_pipeline("training", workspace["local"], data_uri=str(workspace["landing"]),
+                          dataset_config=workspace["config"], **SMALL_DATA_HYPERPARAMETERS)
+    return result, _runs(workspace["local"])[-1]
 
 
 def test_first_run_trains_evaluates_and_registers_the_champion(first_run, workspace, tmp_path, capsys):
-    code, run = first_run
-    assert code == 0
+    result, run = first_run
+    assert result.succeeded
     for artifact in ("ingest-data/examples/train.parquet", "validate-data/statistics/statistics.pbtxt",
                      "validate-data/schema/schema.pbtxt", "validate-data/anomalies/anomalies.pbtxt",
                      "transform-data/transform_graph/transform_fn/saved_model.pb",
@@ -96,7 +96,7 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
     endpoint = json.loads((workspace["local"] / "endpoint/endpoint.json").read_text())
     assert [m["model_uri"] for m in endpoint["deployed_models"]] == [str(Path(version.uri).resolve())]
 
-    print_summary(run, {}, 0.0, str(workspace["landing"]), None)
+    print_summary(LocalRun(True, run, {}, 0.0, {}), "training")
     summary = capsys.readouterr().out
     assert f"report: {report}\n" in summary and f"registered: version 1 of {MODEL} as challenger,champion" in summary
     assert 'deployed: version 1 (first) as deployed model 1; split {"1": 100}' in summary
@@ -122,11 +122,11 @@ def test_second_run_is_judged_against_the_champion_and_the_gate_with_its_config_
     gcs_emulator.upload_file(shipped.with_name("chicago_taxi.schema.pbtxt"),
                              f"gs://{bucket}/datasets/chicago_taxi.schema.pbtxt")
 
-    code = run_training_locally(data_uri=str(workspace["landing"] / SMALL_PARTITIONS[0]), dataset_config=config_uri,
-                                local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
+    result = run_pipeline("training", workspace["local"], data_uri=str(workspace["landing"] / SMALL_PARTITIONS[0]),
+                          dataset_config=config_uri, **SMALL_DATA_HYPERPARAMETERS)
     run = _runs(workspace["local"])[-1]
     outcome = json.loads((run / "evaluate-model/evaluation/outcome.json").read_text())
-    assert code == 0 and outcome["has_champion"] and not outcome["blessed"]
+    assert result.succeeded and outcome["has_champion"] and not outcome["blessed"]
     validated = json.loads((run / "validate-data/executor_output.json").read_text())["artifacts"]["schema"]
     assert validated["artifacts"][0]["metadata"]["source"] == f"gs://{bucket}/datasets/chicago_taxi.schema.pbtxt"
     eval_rows = int(outcome["metrics"]["overall"]["candidate"]["example_count"])
@@ -165,10 +165,10 @@ def test_a_bad_batch_stops_before_training_and_leaves_the_registry_untouched(
     registry = LocalModelRegistry(workspace["local"] / "registry")
     versions_before = [(v.version, v.aliases) for v in registry.versions(MODEL)]
 
-    code = run_training_locally(data_uri=str(batch.parent if alone else landing), dataset_config=workspace["config"],
-                                local_dir=workspace["local"], **SMALL_DATA_HYPERPARAMETERS)
+    result = run_pipeline("training", workspace["local"], data_uri=str(batch.parent if alone else landing),
+                          dataset_config=workspace["config"], **SMALL_DATA_HYPERPARAMETERS)
 
-    assert code == 1
+    assert not result.succeeded
     run = _runs(workspace["local"])[-1]
     assert not (run / "transform-data").exists() and not (run / "train-model").exists()
     summary = capfd.readouterr().out.split("=" * 72)[-2:]  # the summary, then what follows its closing line
