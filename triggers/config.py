@@ -158,9 +158,19 @@ PARTITION_TIMEZONE = Setting("MLOPS_PARTITION_TIMEZONE", _timezone,
                              "time zone the layout's dates are written in", default="UTC")
 SCHEDULE_TEMPLATE_URI = Setting("MLOPS_SCHEDULE_TEMPLATE_URI", _template_uri,
                                 "template the schedule submits: `gs://...json` or a local path")
-SCHEDULE_PARAMETER = Setting("MLOPS_SCHEDULE_PARAMETER",
-                             _matching(r"[A-Za-z_][A-Za-z0-9_-]*", "a parameter name such as data_uri"),
-                             "template parameter that receives the partition URI", default="data_uri")
+NO_PARTITION = "none"
+
+
+def _schedule_parameter(text: str) -> str:
+    if text == NO_PARTITION:
+        return ""
+    return _matching(r"[A-Za-z_][A-Za-z0-9_-]*", f"a parameter name such as data_uri, or {NO_PARTITION!r} for a "
+                                                  "template that reads no partition")(text)
+
+
+SCHEDULE_PARAMETER = Setting("MLOPS_SCHEDULE_PARAMETER", _schedule_parameter,
+                             f"template parameter that receives the partition URI; `{NO_PARTITION}`: the run "
+                             "takes none (a canary decision reads the endpoint, not data)", default="data_uri")
 SCHEDULE_GRANULARITY = Setting("MLOPS_SCHEDULE_GRANULARITY", _granularity,
                                "partition size: `day` (`YYYY/MM/DD`) or `month` (`YYYY/MM`)", default="day")
 SCHEDULE_OFFSET = Setting("MLOPS_SCHEDULE_OFFSET", _int_between(0, 366),

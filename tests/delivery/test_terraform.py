@@ -84,6 +84,21 @@ def test_every_template_terraform_names_is_compiled(terraform: Terraform):
     assert not missing, f"Terraform names templates that compiled/ lacks: {missing} (python runner.py --compile)"
 
 
+def test_each_scheduled_run_fits_its_template(terraform: Terraform):
+    """A Scheduler job whose partition parameter or fixed values its template does not declare would be
+    refused at every tick: the schedule function checks them against the template, and so does this test."""
+    from triggers.config import NO_PARTITION
+    from triggers.submission.templates import load_template
+
+    for name, schedule in terraform.locals()["schedules"].items():
+        declared = load_template(str(COMPILED_DIR / schedule["template"]), max_age_seconds=0).parameters
+        given = set(schedule["parameters"]) | {"project", "location"}
+        if schedule["parameter"] != NO_PARTITION:
+            given.add(schedule["parameter"])
+        assert given <= set(declared), f"schedules.{name}: {sorted(given - set(declared))} are not parameters of " \
+                                       f"{schedule['template']} (it declares {sorted(declared)})"
+
+
 def _code_files() -> list:
     return sorted(path for pattern in CODE_FILES for path in PROJECT_ROOT.rglob(pattern)
                   if not NOT_CODE & set(path.relative_to(PROJECT_ROOT).parts))

@@ -40,10 +40,12 @@ def run_for_schedule_time(schedule_time: datetime.datetime, config: ScheduleConf
     template = load_template(config.template_uri, max_age_seconds=config.vertex.template_cache_seconds)
     data_uri = f"gs://{config.data_bucket}/{period_prefix(config.data_prefix, period, config.granularity)}"
     label = period_label(period, config.granularity)
+    # Without a partition parameter the period only names the run (one job id per period, as always).
+    partition = {config.parameter: data_uri, **data_version_value(template, lambda: listing_version(data_uri))
+                 } if config.parameter else {}
     return RunRequest(
         template_uri=config.template_uri,
-        parameter_values={**config.vertex.pipeline_parameters, config.parameter: data_uri,
-                          **data_version_value(template, lambda: listing_version(data_uri))},
+        parameter_values={**config.vertex.pipeline_parameters, **partition},
         labels={"trigger": TRIGGER, "partition": label},
         service_account=config.vertex.service_account,
         job_id=make_job_id(template.name, TRIGGER, label.replace("-", "")),

@@ -29,11 +29,13 @@ locals {
   }
 
   # Scheduled pipelines: one Scheduler job, topic, push subscription (with dead letters) and schedule
-  # function deployment each. `parameter` receives the partition URI; `granularity` and `offset` pick it.
+  # function deployment each. `parameter` receives the partition URI (`none`: the template reads no
+  # partition; the day only names the run); `granularity` and `offset` pick it; `parameters` are fixed
+  # values for every run, beside project and location.
   schedules = {
-    training         = { cron = "0 2 * * *", template = "training_pipeline.json", parameter = "data_uri", granularity = "day", offset = 1 }
-    batch_prediction = { cron = "0 4 * * *", template = "batch_prediction_pipeline.json", parameter = "data_uri", granularity = "day", offset = 1 }
-    canary_decision  = { cron = "0 6 * * *", template = "canary_decision_pipeline.json", parameter = "data_uri", granularity = "day", offset = 1 }
+    training         = { cron = "0 2 * * *", template = "training_pipeline.json", parameter = "data_uri", granularity = "day", offset = 1, parameters = {} }
+    batch_prediction = { cron = "0 4 * * *", template = "batch_prediction_pipeline.json", parameter = "source", granularity = "day", offset = 1, parameters = { destination = "gs://${local.bucket_names.pipeline_root}/batch_predictions" } }
+    canary_decision  = { cron = "0 6 * * *", template = "canary_decision_pipeline.json", parameter = "none", granularity = "day", offset = 0, parameters = {} }
   }
 
   template_uri = { for name in distinct(concat(["training_pipeline.json"], [for s in values(local.schedules) : s.template])) :
@@ -84,6 +86,7 @@ locals {
         MLOPS_SCHEDULE_PARAMETER    = "parameter"
         MLOPS_SCHEDULE_GRANULARITY  = "granularity"
         MLOPS_SCHEDULE_OFFSET       = "offset"
+        MLOPS_PIPELINE_PARAMETERS   = "parameters"
       }
     }
   }
@@ -102,7 +105,10 @@ locals {
     merge([for group in local.function_kinds[d.kind].env_groups : local.env_groups[group]]...),
     local.function_kinds[d.kind].env,
     { for variable, field in local.function_kinds[d.kind].schedule_env : variable => (
-      field == "template" ? local.template_uri[local.schedules[d.schedule].template] : tostring(local.schedules[d.schedule][field])
+      field == "template" ? local.template_uri[local.schedules[d.schedule].template] : (
+        field == "parameters" ? jsonencode(merge({ project = var.project_id, location = var.region }, local.schedules[d.schedule].parameters))
+        : tostring(local.schedules[d.schedule][field])
+    )
     ) }
   ) }
 
