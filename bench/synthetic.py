@@ -2,8 +2,8 @@
 
 Copy 0 is the sample itself, byte for byte, so 1x is the data `make run` uses.
 Copy c (c >= 1) of each monthly batch: its rows resampled with replacement,
-the numbers jittered (within each column's range in the sample, so the
-reviewed schema still holds them), timestamps and partition folders shifted
+the numbers jittered (a value that would leave its column's range in the
+sample stays as drawn, so the reviewed schema still holds it), timestamps and partition folders shifted
 by 4c years (the sample spans four), so every copy lands in new partitions
 and the split-by-hash sees new keys. Missing cells stay missing; categories
 and text are resampled, never invented.
@@ -22,10 +22,12 @@ from contract.paths import BATCH_FILE_NAME, LANDING_PREFIX, PROJECT_ROOT
 SAMPLE = PROJECT_ROOT / LANDING_PREFIX
 SHIFT_YEARS = 4  # the sample's span (2013-2016): each copy starts after the previous one
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
-JITTER = 0.02  # relative jitter of a number
-# Numbers that are measurements (jittered); the others are codes (ids, hours, areas) and kept as drawn.
-JITTERED = ("fare", "tips", "trip_miles", "trip_seconds", "pickup_latitude", "pickup_longitude",
-            "dropoff_latitude", "dropoff_longitude")
+# Numbers that are measurements are jittered: amounts relatively, coordinates by a few metres. Other
+# numbers are codes (ids, hours, areas) and kept as drawn.
+RELATIVE_JITTER = {"fare": 0.02, "tips": 0.02, "trip_miles": 0.02, "trip_seconds": 0.02}
+ABSOLUTE_JITTER = {"pickup_latitude": 0.0005, "pickup_longitude": 0.0005, "dropoff_latitude": 0.0005,
+                   "dropoff_longitude": 0.0005}
+JITTERED = (*RELATIVE_JITTER, *ABSOLUTE_JITTER)
 TIMESTAMP = "trip_start_timestamp"
 
 
@@ -59,8 +61,15 @@ def _copy_batch(lines: list[list[str]], header: list[str], copy: int, ranges: di
                 row[index] = str(int(cell) + shift)
                 continue
             low, high = ranges[name]
-            value = min(max(float(cell) * (1 + rng.uniform(-JITTER, JITTER)), low), high)
-            row[index] = str(int(round(value))) if cell.lstrip("-").isdigit() else f"{value:.6g}"
+            number = float(cell)
+            if name in RELATIVE_JITTER:
+                value = number * (1 + rng.uniform(-RELATIVE_JITTER[name], RELATIVE_JITTER[name]))
+            else:
+                value = number + rng.uniform(-ABSOLUTE_JITTER[name], ABSOLUTE_JITTER[name])
+            integral = cell.lstrip("-").isdigit()
+            value = float(round(value)) if integral else round(value, 9)
+            if low <= value <= high:  # else the drawn value stays: the reviewed schema's range holds
+                row[index] = str(int(value)) if integral else repr(value)
         out.append(row)
     return out
 
