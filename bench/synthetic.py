@@ -1,7 +1,8 @@
 """A synthetic landing area N times the shipped sample, for the scale figures (bench/bench_scale.py).
 
 Copy 0 is the sample itself, byte for byte, so 1x is the data `make run` uses.
-Copy c (c >= 1) of each monthly batch: its rows resampled with replacement,
+Copy c (c >= 1) of each monthly batch: its rows resampled with replacement
+(each from the rows missing the same cells),
 the numbers jittered (a value that would leave its column's range in the
 sample stays as drawn, so the reviewed schema still holds it), timestamps and partition folders shifted
 by 4c years (the sample spans four), so every copy lands in new partitions
@@ -47,7 +48,12 @@ def _ranges(batches: list[Path]) -> dict[str, tuple[float, float]]:
 
 def _copy_batch(lines: list[list[str]], header: list[str], copy: int, ranges: dict[str, tuple[float, float]],
                 rng: np.random.Generator) -> list[list[str]]:
-    drawn = [lines[index] for index in rng.integers(0, len(lines), size=len(lines))]
+    # Each row is replaced by a row drawn from those missing the same cells: every column keeps its
+    # presence in the batch (the schema's minimum presence is per batch).
+    alike: dict[tuple[bool, ...], list[int]] = {}
+    for index, row in enumerate(lines):
+        alike.setdefault(tuple(cell == "" for cell in row), []).append(index)
+    drawn = [lines[rng.choice(alike[tuple(cell == "" for cell in row)])] for row in lines]
     shift = int(copy * SHIFT_YEARS * SECONDS_PER_YEAR)
     positions = {name: header.index(name) for name in (*JITTERED, TIMESTAMP) if name in header}
     out = []
