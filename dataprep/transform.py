@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from contract.artifacts import EVAL_FILE, TRAIN_FILE, TRANSFORM_SUMMARY_FILE
+from contract.artifacts import EVAL_SPLIT, TRAIN_SPLIT, TRANSFORM_SUMMARY_FILE
 from dataprep.isolation import run_isolated
 
 
@@ -46,7 +46,10 @@ def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: s
 
     output = Path(transformed_dir)
     output.mkdir(parents=True, exist_ok=True)
-    paths = {"train": str(output / TRAIN_FILE), "eval": str(output / EVAL_FILE)}
+    paths = {}
+    for split in (TRAIN_SPLIT, EVAL_SPLIT):
+        (output / split).mkdir(exist_ok=True)
+        paths[split] = str(output / split / "part-00000.parquet")
     with (tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, tft_beam.Context(temp_dir=temp_dir),
           beam.Pipeline() as pipeline):
         train_rows = pipeline | "TrainRows" >> beam.Create([train_batch], reshuffle=False)

@@ -126,6 +126,13 @@ def iter_chunks(source: str | Iterable[str], chunk_rows: int = DEFAULT_CHUNK_ROW
         yield from _READERS[kind](shard, chunk_rows, columns)
 
 
+def shard_schema(uri: str) -> pa.Schema:
+    """The Arrow schema of one Parquet shard (with its metadata), read from its footer: what an empty
+    shard still tells a reader."""
+    with open_shard(uri) as stream:
+        return pq.ParquetFile(stream).schema_arrow
+
+
 def _rebatched(shard: str, batches: Iterable[pa.RecordBatch], chunk_rows: int,
                problems: list[RowProblem]) -> Iterator[Chunk]:
     """Batches of any size as chunks of exactly `chunk_rows` (the last may be shorter), each carrying

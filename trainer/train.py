@@ -62,7 +62,7 @@ def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_con
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from contract.artifacts import EVAL_FILE, TRAIN_FILE, TRAINING_SUMMARY_FILE
+    from contract.artifacts import EVAL_SPLIT, TRAIN_SPLIT, TRAINING_SUMMARY_FILE
     from contract.dataset import load_dataset_config
     from contract.model_inputs import PROBABILITY_OUTPUT, InputSpec
     from contract.schema import load_schema
@@ -84,8 +84,8 @@ def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_con
     model_inputs = numeric + sorted(tokens)
 
     label = config.label.name
-    train = _load_transformed(Path(transformed_dir) / TRAIN_FILE, model_inputs + [label])
-    evaluation = _load_transformed(Path(transformed_dir) / EVAL_FILE, model_inputs + [label])
+    train = _load_transformed(Path(transformed_dir) / TRAIN_SPLIT, model_inputs + [label])
+    evaluation = _load_transformed(Path(transformed_dir) / EVAL_SPLIT, model_inputs + [label])
     model = build_model(numeric, tokens, list(params.hidden_units), params.learning_rate)
     history = model.fit({name: train[name] for name in model_inputs}, train[label].astype("float32"),
                         validation_data=({name: evaluation[name] for name in model_inputs},

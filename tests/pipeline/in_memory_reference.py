@@ -1,0 +1,238 @@
+"""The in-memory path the pipeline used before the scale path (issue 11), kept only as a reference
+that the streaming steps must match on the sample: every batch read whole with the csv module, all
+rows in one pandas frame, typed, labelled and split at once. Copied from dataprep/ingest.py as it
+was; not used in production."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import io
+
+import numpy as np
+import pandas as pd
+
+from contract.dataset import BATCH_COLUMN, DatasetConfig
+from dataprep.ingest import (
+    _UNDECODABLE,
+    INVALID_UTF8,
+    MISSING_COLUMN,
+    NO_ROWS,
+    NOT_CSV,
+    TOO_FEW_VALUES,
+    TOO_MANY_VALUES,
+    WRONG_TYPE,
+    BatchInfo,
+    BatchProblem,
+    IngestError,
+    IngestSummary,
+    _repeated_columns,
+    _shown,
+    find_batches,
+    label_input_columns,
+    non_numeric_values,
+    sample_values,
+    split_assignment,
+)
+from storage import uri as storage_uri
+
+
+def infer_column_type(raw: pd.Series, missing_values: tuple[str, ...]) -> pd.Series:
+    """Numbers become Int64 or float64 (missing as NA); anything else stays text.
+
+    A cell holding one of `missing_values` (the data set config's markers, such
+    as "" and "NA") is missing. A single other non-numeric value keeps the whole
+    column as text: validation then reports the type change and names the
+    batches that carry it.
+    """
+    present = ~raw.isin(missing_values)
+    as_text = raw.where(present, None)
+    if not present.any():
+        return pd.Series(np.nan, index=raw.index, dtype="float64")
+    numbers = pd.to_numeric(as_text, errors="coerce")
+    if numbers[present].isna().any():
+        return as_text.astype(object)
+    if (numbers[present] % 1 == 0).all() and numbers[present].abs().max() < 2**53:
+        return numbers.astype("Int64")
+    return numbers.astype("float64")
+
+
+def type_columns(raw: pd.DataFrame, missing_values: tuple[str, ...]) -> pd.DataFrame:
+    typed = pd.DataFrame({column: infer_column_type(raw[column], missing_values) for column in raw.columns
+                          if column != BATCH_COLUMN}, index=raw.index)
+    typed[BATCH_COLUMN] = raw[BATCH_COLUMN].astype("int32")
+    return typed
+
+
+def read_batches(batch_uris: list[str]) -> list[tuple[pd.DataFrame | None, BatchInfo]]:
+    """Each batch's cells as text, or None beside the problems that keep it out."""
+    batches = []
+    for uri in batch_uris:
+        batches.append(parse_batch(storage_uri.read_bytes(uri), uri))
+    return batches
+
+
+def parse_batch(data: bytes, uri: str) -> tuple[pd.DataFrame | None, BatchInfo]:
+    """A CSV file's cells as text (typing happens once, over all batches), or None and its problems.
+
+    Read with the csv module rather than pandas, which renames a repeated
+    column, pads a short row and reports an error without the file's name.
+    """
+    if not data.strip():
+        return None, BatchInfo(uri, 0, [], [BatchProblem(
+            "", NO_ROWS, f"line 1: the file is empty ({len(data)} bytes); expected a header line, then one line "
+                         "per row")])
+    try:
+        text, undecodable = data.decode("utf-8-sig"), False
+    except UnicodeDecodeError:  # read it anyway, each bad byte kept, so the problem can name line and column
+        text, undecodable = data.decode("utf-8-sig", errors="surrogateescape"), True
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] = []
+    header_line = 1
+    rows: list[list[str]] = []
+    starts: list[int] = []  # the line each row starts on (a quoted cell may span lines)
+    problems: list[BatchProblem] = []
+    try:
+        header = next((row for row in reader if row), [])
+        header_line = end = reader.line_num
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if row:  # a blank line is no row, as in pandas
+                rows.append(row)
+                starts.append(start)
+    except csv.Error as error:
+        problems.append(BatchProblem("", NOT_CSV, f"line {reader.line_num}: not readable as CSV: {error}"))
+    if undecodable:
+        problems += _undecodable_problems(header, header_line, rows, starts)
+        header = [_shown(name) for name in header]
+    problems += _repeated_columns(header, header_line) + _row_length_problems(rows, starts, len(header))
+    if header and not rows and not any(problem.rule == NOT_CSV for problem in problems):  # else rows are unknown
+        problems.append(BatchProblem("", NO_ROWS, f"the file has a header (line {header_line}) but no rows"))
+    info = BatchInfo(uri=uri, rows=len(rows), columns=header, problems=problems)
+    return (None, info) if problems else (pd.DataFrame(rows, columns=header, dtype=object), info)
+
+
+def _row_length_problems(rows: list[list[str]], starts: list[int], width: int) -> list[BatchProblem]:
+    """One problem for rows longer than the header, one for shorter ones: the first line and how many."""
+    problems = []
+    lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    for rule, wrong in ((TOO_MANY_VALUES, lengths > width), (TOO_FEW_VALUES, lengths < width)):
+        if wrong.any():
+            first = int(np.argmax(wrong))
+            more = int(wrong.sum()) - 1
+            problems.append(BatchProblem("", rule, f"line {starts[first]} has {lengths[first]} fields; the header "
+                                                   f"has {width}" + (f" ({more} more such row(s))" if more else "")))
+    return problems
+
+
+def _undecodable_problems(header: list[str], header_line: int, rows: list[list[str]],
+                          starts: list[int]) -> list[BatchProblem]:
+    """One problem per column holding bytes that are not UTF-8: its first line, a count and samples."""
+    found: dict[str, list[tuple[int, bytes]]] = collections.defaultdict(list)  # column: (line, the cell's bytes)
+    for name in header:
+        if _UNDECODABLE.search(name):
+            found[""].append((header_line, name.encode("utf-8", "surrogateescape")))
+    for row, start in zip(rows, starts, strict=True):
+        for index, cell in enumerate(row):
+            if _UNDECODABLE.search(cell):
+                column = _shown(header[index]) if index < len(header) else ""
+                found[column].append((start, cell.encode("utf-8", "surrogateescape")))
+    return [BatchProblem(column, INVALID_UTF8, f"line {cells[0][0]}: {len(cells)} value(s) are not UTF-8, such as "
+                                               f"{sample_values(value for _, value in cells)}; batches must be UTF-8")
+            for column, cells in found.items()]
+
+
+def combine(batches: list[tuple[pd.DataFrame | None, BatchInfo]]) -> tuple[pd.DataFrame, list[BatchInfo]]:
+    """The usable batches' rows in one frame, each marked with its batch's index in the list."""
+    frames = [frame.assign(**{BATCH_COLUMN: index}) for index, (frame, _) in enumerate(batches) if frame is not None]
+    infos = [info for _, info in batches]
+    if not frames:
+        return pd.DataFrame({BATCH_COLUMN: pd.Series(dtype="int32")}), infos
+    # A batch without a column gets "" there: validation names it from BatchInfo.columns.
+    return pd.concat(frames, ignore_index=True).fillna(""), infos
+
+
+def _require_label_inputs(frame: pd.DataFrame | None, info: BatchInfo, inputs: list[str],
+                          expression: str) -> tuple[pd.DataFrame | None, BatchInfo]:
+    """A readable batch without a column the label reads is left out (or its label would be all 0)."""
+    missing = [column for column in inputs if column not in info.columns]
+    if frame is None or not missing:
+        return frame, info
+    return None, dataclasses.replace(info, problems=[BatchProblem(
+        column, MISSING_COLUMN, f"the batch has no column {column!r}; the label expression {expression!r} reads it")
+        for column in missing])
+
+
+def _text_in(raw: pd.DataFrame, columns: list[str], missing_values: tuple[str, ...],
+             why: str) -> dict[int, list[BatchProblem]]:
+    """Per batch index: one problem for each of `columns` holding values that are not numbers."""
+    problems: dict[int, list[BatchProblem]] = collections.defaultdict(list)
+    for column in columns:
+        text = non_numeric_values(raw[column], missing_values)
+        for batch, values in text.groupby(raw.loc[text.index, BATCH_COLUMN]):
+            problems[int(batch)].append(BatchProblem(column, WRONG_TYPE, (
+                f"{len(values)} value(s) are not numbers, such as {sample_values(values)}; {why} (a value "
+                "meaning 'no value' belongs in the config's missing_values)")))
+    return problems
+
+
+def _leave_out(raw: pd.DataFrame, infos: list[BatchInfo],
+               problems: dict[int, list[BatchProblem]]) -> tuple[pd.DataFrame, list[BatchInfo]]:
+    """Records the problems and drops those batches' rows, and any column only they had."""
+    if not problems:
+        return raw, infos
+    infos = [dataclasses.replace(info, problems=info.problems + problems[index]) if index in problems else info
+             for index, info in enumerate(infos)]
+    kept = {column for info in infos if not info.problems for column in info.columns} | {BATCH_COLUMN}
+    rows = raw[~raw[BATCH_COLUMN].isin(list(problems))].reset_index(drop=True)
+    return rows[[column for column in rows.columns if column in kept]], infos
+
+
+def _type_and_label(raw: pd.DataFrame, infos: list[BatchInfo], inputs: list[str],
+                    config: DatasetConfig) -> tuple[pd.DataFrame, pd.DataFrame, list[BatchInfo]]:
+    """The rows kept, as text and typed with their label. A batch holding text in a column the label
+    reads as numbers is left out first; so is one whose text makes the expression fail."""
+    expression, markers, name = config.label.expression, config.missing_values, config.label.name
+    reads = f"the label expression {expression!r} reads it"
+    # A label input holds numbers when most of its values do, over all batches: text in one batch is then
+    # damage. A column of text (`outcome == 'default'`) is left to the expression.
+    numeric = [column for column in inputs if column in raw.columns
+               and 2 * len(non_numeric_values(raw[column], markers)) <= (~raw[column].isin(markers)).sum()]
+    raw, infos = _leave_out(raw, infos, _text_in(raw, numeric, markers, f"{reads} as numbers"))
+    while True:  # at most twice: after a failure, no batch with text in a label input is left
+        typed = type_columns(raw, markers)
+        if typed.empty:
+            return raw, typed.assign(**{name: pd.Series(dtype="int64")}), infos
+        try:
+            label = typed.eval(expression)
+        except Exception as error:  # pandas raises many types here; all mean "the expression does not fit"
+            text = [column for column in inputs if typed[column].dtype == object]
+            if not text:  # numbers throughout: the expression itself does not fit the data set
+                raise IngestError(f"label expression {expression!r} failed on the data: {error}") from error
+            cause = f"{reads} and fails on text: {str(error).splitlines()[0]}"
+            raw, infos = _leave_out(raw, infos, _text_in(raw, text, markers, cause))
+            continue
+        typed[name] = pd.Series(label, index=typed.index).fillna(False).astype("int64")
+        return raw, typed, infos
+
+
+def ingest(data_uri: str, config: DatasetConfig) -> tuple[IngestSummary, pd.DataFrame, pd.DataFrame]:
+    """Reads, types, labels and splits; returns the summary and the train and eval frames.
+
+    The columns the label expression reads are checked per batch before it is
+    computed, so a damaged batch is recorded and left out instead of failing it."""
+    inputs = label_input_columns(config.label.expression)
+    raw, infos = combine([_require_label_inputs(frame, info, inputs, config.label.expression)
+                          for frame, info in read_batches(find_batches(data_uri))])
+    raw, typed, infos = _type_and_label(raw, infos, inputs, config)
+    is_eval = (split_assignment(raw, config.split_key, config.eval_percent) if len(raw)
+               else np.zeros(0, dtype=bool))
+
+    train = typed[~is_eval].reset_index(drop=True)
+    evaluation = typed[is_eval].reset_index(drop=True)
+    summary = IngestSummary(
+        data_uri=data_uri, batches=infos, rows=len(typed), train_rows=len(train), eval_rows=len(evaluation),
+        label_positive_rate=float(typed[config.label.name].mean()) if len(typed) else None,
+    )
+    return summary, train, evaluation

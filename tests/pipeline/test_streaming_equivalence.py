@@ -1,0 +1,89 @@
+"""The streaming steps (issue 11) against the in-memory path they replaced, on the shipped sample.
+
+Chunks and shards are made small here, so that the sample crosses many chunk
+and shard boundaries: what holds at these sizes holds at any.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dataprep import ingest as streaming
+from dataprep.ingest import load_split
+from tests.pipeline import in_memory_reference as reference
+from tests.pipeline.conftest import (
+    SAMPLE,
+    SMALL_PARTITIONS,
+    damage,
+    duplicate_fare,
+    extra_field_on_line,
+    invalid_utf8_on_line,
+    set_cells,
+)
+
+CHUNK_ROWS = 97  # a prime: chunk edges fall anywhere in a batch
+SHARD_ROWS = 1000
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(streaming, "CHUNK_ROWS", CHUNK_ROWS)
+
+
+def _same_split(streamed: pd.DataFrame, expected: pd.DataFrame) -> None:
+    # Rows come out batch by batch in both paths: the same order, not only the same set.
+    pd.testing.assert_frame_equal(streamed.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def sample_ingested(tmp_path_factory, dataset_config):
+    folder = tmp_path_factory.mktemp("streamed")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming, "CHUNK_ROWS", CHUNK_ROWS)
+        summary = streaming.ingest(str(SAMPLE), dataset_config, folder, shard_rows=SHARD_ROWS)
+    return summary, folder
+
+
+def test_streaming_ingest_equals_the_in_memory_path_on_the_sample(sample_ingested, dataset_config):
+    summary, folder = sample_ingested
+    expected, train, evaluation = reference.ingest(str(SAMPLE), dataset_config)
+    assert summary == expected
+    assert len(streaming.split_shards(folder, "train")) == -(-len(train) // SHARD_ROWS) > 1
+    _same_split(load_split(folder, "train"), train)
+    _same_split(load_split(folder, "eval"), evaluation)
+
+
+def test_streaming_ingest_records_the_same_problems_wherever_a_chunk_ends(small_landing, dataset_config, tmp_path,
+                                                                          small_chunks):
+    good, damaged = (small_landing / partition / "batch.csv" for partition in SMALL_PARTITIONS)
+    damage(good, invalid_utf8_on_line(300))  # beyond the first chunks
+    damage(good, extra_field_on_line(250))
+    damage(good, extra_field_on_line(401))
+    copy = small_landing / "2014/05/01/0000"
+    copy.mkdir(parents=True)
+    (copy / "batch.csv").write_bytes(damaged.read_bytes())
+    damage(copy / "batch.csv", duplicate_fare)
+    damage(damaged, set_cells("tips", {line: b"$2" for line in range(150, 160)}))
+    summary = streaming.ingest(str(small_landing), dataset_config, tmp_path / "examples", shard_rows=SHARD_ROWS)
+    expected, train, evaluation = reference.ingest(str(small_landing), dataset_config)
+    assert summary == expected
+    assert [[problem.rule for problem in info.problems] for info in summary.batches] == [
+        ["ENUM_TYPE_INVALID_UTF8", "FEATURE_TYPE_HIGH_NUMBER_VALUES"], ["UNEXPECTED_DATA_TYPE"],
+        ["FEATURE_TYPE_HIGH_NUMBER_VALUES"]]
+    assert "line 250 has 19 fields; the header has 18 (1 more such row(s))" in \
+        summary.batches[0].problems[1].description
+    assert train.empty and load_split(tmp_path / "examples", "train").empty
+
+
+def test_a_text_label_input_types_and_labels_as_before(small_landing, dataset_config, tmp_path, small_chunks):
+    import dataclasses
+
+    from contract.dataset import Label
+
+    # payment_type is text in every batch: the expression compares it, and no batch is left out.
+    config = dataclasses.replace(dataset_config, label=Label("big_tipper", "payment_type == 'Credit Card'"))
+    summary = streaming.ingest(str(small_landing), config, tmp_path / "examples")
+    expected, train, _ = reference.ingest(str(small_landing), config)
+    assert summary == expected and summary.rows > 0
+    _same_split(load_split(tmp_path / "examples", "train"), train)
