@@ -6,10 +6,14 @@ and shard boundaries: what holds at these sizes holds at any.
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 import pytest
 
+from contract.schema import load_schema
 from dataprep import ingest as streaming
+from dataprep import validation as dv
 from dataprep.ingest import load_split
 from tests.pipeline import in_memory_reference as reference
 from tests.pipeline.conftest import (
@@ -87,3 +91,65 @@ def test_a_text_label_input_types_and_labels_as_before(small_landing, dataset_co
     expected, train, _ = reference.ingest(str(small_landing), config)
     assert summary == expected and summary.rows > 0
     _same_split(load_split(tmp_path / "examples", "train"), train)
+
+
+# ------------------------------------------------------------------ statistics and validation
+def _both(folder):
+    return pd.concat([load_split(folder, "train"), load_split(folder, "eval")])
+
+
+def _streamed_both(folder):
+    train, evaluation = dv.split_frames(folder, "train"), dv.split_frames(folder, "eval")
+    return lambda: itertools.chain(train(), evaluation())
+
+
+def test_streaming_statistics_equal_the_in_memory_ones(sample_ingested):
+    _, folder = sample_ingested
+    for split in ("train", "eval"):
+        frame = load_split(folder, split)
+        [streamed] = dv.statistics_list({split: dv.split_frames(folder, split)}).datasets
+        [expected] = reference.statistics_list({split: frame}).datasets
+        assert streamed.num_examples == expected.num_examples == len(frame)
+        for got, want in zip(streamed.features, expected.features, strict=True):
+            name = want.path.step[0]
+            if want.HasField("num_stats"):
+                present = frame[name].dropna().astype("float64").to_numpy()
+                assert got.num_stats.mean == pytest.approx(want.num_stats.mean, rel=1e-9, abs=1e-12)
+                assert got.num_stats.std_dev == pytest.approx(want.num_stats.std_dev, rel=1e-9, abs=1e-12)
+                # The median comes from a quantiles sketch (as in TFDV): its rank is within the sketch's error.
+                if len(present):
+                    below = (present < got.num_stats.median).mean()
+                    at_most = (present <= got.num_stats.median).mean()
+                    assert below - 0.002 <= 0.5 <= at_most + 0.002, name
+                for stats in (got.num_stats, want.num_stats):
+                    stats.ClearField("mean"), stats.ClearField("std_dev"), stats.ClearField("median")
+            else:
+                assert got.string_stats.avg_length == pytest.approx(want.string_stats.avg_length, rel=1e-12)
+                got.string_stats.ClearField("avg_length"), want.string_stats.ClearField("avg_length")
+            assert got == want  # counts, min, max, zeros, histograms, top values: identical
+
+
+def test_streaming_schema_inference_equals_the_in_memory_one_and_the_reviewed_schema(sample_ingested,
+                                                                                      dataset_config):
+    _, folder = sample_ingested
+    streamed = dv.infer_schema(_streamed_both(folder), dataset_config)
+    assert streamed == reference.infer_schema(_both(folder), dataset_config)
+    assert streamed == load_schema(dataset_config.schema_uri)
+
+
+def test_streaming_validation_finds_the_same_anomalies_in_every_chunk(small_landing, dataset_config, tmp_path):
+    first, second = (small_landing / partition / "batch.csv" for partition in SMALL_PARTITIONS)
+    damage(first, set_cells("payment_type", {line: b"Bitcoin" for line in range(2, 400, 9)}))
+    damage(first, set_cells("trip_start_hour", {line: b"31" for line in range(300, 306)}))
+    damage(second, set_cells("trip_miles", {line: b"n/a" for line in range(100, 400, 50)}))
+    damage(second, set_cells("trip_seconds", {line: b"" for line in range(2, 300)}))
+    damage(second, set_cells("pickup_latitude", {line: b"50.1" for line in range(2, 40)}))
+    summary = streaming.ingest(str(small_landing), dataset_config, tmp_path / "examples", shard_rows=50)
+    schema = load_schema(dataset_config.schema_uri)
+    streamed = dv.validate(_streamed_both(tmp_path / "examples"), summary.batches, schema, dataset_config)
+    expected = reference.validate(_both(tmp_path / "examples"), summary.batches, schema, dataset_config)
+    assert streamed == expected
+    assert {(a.feature, a.rule) for a in streamed} >= {
+        ("payment_type", "ENUM_TYPE_UNEXPECTED_STRING_VALUES"), ("trip_start_hour", "INT_TYPE_BIG_INT"),
+        ("trip_miles", "UNEXPECTED_DATA_TYPE"), ("trip_seconds", "FEATURE_TYPE_LOW_FRACTION_PRESENT"),
+        ("pickup_latitude", "FLOAT_TYPE_BIG_FLOAT")}
