@@ -10,6 +10,9 @@ import csv
 import dataclasses
 import io
 import math
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -443,5 +446,62 @@ def _tolerance_anomaly(name: str, rule: str, offending: pd.Series, total: int, t
     severity = CRITICAL if share > tolerance else WARNING
     return [Anomaly(name, rule, severity, batch_uri,
                     f"{share:.1%} {what} (tolerance {tolerance:.0%}), e.g. {examples}")]
+
+
+
+
+# ------------------------------------------------------------ transform (dataprep/transform.py)
+def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: str, transform_graph_dir: str,
+                          transformed_dir: str) -> dict:
+    """The work itself; runs in the isolated child. Returns row counts and timings."""
+    import apache_beam as beam
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+
+    from contract.dataset import load_dataset_config
+    from contract.schema import load_schema
+    from dataprep.ingest import load_split
+    from dataprep.transform import raw_inputs as _record_batch
+    from trainer.features import raw_features
+    from trainer.preprocessing import make_preprocessing_fn
+
+    started = time.perf_counter()
+    config = load_dataset_config(dataset_config)
+    schema = load_schema(schema_path)
+    features = raw_features(config, schema)
+    train_batch, adapter_config = _record_batch(load_split(examples_dir, "train"), features, config.label.name)
+    eval_batch, _ = _record_batch(load_split(examples_dir, "eval"), features, config.label.name)
+
+    output = Path(transformed_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = {"train": str(output / "train.parquet"), "eval": str(output / "eval.parquet")}
+    with (tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, tft_beam.Context(temp_dir=temp_dir),
+          beam.Pipeline() as pipeline):
+        train_rows = pipeline | "TrainRows" >> beam.Create([train_batch], reshuffle=False)
+        eval_rows = pipeline | "EvalRows" >> beam.Create([eval_batch], reshuffle=False)
+        (train_transformed, _), transform_fn = (
+            (train_rows, adapter_config)
+            | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+                make_preprocessing_fn(config, schema, features), output_record_batches=True))
+        eval_transformed, _ = (
+            ((eval_rows, adapter_config), transform_fn)
+            | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True))
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph_dir)
+        for split, transformed in (("train", train_transformed), ("eval", eval_transformed)):
+            _ = (transformed
+                 | f"{split}RecordBatches" >> beam.Map(lambda batch_and_passthrough: batch_and_passthrough[0])
+                 | f"{split}Collect" >> beam.combiners.ToList()
+                 | f"{split}Write" >> beam.Map(_write_parquet, paths[split]))
+    result = {"train_rows": train_batch.num_rows, "eval_rows": eval_batch.num_rows,
+              "transformed_features": sorted(tft.TFTransformOutput(transform_graph_dir).transformed_feature_spec()),
+              "seconds": round(time.perf_counter() - started, 2)}
+    return result
+
+
+def _write_parquet(record_batches: list, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_batches(record_batches), path)
 
 

@@ -153,3 +153,77 @@ def test_streaming_validation_finds_the_same_anomalies_in_every_chunk(small_land
         ("payment_type", "ENUM_TYPE_UNEXPECTED_STRING_VALUES"), ("trip_start_hour", "INT_TYPE_BIG_INT"),
         ("trip_miles", "UNEXPECTED_DATA_TYPE"), ("trip_seconds", "FEATURE_TYPE_LOW_FRACTION_PRESENT"),
         ("pickup_latitude", "FLOAT_TYPE_BIG_FLOAT")}
+
+
+# ------------------------------------------------------------------ transform
+def _sorted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in a canonical order (Beam does not keep row order across shards), floats rounded only
+    for ordering, so that values equal within float tolerance sort alike."""
+    key = frame.round(4)
+    order = key.sort_values(list(key.columns), kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def _flat(path) -> pd.DataFrame:
+    """A transformed Parquet file as flat columns (the in-memory path wrote one-value lists)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    return pd.DataFrame({name: (column.combine_chunks().flatten() if hasattr(column.type, "value_type")
+                                else column.combine_chunks()).to_numpy() for name, column in
+                         zip(table.column_names, table.columns, strict=True)})
+
+
+@pytest.fixture(scope="module")
+def sample_transformed(sample_ingested, dataset_config, tmp_path_factory):
+    """The sample transformed both ways: the streaming Beam pipeline and the in-memory reference."""
+    from dataprep.isolation import run_isolated
+    from dataprep.transform import run_transform
+
+    _, examples = sample_ingested
+    root = tmp_path_factory.mktemp("transformed")
+    arguments = (str(examples), str(dataset_config.source), str(dataset_config.schema_uri))
+    streamed = run_transform(*arguments, str(root / "graph"), str(root / "streamed"))
+    expected = run_isolated("tests.pipeline.in_memory_reference:analyze_and_transform", examples_dir=arguments[0],
+                            dataset_config=arguments[1], schema_path=arguments[2],
+                            transform_graph_dir=str(root / "reference_graph"),
+                            transformed_dir=str(root / "reference"))
+    return {"root": root, "streamed": streamed, "expected": expected}
+
+
+def test_streaming_transform_equals_the_in_memory_one_on_the_sample(sample_transformed):
+    root = sample_transformed["root"]
+    streamed, expected = sample_transformed["streamed"], sample_transformed["expected"]
+    assert (streamed["train_rows"], streamed["eval_rows"]) == (expected["train_rows"], expected["eval_rows"])
+    assert streamed["transformed_features"] == expected["transformed_features"]
+    assert sorted(path.name for path in (root / "graph" / "transform_fn" / "assets").iterdir()) == sorted(
+        path.name for path in (root / "reference_graph" / "transform_fn" / "assets").iterdir())
+    for asset in (root / "graph" / "transform_fn" / "assets").iterdir():  # vocabularies: identical
+        assert asset.read_bytes() == (root / "reference_graph" / "transform_fn" / "assets" / asset.name).read_bytes()
+    for split in ("train", "eval"):
+        got = _sorted_rows(load_split(root / "streamed", split))
+        want = _sorted_rows(_flat(root / "reference" / f"{split}.parquet")[list(got.columns)])
+        assert len(got) == len(want) > 0
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ training input
+def test_training_streams_every_transformed_row_once_per_epoch(sample_transformed, dataset_config):
+    import numpy as np
+
+    from trainer.train import transformed_dataset
+
+    root = sample_transformed["root"] / "streamed"
+    label = dataset_config.label.name
+    expected = load_split(root, "train")
+    names = [column for column in expected.columns if column != label]
+    for seed in (None, 7):  # in shard order, then shuffled
+        features, labels = [], []
+        for batch_features, batch_labels in transformed_dataset(str(root), "train", names, label, 1000, seed):
+            features.append(np.hstack([batch_features[name].numpy() for name in names]))
+            labels.append(batch_labels.numpy())
+        got = pd.DataFrame(np.vstack(features), columns=names).assign(**{label: np.concatenate(labels)})
+        assert len(got) == len(expected)
+        pd.testing.assert_frame_equal(_sorted_rows(got), _sorted_rows(expected[[*names, label]]), check_dtype=False)
+        if seed is not None:
+            assert not np.array_equal(got[label].to_numpy(), expected[label].to_numpy())  # shuffled
