@@ -50,6 +50,21 @@ from dataprep.validation import (
     data_columns,
     problem_anomalies,
 )
+from evaluation.gate import (
+    _METRICS,
+    CANDIDATE,
+    CHAMPION,
+    DECISION_THRESHOLD,
+    GATED_METRIC,
+    OVERALL,
+    EvaluationOutcome,
+    Thresholds,
+    _change_failures,
+    _curves,
+    _eval_config,
+    _floor_failures,
+    _slice_name,
+)
 from storage import uri as storage_uri
 
 
@@ -505,3 +520,53 @@ def _write_parquet(record_batches: list, path: str) -> None:
     pq.write_table(pa.Table.from_batches(record_batches), path)
 
 
+
+
+# ------------------------------------------------------------ evaluation (evaluation/gate.py)
+def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray | None,
+             config: DatasetConfig, thresholds: Thresholds, output_dir: str) -> EvaluationOutcome:
+    """Runs TFMA over the eval split's labels, slice columns and each model's predictions."""
+    import tensorflow_model_analysis as tfma
+
+    if eval_frame.empty:  # TFMA cannot run on no rows; there is nothing to judge the model on
+        raise ValueError(f"the eval split is empty: no labelled example to evaluate the model on; at least "
+                         f"{thresholds.gate.min_eval_examples} are needed (gate.min_eval_examples in "
+                         f"{config.source}). Train on more data (data_uri) or change split.eval_percent.")
+
+    slice_columns = sorted({key for keys in config.slices for key in keys})
+    data = pd.DataFrame({column: eval_frame[column].astype(str).where(eval_frame[column].notna(), "missing")
+                         for column in slice_columns})
+    data[config.label.name] = eval_frame[config.label.name].to_numpy(dtype="int64")
+    predictions = {CANDIDATE: candidate} | ({CHAMPION: champion} if champion is not None else {})
+
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    roc: dict[str, dict[str, list[float]]] = {}
+    calibration: dict[str, dict[str, list[float]]] = {}
+    eval_config = _eval_config(config)
+    for model, model_predictions in predictions.items():
+        data["prediction"] = model_predictions.astype("float32")
+        result = tfma.analyze_raw_data(data, eval_config, output_path=str(Path(output_dir) / model))
+        for slice_key, outputs in result.slicing_metrics:
+            values = outputs[""][""]
+            named = {shown: float(values[key]["doubleValue"]) for key, shown in _METRICS.items()
+                     if key in values and "doubleValue" in values[key]}
+            if named.get("mean_label") in (0.0, 1.0):
+                named[GATED_METRIC] = math.nan  # one class only: AUC is undefined, not 0
+            metrics.setdefault(_slice_name(slice_key), {})[model] = named
+        roc[model], calibration[model] = _curves(result)
+    failures = _floor_failures(metrics[OVERALL][CANDIDATE], thresholds)
+    if champion is not None:
+        failures += _change_failures(metrics, thresholds)
+    data["prediction"] = candidate
+    return EvaluationOutcome(blessed=not failures, has_champion=champion is not None, thresholds=thresholds,
+                             metrics=metrics, failures=failures, roc=roc, calibration=calibration,
+                             confusion=_confusion(data, config.label.name))
+
+
+def _confusion(data: pd.DataFrame, label: str) -> dict[str, int]:
+    labels = data[label].to_numpy()
+    predicted_positive = data["prediction"].to_numpy() >= DECISION_THRESHOLD
+    return {"tp": int((predicted_positive & (labels == 1)).sum()),
+            "fp": int((predicted_positive & (labels == 0)).sum()),
+            "tn": int((~predicted_positive & (labels == 0)).sum()),
+            "fn": int((~predicted_positive & (labels == 1)).sum())}

@@ -227,3 +227,32 @@ def test_training_streams_every_transformed_row_once_per_epoch(sample_transforme
         pd.testing.assert_frame_equal(_sorted_rows(got), _sorted_rows(expected[[*names, label]]), check_dtype=False)
         if seed is not None:
             assert not np.array_equal(got[label].to_numpy(), expected[label].to_numpy())  # shuffled
+
+
+# ------------------------------------------------------------------ evaluation
+def test_streaming_evaluation_equals_the_in_memory_one_on_the_sample(sample_ingested, sample_transformed,
+                                                                    dataset_config, tmp_path):
+    from evaluation.gate import Thresholds, evaluate_examples, predict
+    from trainer.train import train_and_export
+
+    _, examples = sample_ingested
+    root = sample_transformed["root"]
+    train_and_export(str(root / "streamed"), str(root / "graph"), str(dataset_config.source),
+                     str(dataset_config.schema_uri), str(tmp_path / "model"), {"epochs": 1})
+    thresholds = Thresholds(gate=dataset_config.gate)
+    model = str(tmp_path / "model")
+    # The model is its own champion too: both TFMA branches of the one pipeline run.
+    streamed = evaluate_examples(str(examples), model, model, dataset_config, thresholds, str(tmp_path / "s"))
+    frame = load_split(examples, "eval")
+    scores = predict(model, frame)
+    expected = reference.evaluate(frame, scores, scores, dataset_config, thresholds, str(tmp_path / "r"))
+    assert (streamed.blessed, streamed.failures, streamed.confusion) == (
+        expected.blessed, expected.failures, expected.confusion)
+    assert streamed.metrics.keys() == expected.metrics.keys() and len(streamed.metrics) > 10  # slices
+    for name, by_model in expected.metrics.items():
+        for model_name, values in by_model.items():
+            assert streamed.metrics[name][model_name] == pytest.approx(values, rel=1e-6, abs=1e-9, nan_ok=True)
+    for curves in ("roc", "calibration"):
+        for model_name, points in getattr(expected, curves).items():
+            for axis, values in points.items():
+                assert getattr(streamed, curves)[model_name][axis] == pytest.approx(values, rel=1e-6, abs=1e-9)
