@@ -7,10 +7,11 @@ from components import project_component
 def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config: str, model_name: str,
                    champion_uri: str, champion_version: str, min_auc: float, max_auc_regression: float,
                    data_uri: str, metrics: Output[Metrics], classification_metrics: Output[ClassificationMetrics],
-                   report: Output[HTML], evaluation: Output[Artifact]) -> bool:
-    """TFMA against the champion. Returns the blessing, which decides whether the
-    model is registered (a single output: kfp.local resolves only `Output` in a
-    dsl.If condition, not a named output)."""
+                   report: Output[HTML], evaluation: Output[Artifact], beam_runner: str = "DirectRunner",
+                   beam_pipeline_args: list = []) -> bool:  # noqa: B006 (KFP reads the default)
+    """TFMA against the champion, on Beam (`beam_runner`, `beam_pipeline_args`: dataprep.beam_options).
+    Returns the blessing, which decides whether the model is registered (a single output: kfp.local
+    resolves only `Output` in a dsl.If condition, not a named output)."""
     from pathlib import Path
 
     from contract.artifacts import OUTCOME_FILE
@@ -26,7 +27,7 @@ def evaluate_model(model: Input[Model], examples: Input[Dataset], dataset_config
         require_same_inputs(model_name, champion_version, champion_uri, InputSpec.load(model.path), (CHAMPION,))
     outcome = evaluate_examples(examples.path, model.path, champion_uri, config,
                                 Thresholds(min_auc=min_auc, max_auc_regression=max_auc_regression, gate=config.gate),
-                                evaluation.path)
+                                evaluation.path, beam_runner, beam_pipeline_args)
     (Path(evaluation.path) / OUTCOME_FILE).write_text(outcome.to_json())
     evaluation.metadata.update({"blessed": outcome.blessed, "failures": outcome.failures})
 

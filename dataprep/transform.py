@@ -7,8 +7,8 @@ work), turned into the model's raw inputs chunk by chunk, and handed to
 tf.Transform as Arrow RecordBatches with a tfx_bsl `TensorAdapterConfig` (the
 TFXIO form TFT reads). Transformed rows are written as Parquet shards by Beam's
 own sink. Nothing is collected in one place, so the same pipeline scales out on
-Dataflow: the Beam options (`beam_pipeline_args`, as TFX passes them) choose the
-runner; locally it is the DirectRunner.
+Dataflow: `beam_runner` and `beam_pipeline_args` (dataprep.beam_options, as TFX
+passes them) choose the runner and its settings; locally it is the DirectRunner.
 
 `run_transform` is what the pipeline step calls: the Beam/TFT work runs in an
 isolated child (dataprep.isolation) so the known exit-time segfault neither fails
@@ -23,26 +23,26 @@ import time
 from pathlib import Path
 
 from contract.artifacts import EVAL_SPLIT, TRAIN_SPLIT, TRANSFORM_SUMMARY_FILE
+from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options
 from dataprep.isolation import run_isolated
 
 SHARD_PREFIX = "part"
 
 
 def run_transform(examples_dir: str, dataset_config: str, schema_path: str, transform_graph_dir: str,
-                  transformed_dir: str, beam_pipeline_args: list[str] | None = None) -> dict:
+                  transformed_dir: str, beam_runner: str = DIRECT_RUNNER,
+                  beam_pipeline_args: list[str] | None = None) -> dict:
+    beam_options(beam_runner, beam_pipeline_args)  # refused here, before the child starts, if it cannot run
     return run_isolated("dataprep.transform:analyze_and_transform", examples_dir=examples_dir,
                         dataset_config=dataset_config, schema_path=schema_path,
                         transform_graph_dir=transform_graph_dir, transformed_dir=transformed_dir,
-                        beam_pipeline_args=list(beam_pipeline_args or []))
+                        beam_runner=beam_runner, beam_pipeline_args=list(beam_pipeline_args or []))
 
 
-def build_transform_pipeline(pipeline, examples_dir: str, dataset_config: str, schema_path: str,
-                             transform_graph_dir: str, transformed_dir: str) -> None:
-    """Adds the transform to a Beam pipeline (any runner); call inside a `tft_beam.Context`.
-
-    Every location is passed to Beam in its canonical form (`gs://` for the
-    /gcs/ mount): Dataflow workers have no mount.
-    """
+def build_transform_pipeline(pipeline, options: BeamOptions, examples_dir: str, dataset_config: str,
+                             schema_path: str, transform_graph_dir: str, transformed_dir: str) -> None:
+    """Adds the transform to a Beam pipeline; call inside a `tft_beam.Context`. Every location is
+    given to Beam as `options.location` says (gs:// on Dataflow, whose workers have no mount)."""
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
 
@@ -50,14 +50,13 @@ def build_transform_pipeline(pipeline, examples_dir: str, dataset_config: str, s
     from contract.schema import load_schema
     from dataprep.ingest import split_shards
     from storage import shards
-    from storage.uri import canonical
     from trainer.features import raw_features
     from trainer.preprocessing import make_preprocessing_fn, transformed_schema
 
     config = load_dataset_config(dataset_config)
     schema = load_schema(schema_path)
     features = raw_features(config, schema)
-    inputs = {split: [canonical(uri) for uri in split_shards(examples_dir, split)]
+    inputs = {split: [options.location(uri) for uri in split_shards(examples_dir, split)]
               for split in (TRAIN_SPLIT, EVAL_SPLIT)}
     empty = shards.shard_schema(inputs[TRAIN_SPLIT][0]).empty_table().to_pandas()
     _, adapter_config = raw_inputs(empty, features, config.label.name)
@@ -75,35 +74,34 @@ def build_transform_pipeline(pipeline, examples_dir: str, dataset_config: str, s
     eval_transformed, _ = (
         ((raw[EVAL_SPLIT], adapter_config), transform_fn)
         | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True))
-    _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(canonical(transform_graph_dir))
+    _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(options.location(transform_graph_dir))
     for split, transformed in ((TRAIN_SPLIT, train_transformed), (EVAL_SPLIT, eval_transformed)):
         _ = (transformed
              | f"Flatten{split}" >> beam.Map(_flat_table, output_schema, split)
              | f"Write{split}" >> beam.io.WriteToParquetBatched(
-                 f"{canonical(transformed_dir).rstrip('/')}/{split}/{SHARD_PREFIX}", output_schema,
+                 f"{options.location(transformed_dir).rstrip('/')}/{split}/{SHARD_PREFIX}", output_schema,
                  file_name_suffix=".parquet"))
 
 
 def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: str, transform_graph_dir: str,
-                          transformed_dir: str, beam_pipeline_args: list[str] | None = None) -> dict:
+                          transformed_dir: str, beam_runner: str = DIRECT_RUNNER,
+                          beam_pipeline_args: list[str] | None = None) -> dict:
     """The work itself; runs in the isolated child. Returns row counts and timings."""
     import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from apache_beam.metrics.metric import MetricsFilter
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     started = time.perf_counter()
     Path(transformed_dir).mkdir(parents=True, exist_ok=True)
-    options = PipelineOptions(list(beam_pipeline_args or []))
-    with tempfile.TemporaryDirectory(prefix="tft-") as local_temp:
-        temp_dir = options.get_all_options().get("temp_location") or local_temp
-        with tft_beam.Context(temp_dir=temp_dir):
-            pipeline = beam.Pipeline(options=options)
-            build_transform_pipeline(pipeline, examples_dir, dataset_config, schema_path, transform_graph_dir,
-                                     transformed_dir)
-            run = pipeline.run()
-            run.wait_until_finish()
+    options = beam_options(beam_runner, beam_pipeline_args)
+    with (tempfile.TemporaryDirectory(prefix="tft-") as local_temp,
+          tft_beam.Context(temp_dir=options.temp_location() or local_temp)):
+        pipeline = beam.Pipeline(options=options.pipeline_options())
+        build_transform_pipeline(pipeline, options, examples_dir, dataset_config, schema_path,
+                                 transform_graph_dir, transformed_dir)
+        run = pipeline.run()
+        run.wait_until_finish()
     counters = {result.key.metric.name: result.committed
                 for result in run.metrics().query(MetricsFilter().with_namespace(__name__))["counters"]}
     result = {"train_rows": counters.get(f"{TRAIN_SPLIT}_rows", 0), "eval_rows": counters.get(f"{EVAL_SPLIT}_rows", 0),

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from contract.dataset import DatasetConfig, Gate
+from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -251,35 +252,34 @@ def _count_confusion(batch, label: str):
     return batch
 
 
-def run_tfma(build_source, models: list[str], config: DatasetConfig, output_dir: str,
-             beam_pipeline_args: list[str] | None = None) -> tuple[dict, dict[str, int]]:
-    """One Beam pipeline: the scored rows from `build_source(pipeline)` (Arrow batches from
-    `scored_batch`), one TFMA evaluation per model (TFMA's own ExtractEvaluateAndWriteResults, results
-    under output_dir/model), and the candidate's confusion counts. Returns each model's EvalResult and
-    the counts. `beam_pipeline_args` choose the runner and its options, as TFX passes them."""
+def add_tfma(scored, models: list[str], config: DatasetConfig, outputs: dict[str, str]) -> None:
+    """Adds to a Beam pipeline, after its scored rows (Arrow batches from `scored_batch`): the
+    candidate's confusion counts (Beam counters), and one TFMA evaluation per model (TFMA's own
+    ExtractEvaluateAndWriteResults, results under outputs[model])."""
     import apache_beam as beam
     import tensorflow_model_analysis as tfma
-    from apache_beam.metrics.metric import MetricsFilter
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from storage.uri import canonical
 
     eval_config = _eval_config(config)
     label = config.label.name
-    outputs = {model: canonical(str(Path(output_dir) / model)) for model in models}
-    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args or [])))
-    scored = build_source(pipeline) | "CountConfusion" >> beam.Map(_count_confusion, label)
+    counted = scored | "CountConfusion" >> beam.Map(_count_confusion, label)
     for model in models:
-        _ = (scored
+        _ = (counted
              | f"Select{model}" >> beam.Map(_one_model, model, label)
              | f"Evaluate{model}" >> tfma.ExtractEvaluateAndWriteResults(eval_config=eval_config,
                                                                          output_path=outputs[model]))
+
+
+def _run_tfma(pipeline, outputs: dict[str, str]) -> tuple[dict, dict[str, int]]:
+    """Runs the pipeline to the end; each model's EvalResult and the candidate's confusion counts."""
+    import tensorflow_model_analysis as tfma
+    from apache_beam.metrics.metric import MetricsFilter
+
     run = pipeline.run()
     run.wait_until_finish()
     counters = {result.key.metric.name: result.committed
                 for result in run.metrics().query(MetricsFilter().with_namespace(__name__))["counters"]}
     confusion = {name: int(counters.get(name, 0)) for name in ("tp", "fp", "tn", "fn")}
-    return {model: tfma.load_eval_result(outputs[model]) for model in models}, confusion
+    return {model: tfma.load_eval_result(path) for model, path in outputs.items()}, confusion
 
 
 def _empty_eval_split(config: DatasetConfig, thresholds: Thresholds) -> ValueError:
@@ -290,30 +290,42 @@ def _empty_eval_split(config: DatasetConfig, thresholds: Thresholds) -> ValueErr
 
 
 def evaluate_examples(examples_dir: str, model_uri: str, champion_uri: str, config: DatasetConfig,
-                      thresholds: Thresholds, output_dir: str,
+                      thresholds: Thresholds, output_dir: str, beam_runner: str = DIRECT_RUNNER,
                       beam_pipeline_args: list[str] | None = None) -> EvaluationOutcome:
     """The evaluate step: both models score the eval split's shards inside Beam, TFMA computes the
     metrics there, and the outcome is decided. Memory holds a chunk per worker, whatever the split's
-    size; on Dataflow the shards spread over the workers."""
+    size; on Dataflow (`beam_runner`, `beam_pipeline_args`) the shards spread over the workers."""
     import apache_beam as beam
 
-    from dataprep.ingest import load_manifest, split_shards
-    from evaluation.scoring import ScoreShards
-    from storage.uri import canonical
+    from dataprep.ingest import load_manifest
 
+    options = beam_options(beam_runner, beam_pipeline_args)
     if not load_manifest(examples_dir).eval_rows:
         raise _empty_eval_split(config, thresholds)
-    shards = [canonical(uri) for uri in split_shards(examples_dir, "eval")]
-    models = {CANDIDATE: canonical(model_uri)} | ({CHAMPION: champion_uri} if champion_uri else {})
-
-    def source(pipeline):
-        return (pipeline
-                | "ListEvalShards" >> beam.Create(shards)  # file names, not rows
-                | "SpreadEvalShards" >> beam.Reshuffle()
-                | "Score" >> beam.ParDo(ScoreShards(models, config)))
-
-    results, confusion = run_tfma(source, list(models), config, output_dir, beam_pipeline_args)
+    pipeline = beam.Pipeline(options=options.pipeline_options())
+    outputs = build_evaluation_pipeline(pipeline, options, examples_dir, model_uri, champion_uri, config, output_dir)
+    results, confusion = _run_tfma(pipeline, outputs)
     return _outcome(results, confusion, config, thresholds)
+
+
+def build_evaluation_pipeline(pipeline, options: BeamOptions, examples_dir: str, model_uri: str, champion_uri: str,
+                              config: DatasetConfig, output_dir: str) -> dict[str, str]:
+    """Adds the evaluation to a Beam pipeline: the eval shards listed, read and scored one shard per
+    element, then TFMA per model. Returns where each model's results go."""
+    import apache_beam as beam
+
+    from dataprep.ingest import split_shards
+    from evaluation.scoring import ScoreShards
+
+    shards = [options.location(uri) for uri in split_shards(examples_dir, "eval")]
+    models = {CANDIDATE: options.location(model_uri)} | ({CHAMPION: champion_uri} if champion_uri else {})
+    outputs = {model: options.location(str(Path(output_dir) / model)) for model in models}
+    scored = (pipeline
+              | "ListEvalShards" >> beam.Create(shards)  # file names, not rows
+              | "SpreadEvalShards" >> beam.Reshuffle()
+              | "Score" >> beam.ParDo(ScoreShards(models, config)))
+    add_tfma(scored, list(models), config, outputs)
+    return outputs
 
 
 def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray | None,
@@ -326,8 +338,10 @@ def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarr
         raise _empty_eval_split(config, thresholds)
     predictions = {CANDIDATE: candidate} | ({CHAMPION: champion} if champion is not None else {})
     batch = scored_batch(eval_frame, predictions, config)
-    results, confusion = run_tfma(lambda pipeline: pipeline | "Rows" >> beam.Create([batch]), list(predictions),
-                                  config, output_dir)
+    outputs = {model: str(Path(output_dir) / model) for model in predictions}
+    pipeline = beam.Pipeline()
+    add_tfma(pipeline | "Rows" >> beam.Create([batch]), list(predictions), config, outputs)
+    results, confusion = _run_tfma(pipeline, outputs)
     return _outcome(results, confusion, config, thresholds)
 
 
