@@ -62,21 +62,23 @@ def build_transform_pipeline(pipeline, options: BeamOptions, examples_dir: str, 
     _, adapter_config = raw_inputs(empty, features, config.label.name)
     output_schema = transformed_schema(config, features)
 
-    raw = {split: (pipeline
-                   | f"List{split}Shards" >> beam.Create(uris)  # file names, not rows
-                   | f"Spread{split}Shards" >> beam.Reshuffle()
-                   | f"Read{split}" >> beam.FlatMap(_read_raw_inputs, features, config.label.name))
-           for split, uris in inputs.items()}
-    (train_transformed, _), transform_fn = (
-        (raw[TRAIN_SPLIT], adapter_config)
-        | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
-            make_preprocessing_fn(config, schema, features), output_record_batches=True))
-    eval_transformed, _ = (
-        ((raw[EVAL_SPLIT], adapter_config), transform_fn)
-        | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True))
+    def read(split: str, purpose: str):
+        return (pipeline
+                | f"List{split}ShardsFor{purpose}" >> beam.Create(inputs[split])  # file names, not rows
+                | f"Spread{split}ShardsFor{purpose}" >> beam.Reshuffle()
+                | f"Read{split}For{purpose}" >> beam.FlatMap(_read_raw_inputs, features, config.label.name))
+
+    # The train split is read twice, once to analyze and once to transform, rather than analyzed and
+    # transformed from one PCollection: a runner must then keep that PCollection whole between the
+    # two phases (the DirectRunner holds it in memory), where a second read streams.
+    transform_fn = ((read(TRAIN_SPLIT, "Analysis"), adapter_config)
+                    | "Analyze" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(config, schema, features)))
+    transformed = {split: (((read(split, "Transform"), adapter_config), transform_fn)
+                           | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True))[0]
+                   for split in (TRAIN_SPLIT, EVAL_SPLIT)}
     _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(options.location(transform_graph_dir))
-    for split, transformed in ((TRAIN_SPLIT, train_transformed), (EVAL_SPLIT, eval_transformed)):
-        _ = (transformed
+    for split, rows in transformed.items():
+        _ = (rows
              | f"Flatten{split}" >> beam.Map(_flat_table, output_schema, split)
              | f"Write{split}" >> beam.io.WriteToParquetBatched(
                  f"{options.location(transformed_dir).rstrip('/')}/{split}/{SHARD_PREFIX}", output_schema,

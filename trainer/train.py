@@ -14,8 +14,10 @@ import math
 import time
 from pathlib import Path
 
-# Rows tf.data shuffles among (the whole split when it is smaller): about 100 bytes a row, so ~10 MB.
-SHUFFLE_BUFFER_ROWS = 100_000
+# Rows tf.data shuffles among, drawn from SHUFFLE_SHARDS shards at a time (in a new shard order each
+# epoch). The buffer holds each row's features as tensors, so its size bounds the step's memory.
+SHUFFLE_BUFFER_ROWS = 10_000
+SHUFFLE_SHARDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Hyperparameters:
 def transformed_dataset(transformed_dir: str, split: str, model_inputs: list[str], label: str, batch_size: int,
                         shuffle_seed: int | None = None):
     """A `tf.data.Dataset` of (features, label) batches streamed from a split's transformed shards
-    (`storage.shards.iter_chunks`): memory holds a chunk and, when shuffling, SHUFFLE_BUFFER_ROWS rows.
+    (`storage.shards.iter_chunks`): memory holds a few chunks and, when shuffling, SHUFFLE_BUFFER_ROWS rows.
     Each feature is (rows, 1), as the network's inputs take it."""
     import pyarrow as pa
     import tensorflow as tf
@@ -67,16 +69,23 @@ def transformed_dataset(transformed_dir: str, split: str, model_inputs: list[str
     signature = ({name: tf.TensorSpec([None, 1], dtypes[name], name=name) for name in model_inputs},
                  tf.TensorSpec([None], tf.float32))
 
-    def chunks():
-        for chunk in shards.iter_chunks(found, columns=[*model_inputs, label]):
+    def chunks(shard: bytes):
+        for chunk in shards.iter_chunks([shard.decode()], columns=[*model_inputs, label]):
             columns: dict[str, pa.Array] = dict(zip(chunk.batch.schema.names, chunk.batch.columns, strict=True))
             yield ({name: columns[name].to_numpy().reshape(-1, 1) for name in model_inputs},
                    columns[label].to_numpy().astype("float32"))
 
-    dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(SHUFFLE_BUFFER_ROWS, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    def read(shard):
+        return tf.data.Dataset.from_generator(chunks, args=(shard,), output_signature=signature)
+
+    files = tf.data.Dataset.from_tensor_slices(found)
+    if shuffle_seed is None:
+        return files.flat_map(read).unbatch().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # Shards in a new order each epoch, several read at once, rows shuffled within a bounded buffer.
+    files = files.shuffle(len(found), seed=shuffle_seed, reshuffle_each_iteration=True)
+    rows = files.interleave(read, cycle_length=min(len(found), SHUFFLE_SHARDS), deterministic=True).unbatch()
+    rows = rows.shuffle(SHUFFLE_BUFFER_ROWS, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_config: str, schema_path: str,

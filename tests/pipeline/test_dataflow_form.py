@@ -101,8 +101,9 @@ def test_the_transform_pipeline_translates_into_a_dataflow_job(dataflow, dataset
     request, graph = _job_and_graph(dataflow, "transform-job")
     _check_job(request, "transform-job")
     names = set(graph)
-    for step in ("Listtrain", "Readtrain", "AnalyzeAndTransform", "TransformEval", "WriteTransformFn",
-                 "Writetrain", "Writeeval"):
+    for step in ("ListtrainShardsForAnalysis", "ReadtrainForAnalysis", "Analyze", "ReadtrainForTransform",
+                 "Transformtrain", "ReadevalForTransform", "Transformeval", "WriteTransformFn", "Writetrain",
+                 "Writeeval"):
         assert any(name.startswith(step) for name in names), f"{step} is not in the Dataflow job"
 
 
