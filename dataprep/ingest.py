@@ -460,18 +460,31 @@ def _text_in(scanned: _Scanned, columns: list[str], why: str) -> dict[int, list[
     return problems
 
 
-def _typed_chunks(scanned: _Scanned, kinds: dict[str, str], config: DatasetConfig,
-                  columns: list[str] | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Each kept batch's rows, chunk by chunk: as text (every kept column, "" where a batch lacks one)
-    and typed with the kinds decided over all batches, marked with the batch's index."""
-    columns = columns or list(kinds)
+def _typed_chunks(scanned: _Scanned, kinds: dict[str, str],
+                  config: DatasetConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The kept batches' rows, about CHUNK_ROWS at a time (several small batches make one chunk, so the
+    per-call cost of typing is paid per chunk, not per batch): as text (every kept column, "" where a
+    batch lacks one) and typed with the kinds decided over all batches, marked with the batch's index."""
+    columns = list(kinds)
+    pending: list[pd.DataFrame] = []
+    pending_rows = 0
+
+    def typed() -> tuple[pd.DataFrame, pd.DataFrame]:
+        raw = pd.concat(pending, ignore_index=True)
+        frame = pd.DataFrame({column: typed_column(raw[column], kinds[column], config.missing_values)
+                              for column in columns}, index=raw.index)
+        frame[BATCH_COLUMN] = raw[BATCH_COLUMN].to_numpy(dtype="int32")
+        return raw, frame
+
     for index in sorted(scanned.scans):
         for raw in batch_chunks(scanned.infos[index].uri):
-            raw = raw.reindex(columns=columns, fill_value="")
-            typed = pd.DataFrame({column: typed_column(raw[column], kinds[column], config.missing_values)
-                                  for column in columns}, index=raw.index)
-            typed[BATCH_COLUMN] = np.int32(index)
-            yield raw, typed
+            pending.append(raw.reindex(columns=columns, fill_value="").assign(**{BATCH_COLUMN: index}))
+            pending_rows += len(raw)
+            if pending_rows >= CHUNK_ROWS:
+                yield typed()
+                pending, pending_rows = [], 0
+    if pending:
+        yield typed()
 
 
 def _label(typed: pd.DataFrame, expression: str) -> pd.Series:
