@@ -166,7 +166,9 @@ def _rebatched(shard: str, batches: Iterable[pa.RecordBatch], chunk_rows: int,
 
 def _parquet_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Iterator[Chunk]:
     with open_shard(shard) as stream:
-        parquet = pq.ParquetFile(stream)
+        # pre_buffer (pyarrow's default) reads ahead every row group asked for, i.e. the whole shard: memory
+        # would grow with the shard. Without it, one row group is read at a time.
+        parquet = pq.ParquetFile(stream, pre_buffer=False)
         present = [name for name in columns if name in parquet.schema_arrow.names] if columns else None
         yield from _rebatched(shard, parquet.iter_batches(batch_size=chunk_rows, columns=present), chunk_rows, [])
 
