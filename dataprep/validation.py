@@ -3,11 +3,14 @@ and ExampleValidator, computed with pandas/numpy because TFDV cannot load here.
 
 The interface is three functions over tensorflow-metadata protos, so the
 artifacts are the ones TFX tooling reads:
-  compute_statistics(frame)          -> DatasetFeatureStatistics
-  infer_schema(frame, config)        -> Schema (first use; then reviewed and kept in the repo)
-  validate(frame, batches, schema)   -> list[Anomaly], one entry per broken rule per batch
-Every problem ingest recorded about a batch (unreadable, no rows, a column the
-label needs) becomes a critical anomaly too, so one run names them all.
+  compute_statistics(source)          -> DatasetFeatureStatistics
+  infer_schema(source, config)        -> Schema (first use; then reviewed and kept in the repo)
+  validate(source, batches, schema)   -> list[Anomaly], one entry per broken rule per batch
+A source is a frame, or a function giving a fresh pass over a split's chunks
+(`split_frames`): each function keeps tallies per column (and per batch), never
+the rows, so memory does not grow with the data. Every problem ingest recorded
+about a batch (unreadable, no rows, a column the label needs) becomes a critical
+anomaly too, so one run names them all.
 """
 
 from __future__ import annotations
