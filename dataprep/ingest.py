@@ -241,47 +241,88 @@ def _empty_file(uri: str, size: int) -> BatchInfo:
         "", NO_ROWS, f"line 1: the file is empty ({size} bytes); expected a header line, then one line per row")])
 
 
-def batch_chunks(uri: str, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
-    """A readable batch's cells as text, chunk_rows (default CHUNK_ROWS) rows at a time (its problems
-    were checked by scan_batch)."""
+def batch_chunks(uri: str) -> Iterator[pd.DataFrame]:
+    """A readable batch's cells as text, CHUNK_ROWS rows at a time (its problems were checked by
+    scan_batches)."""
     with shards.open_shard(uri) as stream:
         if _blank_size(stream) is not None:
             return
-        reader = _BatchReader(stream, uri, chunk_rows or CHUNK_ROWS)
+        reader = _BatchReader(stream, uri, CHUNK_ROWS)
         for rows, _ in reader.chunks():
             yield pd.DataFrame(rows, columns=reader.columns, dtype=object)
 
 
-def scan_batch(uri: str, missing_values: tuple[str, ...],
-               chunk_rows: int | None = None) -> tuple[BatchInfo, dict[str, ColumnScan]]:
-    """The batch's problems and, when it has none, what typing needs to know of each column,
-    read chunk by chunk: memory holds one chunk, whatever the file's size."""
-    with shards.open_shard(uri) as stream:
-        size = _blank_size(stream)
-        if size is not None:
-            return _empty_file(uri, size), {}
-        reader = _BatchReader(stream, uri, chunk_rows or CHUNK_ROWS)
-        scans: dict[str, ColumnScan] = {}
-        for rows, _ in reader.chunks():
-            if reader.problems():
-                continue  # the batch is left out: its values need no typing
-            frame = pd.DataFrame(rows, columns=reader.columns, dtype=object)
-            for column in reader.columns:
-                scans.setdefault(column, ColumnScan()).add(frame[column], missing_values)
-        problems = reader.problems()
-        return BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns, problems=problems), (
-            {} if problems else scans)
+def scan_batches(batch_uris: list[str], missing_values: tuple[str, ...]
+                 ) -> tuple[list[BatchInfo], dict[int, dict[str, ColumnScan]]]:
+    """Every batch's problems and, for each batch without any, what typing needs to know of each of its
+    columns (by batch index). Read chunk by chunk; the rows of several small batches are scanned
+    together (about CHUNK_ROWS at a time), so memory holds one chunk and the per-call cost is paid per
+    chunk, not per batch."""
+    infos: list[BatchInfo] = []
+    scans: dict[int, dict[str, ColumnScan]] = {}
+    pending: list[pd.DataFrame] = []
+    pending_rows = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_rows
+        if pending:
+            _scan_chunk(pd.concat(pending, ignore_index=True).fillna(""), infos, scans, missing_values)
+        pending, pending_rows = [], 0
+
+    for index, uri in enumerate(batch_uris):
+        with shards.open_shard(uri) as stream:
+            size = _blank_size(stream)
+            if size is not None:
+                infos.append(_empty_file(uri, size))
+                continue
+            reader = _BatchReader(stream, uri, CHUNK_ROWS)
+            infos.append(BatchInfo(uri=uri, rows=0, columns=[]))  # completed below, once read
+            for rows, _ in reader.chunks():
+                if reader.problems():
+                    continue  # the batch is left out: its values need no typing
+                pending.append(pd.DataFrame(rows, columns=reader.columns, dtype=object).assign(**{BATCH_COLUMN: index}))
+                pending_rows += len(rows)
+                infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns)
+                if pending_rows >= CHUNK_ROWS:
+                    flush()
+            infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns, problems=reader.problems())
+    flush()
+    return infos, {index: found for index, found in scans.items() if not infos[index].problems}
 
 
-def load_batches(batch_uris: list[str], chunk_rows: int | None = None) -> tuple[pd.DataFrame, list[BatchInfo]]:
+def _scan_chunk(frame: pd.DataFrame, infos: list[BatchInfo], scans: dict[int, dict[str, ColumnScan]],
+                missing_values: tuple[str, ...]) -> None:
+    """Adds a chunk of text rows from one or more batches (BATCH_COLUMN says which) to each batch's column
+    scans: the same counts as ColumnScan.add, grouped by batch."""
+    batch = frame[BATCH_COLUMN].to_numpy()
+    for column in frame.columns.drop(BATCH_COLUMN):
+        values = frame[column]
+        present = ~values.isin(missing_values)
+        numbers = pd.to_numeric(values.where(present, None), errors="coerce")
+        text = present & numbers.isna()
+        tallies = pd.DataFrame({"present": present, "text": text, "fractional": numbers.notna() & (numbers % 1 != 0),
+                                "largest": numbers.abs()}).groupby(batch).agg(
+            {"present": "sum", "text": "sum", "fractional": "any", "largest": "max"})
+        for index, counts in zip(tallies.index, tallies.itertuples(index=False), strict=True):
+            if column not in infos[index].columns:
+                continue  # "" where this batch has no such column
+            scan = ColumnScan(present=int(counts.present), non_numeric=int(counts.text),
+                              fractional=bool(counts.fractional),
+                              largest=0.0 if pd.isna(counts.largest) else float(counts.largest))
+            if scan.non_numeric:
+                scan.samples = list(dict.fromkeys(values[text & (batch == index)].astype(str)))[:SAMPLE_COUNT]
+            found = scans.setdefault(int(index), {})
+            found[column] = found[column].merge(scan) if column in found else scan
+
+
+def load_batches(batch_uris: list[str]) -> tuple[pd.DataFrame, list[BatchInfo]]:
     """Every readable batch's rows as text in one frame, each marked with its batch's index, and every
     batch's BatchInfo: the whole data in memory, for reviewing a sample (`--infer-schema`) and tests."""
-    frames, infos = [], []
-    for index, uri in enumerate(batch_uris):
-        info, _ = scan_batch(uri, ("",), chunk_rows)
-        infos.append(info)
+    frames = []
+    infos, _ = scan_batches(batch_uris, ("",))
+    for index, info in enumerate(infos):
         if not info.problems:
-            frames += [chunk.assign(**{BATCH_COLUMN: index}) for chunk in batch_chunks(uri, chunk_rows)]
+            frames += [chunk.assign(**{BATCH_COLUMN: index}) for chunk in batch_chunks(info.uri)]
     if not frames:
         return pd.DataFrame({BATCH_COLUMN: pd.Series(dtype="int32")}), infos
     # A batch without a column gets "" there: validation names it from BatchInfo.columns.
@@ -539,13 +580,7 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     batch before it is computed, so a damaged batch is recorded and left out
     instead of failing it."""
     inputs = label_input_columns(config.label.expression)
-    infos, scans = [], {}
-    for index, uri in enumerate(find_batches(data_uri)):
-        info, columns = scan_batch(uri, config.missing_values)
-        infos.append(info)
-        if not info.problems:
-            scans[index] = columns
-    scanned = _Scanned(infos, scans)
+    scanned = _Scanned(*scan_batches(find_batches(data_uri), config.missing_values))
     _require_label_inputs(scanned, inputs, config.label.expression)
     kinds = _decide_types(scanned, inputs, config)
     if scanned.scans:
