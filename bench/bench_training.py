@@ -35,9 +35,9 @@ def steps_in_one_process(data_uri: str, work_dir: str) -> dict:
 
     from contract.dataset import load_dataset_config
     from dataprep import validation as dv
-    from dataprep.ingest import ingest, load_split
+    from dataprep.ingest import ingest
     from dataprep.transform import analyze_and_transform
-    from evaluation.gate import Thresholds, evaluate, predict
+    from evaluation.gate import Thresholds, evaluate_examples
     from registry.model_registry import LocalModelRegistry, register_blessed_model
     from trainer.train import train_and_export
 
@@ -61,9 +61,8 @@ def steps_in_one_process(data_uri: str, work_dir: str) -> dict:
           str(config.schema_uri), str(work / "model"), {})
 
     def evaluate_candidate() -> bool:
-        frame = load_split(work / "examples", "eval")
-        return evaluate(frame, predict(str(work / "model"), frame), None, config, Thresholds(),
-                        str(work / "evaluation")).blessed
+        return evaluate_examples(str(work / "examples"), str(work / "model"), "", config, Thresholds(),
+                                 str(work / "evaluation")).blessed
 
     blessed = timed("evaluate-model", evaluate_candidate)
     if blessed:

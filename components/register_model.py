@@ -19,7 +19,7 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
 
     from contract.artifacts import OUTCOME_FILE
     from dataprep.ingest import load_split
-    from deploy.smoke import record_smoke_test
+    from deploy.smoke import SMOKE_INSTANCES, record_smoke_test
     from registry.model_registry import open_registry, register_blessed_model
 
     outcome = json.loads((Path(evaluation.path) / OUTCOME_FILE).read_text())
@@ -29,7 +29,7 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
                "metrics": outcome["metrics"]["overall"]["candidate"],
                "pipeline_run": pipeline_run, "labels": {"data_uri": data_uri}}
     # Into the model's own folder, so it travels with the version (on Vertex through the /gcs/ mount).
-    record_smoke_test(model.path, load_split(examples.path, "eval"))
+    record_smoke_test(model.path, load_split(examples.path, "eval", max_rows=SMOKE_INSTANCES))
     registry = open_registry(registry_uri, project, location, serving_image)
     # Vertex uploads from the artifact's gs:// URI; the local registry copies the local folder.
     model_location = model.uri if registry_uri == "vertex" else model.path

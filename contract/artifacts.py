@@ -6,9 +6,9 @@ local run's summary and the tests read them from there.
 
 from __future__ import annotations
 
-# ingest-data/examples/ and transform-data/transformed_examples/
-TRAIN_FILE = "train.parquet"
-EVAL_FILE = "eval.parquet"
+# ingest-data/examples/ and transform-data/transformed_examples/: one folder of Parquet shards per split
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
 MANIFEST_FILE = "manifest.json"
 TRANSFORM_SUMMARY_FILE = "transform_summary.json"
 # validate-data/{statistics,schema,anomalies}/

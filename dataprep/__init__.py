@@ -5,4 +5,6 @@
   (StatisticsGen, SchemaGen and ExampleValidator's roles).
 - `dataprep.transform`: tf.Transform on Beam, run in an isolated child
   (`dataprep.isolation`) because of TFT's exit-time segfault.
+- `dataprep.beam_options`: the Beam runner and options every Beam step gets.
+Every step streams (chunks and Parquet shards): docs/scale.md.
 """

@@ -3,35 +3,45 @@ and ExampleValidator, computed with pandas/numpy because TFDV cannot load here.
 
 The interface is three functions over tensorflow-metadata protos, so the
 artifacts are the ones TFX tooling reads:
-  compute_statistics(frame)          -> DatasetFeatureStatistics
-  infer_schema(frame, config)        -> Schema (first use; then reviewed and kept in the repo)
-  validate(frame, batches, schema)   -> list[Anomaly], one entry per broken rule per batch
-Every problem ingest recorded about a batch (unreadable, no rows, a column the
-label needs) becomes a critical anomaly too, so one run names them all.
+  compute_statistics(source)          -> DatasetFeatureStatistics
+  infer_schema(source, config)        -> Schema (first use; then reviewed and kept in the repo)
+  validate(source, batches, schema)   -> list[Anomaly], one entry per broken rule per batch
+A source is a frame, or a function giving a fresh pass over a split's chunks
+(`split_frames`): each function keeps tallies per column (and per batch), never
+the rows, so memory does not grow with the data. Every problem ingest recorded
+about a batch (unreadable, no rows, a column the label needs) becomes a critical
+anomaly too, so one run names them all.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 import json
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from contract.artifacts import ANOMALIES_FILE, ANOMALIES_JSON_FILE, SCHEMA_FILE, STATISTICS_FILE
 from contract.dataset import BATCH_COLUMN, RESERVED_PREFIX, DatasetConfig
 from contract.schema import load_schema, write_schema
-from dataprep.ingest import BatchInfo, non_numeric_values, sample_values
+from dataprep.ingest import SAMPLE_COUNT, BatchInfo, non_numeric_values, sample_values
 from storage import uri as storage_uri
 
 CRITICAL = "critical"
 WARNING = "warning"
 _TOP_VALUES = 20
 _HISTOGRAM_BUCKETS = 10
+# Rank error of the median's quantiles sketch: 1% of the rows, TFDV's default. The sketch's memory grows with
+# 1/epsilon, not with the rows (at 0.001 it reached ~7 MB a column).
+_QUANTILES_EPSILON = 0.01
 
 
 class DataValidationError(RuntimeError):
@@ -66,78 +76,183 @@ def column_type(series: pd.Series) -> int:
     return schema_pb2.BYTES
 
 
+FrameSource = pd.DataFrame | Callable[[], Iterable[pd.DataFrame]]
+
+
+def _frames(source: FrameSource) -> Iterable[pd.DataFrame]:
+    """A frame as one chunk, or a fresh pass over a source's chunks (the first may be empty: it carries
+    the columns and their types when there is no row)."""
+    return [source] if isinstance(source, pd.DataFrame) else source()
+
+
+def _sample(samples: list, values: Iterable) -> None:
+    """Keeps the first SAMPLE_COUNT distinct values seen, over any number of chunks."""
+    for value in values:
+        if len(samples) >= SAMPLE_COUNT:
+            return
+        if value not in samples:
+            samples.append(value)
+
+
 # ---------------------------------------------------------------- statistics
-def _numeric_statistics(values: pd.Series, count: int) -> statistics_pb2.NumericStatistics:
-    present = values.dropna().astype("float64").to_numpy()
-    stats = statistics_pb2.NumericStatistics(
-        common_stats=statistics_pb2.CommonStatistics(num_non_missing=len(present), num_missing=count - len(present),
-                                                     min_num_values=1, max_num_values=1, avg_num_values=1.0),
-        num_zeros=int((present == 0).sum()),
-    )
-    if len(present):
-        stats.mean, stats.std_dev = float(present.mean()), float(present.std())
-        stats.min, stats.max, stats.median = float(present.min()), float(present.max()), float(np.median(present))
-        counts, edges = np.histogram(present, bins=_HISTOGRAM_BUCKETS)
-        histogram = stats.histograms.add(type=statistics_pb2.Histogram.STANDARD)
-        for low, high, bucket_count in zip(edges[:-1], edges[1:], counts, strict=True):
-            histogram.buckets.add(low_value=float(low), high_value=float(high), sample_count=float(bucket_count))
-    return stats
+class _NumericTally:
+    """A numeric column's statistics over chunks: counts, mean and variance merged (Chan et al.), min and
+    max, and the median from tfx_bsl's quantiles sketch (as TFDV computes it), within its rank error."""
+
+    def __init__(self, kind: int) -> None:
+        from tfx_bsl.sketches import QuantilesSketch
+
+        self.kind = kind  # schema_pb2.INT or FLOAT
+        self.rows = self.present = self.zeros = 0
+        self.mean = self.m2 = 0.0
+        self.low, self.high = math.inf, -math.inf
+        self.sketch = QuantilesSketch(_QUANTILES_EPSILON, 1 << 32, 1)
+        self.histogram = np.zeros(_HISTOGRAM_BUCKETS, dtype=np.int64)
+
+    @staticmethod
+    def values(column: pd.Series) -> np.ndarray:
+        return column.dropna().astype("float64").to_numpy()
+
+    def add(self, column: pd.Series) -> None:
+        present = self.values(column)
+        self.rows += len(column)
+        if not len(present):
+            return
+        count, mean = len(present), float(present.mean())
+        delta, total = mean - self.mean, self.present + len(present)
+        self.mean += delta * count / total
+        self.m2 += float(((present - mean) ** 2).sum()) + delta**2 * self.present * count / total
+        self.present = total
+        self.zeros += int((present == 0).sum())
+        self.low, self.high = min(self.low, float(present.min())), max(self.high, float(present.max()))
+        self.sketch.AddValues(pa.array(present))
+
+    def add_to_histogram(self, column: pd.Series) -> None:
+        """The second pass: with min and max known, the same buckets as np.histogram over all values."""
+        present = self.values(column)
+        if len(present):
+            self.histogram += np.histogram(present, bins=_HISTOGRAM_BUCKETS, range=(self.low, self.high))[0]
+
+    def proto(self) -> statistics_pb2.NumericStatistics:
+        stats = statistics_pb2.NumericStatistics(
+            common_stats=statistics_pb2.CommonStatistics(num_non_missing=self.present,
+                                                         num_missing=self.rows - self.present, min_num_values=1,
+                                                         max_num_values=1, avg_num_values=1.0),
+            num_zeros=self.zeros)
+        if self.present:
+            stats.mean, stats.std_dev = self.mean, math.sqrt(self.m2 / self.present)
+            stats.min, stats.max = self.low, self.high
+            stats.median = float(self.sketch.GetQuantiles(2).flatten()[1].as_py())
+            edges = np.histogram_bin_edges([], bins=_HISTOGRAM_BUCKETS, range=(self.low, self.high))
+            histogram = stats.histograms.add(type=statistics_pb2.Histogram.STANDARD)
+            for low, high, bucket_count in zip(edges[:-1], edges[1:], self.histogram, strict=True):
+                histogram.buckets.add(low_value=float(low), high_value=float(high), sample_count=float(bucket_count))
+        return stats
 
 
-def _string_statistics(values: pd.Series, count: int) -> statistics_pb2.StringStatistics:
-    present = values.dropna().astype(str)
-    frequencies = present.value_counts()
-    stats = statistics_pb2.StringStatistics(
-        common_stats=statistics_pb2.CommonStatistics(num_non_missing=len(present), num_missing=count - len(present),
-                                                     min_num_values=1, max_num_values=1, avg_num_values=1.0),
-        unique=len(frequencies),
-        avg_length=float(present.str.len().mean()) if len(present) else 0.0,
-    )
-    for value, frequency in frequencies.head(_TOP_VALUES).items():
-        stats.top_values.add(value=value, frequency=float(frequency))
-    return stats
+class _StringTally:
+    """A text column's statistics over chunks: every distinct value's count (bounded by the column's
+    cardinality, not by the rows) and the total length."""
+
+    def __init__(self) -> None:
+        self.rows = self.present = self.length = 0
+        self.counts: collections.Counter = collections.Counter()  # in order of first appearance
+
+    def add(self, column: pd.Series) -> None:
+        present = column.dropna().astype(str)
+        self.rows += len(column)
+        self.present += len(present)
+        self.length += int(present.str.len().sum())
+        self.counts.update(present.value_counts(sort=False).to_dict())
+
+    def proto(self) -> statistics_pb2.StringStatistics:
+        stats = statistics_pb2.StringStatistics(
+            common_stats=statistics_pb2.CommonStatistics(num_non_missing=self.present,
+                                                         num_missing=self.rows - self.present, min_num_values=1,
+                                                         max_num_values=1, avg_num_values=1.0),
+            unique=len(self.counts), avg_length=self.length / self.present if self.present else 0.0)
+        # Sorted as pandas' value_counts sorts (the same counts, in first-appearance order, the same sort).
+        frequencies = pd.Series(list(self.counts.values()), index=list(self.counts), dtype="int64")
+        for value, frequency in frequencies.sort_values(ascending=False).head(_TOP_VALUES).items():
+            stats.top_values.add(value=value, frequency=float(frequency))
+        return stats
 
 
-def compute_statistics(frame: pd.DataFrame, name: str) -> statistics_pb2.DatasetFeatureStatistics:
-    dataset = statistics_pb2.DatasetFeatureStatistics(name=name, num_examples=len(frame))
-    for column in data_columns(frame):
+def compute_statistics(source: FrameSource, name: str) -> statistics_pb2.DatasetFeatureStatistics:
+    """TFX StatisticsGen's output for one split, in two passes over its chunks (the second fills the
+    histograms, whose buckets need the min and max): memory holds one chunk and a tally per column."""
+    tallies: dict[str, _NumericTally | _StringTally] = {}
+    rows = 0
+    for frame in _frames(source):
+        rows += len(frame)
+        for column in data_columns(frame):
+            if column not in tallies:
+                kind = column_type(frame[column])
+                tallies[column] = _StringTally() if kind == schema_pb2.BYTES else _NumericTally(kind)
+            tallies[column].add(frame[column])
+    numeric = {column: tally for column, tally in tallies.items() if isinstance(tally, _NumericTally)}
+    if any(tally.present for tally in numeric.values()):
+        for frame in _frames(source):
+            for column, tally in numeric.items():
+                tally.add_to_histogram(frame[column])
+
+    dataset = statistics_pb2.DatasetFeatureStatistics(name=name, num_examples=rows)
+    for column, tally in tallies.items():
         feature = dataset.features.add()
         feature.path.step.append(column)
-        kind = column_type(frame[column])
-        if kind == schema_pb2.BYTES:
+        if isinstance(tally, _StringTally):
             feature.type = statistics_pb2.FeatureNameStatistics.STRING
-            feature.string_stats.CopyFrom(_string_statistics(frame[column], len(frame)))
+            feature.string_stats.CopyFrom(tally.proto())
         else:
-            feature.type = (statistics_pb2.FeatureNameStatistics.INT if kind == schema_pb2.INT
+            feature.type = (statistics_pb2.FeatureNameStatistics.INT if tally.kind == schema_pb2.INT
                             else statistics_pb2.FeatureNameStatistics.FLOAT)
-            feature.num_stats.CopyFrom(_numeric_statistics(frame[column], len(frame)))
+            feature.num_stats.CopyFrom(tally.proto())
     return dataset
 
 
-def statistics_list(splits: dict[str, pd.DataFrame]) -> statistics_pb2.DatasetFeatureStatisticsList:
+def statistics_list(splits: dict[str, FrameSource]) -> statistics_pb2.DatasetFeatureStatisticsList:
     return statistics_pb2.DatasetFeatureStatisticsList(
-        datasets=[compute_statistics(frame, name) for name, frame in splits.items()])
+        datasets=[compute_statistics(source, name) for name, source in splits.items()])
 
 
 # -------------------------------------------------------------------- schema
-def _presence_by_batch(frame: pd.DataFrame, column: str) -> pd.Series:
-    return frame[column].notna().groupby(frame[BATCH_COLUMN]).mean()
-
-
-def infer_schema(frame: pd.DataFrame, config: DatasetConfig) -> schema_pb2.Schema:
+def infer_schema(source: FrameSource, config: DatasetConfig) -> schema_pb2.Schema:
     """Types and presence for every column; domains for the model's features.
 
     Domains (value sets, numeric ranges) are inferred only for features, since
     other columns (timestamps, ids) legitimately move beyond any range seen.
+    One pass over the chunks; memory holds per column a count per batch and,
+    for a categorical feature, its distinct values.
     """
-    schema = schema_pb2.Schema()
     features = {feature.name: feature for feature in config.features}
-    for column in data_columns(frame):
-        if column == config.label.name:
-            continue  # derived by ingest, not part of the landing contract
-        values = frame[column]
-        feature = schema.feature.add(name=column, type=column_type(values))
-        lowest_presence = float(_presence_by_batch(frame, column).min())
+    kinds: dict[str, int] = {}
+    presence: dict[str, dict[int, list[int]]] = {}  # column -> batch -> [present, rows]
+    values: dict[str, set] = {}  # categorical text features: the values seen
+    ranges: dict[str, list] = {}  # other features: [min, max]
+    for frame in _frames(source):
+        for column in data_columns(frame):
+            if column == config.label.name:
+                continue  # derived by ingest, not part of the landing contract
+            kinds.setdefault(column, column_type(frame[column]))
+            counts = frame[column].notna().groupby(frame[BATCH_COLUMN]).agg(["sum", "size"])
+            for batch, (present, size) in counts.iterrows():
+                tally = presence.setdefault(column, {}).setdefault(int(batch), [0, 0])
+                tally[0], tally[1] = tally[0] + int(present), tally[1] + int(size)
+            present = frame[column].dropna()
+            if column not in features or present.empty:
+                continue
+            if features[column].kind == "categorical" and kinds[column] == schema_pb2.BYTES:
+                values.setdefault(column, set()).update(present.astype(str).unique())
+            else:
+                low, high = present.min(), present.max()
+                seen = ranges.setdefault(column, [low, high])
+                seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
+
+    schema = schema_pb2.Schema()
+    for column, kind in kinds.items():
+        feature = schema.feature.add(name=column, type=kind)
+        batches = presence.get(column, {})
+        lowest_presence = min((present / size for present, size in batches.values()), default=math.nan)
         if lowest_presence >= 1.0:
             feature.presence.min_fraction = 1.0
         else:
@@ -145,20 +260,19 @@ def infer_schema(frame: pd.DataFrame, config: DatasetConfig) -> schema_pb2.Schem
             feature.presence.min_fraction = math.floor(max(0.0, lowest_presence - slack) * 100) / 100
         feature.value_count.min = feature.value_count.max = 1
         spec = features.get(column)
-        present = values.dropna()
-        if spec is None or present.empty:
+        if spec is None or (column not in values and column not in ranges):
             continue
         if spec.kind == "categorical" and feature.type == schema_pb2.BYTES:
-            domain = schema.string_domain.add(name=column, value=sorted(present.astype(str).unique()))
+            domain = schema.string_domain.add(name=column, value=sorted(values[column]))
             feature.domain = domain.name
         elif spec.kind == "categorical":
-            feature.int_domain.CopyFrom(schema_pb2.IntDomain(min=int(present.min()), max=int(present.max()),
+            feature.int_domain.CopyFrom(schema_pb2.IntDomain(min=int(ranges[column][0]), max=int(ranges[column][1]),
                                                              is_categorical=True))
         elif feature.type == schema_pb2.INT:
-            feature.int_domain.CopyFrom(schema_pb2.IntDomain(min=int(present.min()), max=int(present.max())))
+            feature.int_domain.CopyFrom(schema_pb2.IntDomain(min=int(ranges[column][0]), max=int(ranges[column][1])))
         else:
-            feature.float_domain.CopyFrom(schema_pb2.FloatDomain(min=float(present.min()),
-                                                                 max=float(present.max())))
+            feature.float_domain.CopyFrom(schema_pb2.FloatDomain(min=float(ranges[column][0]),
+                                                                 max=float(ranges[column][1])))
     return schema
 
 
@@ -167,15 +281,106 @@ def _type_name(kind: int) -> str:
     return schema_pb2.FeatureType.Name(kind)
 
 
-def validate(frame: pd.DataFrame, batches: list[BatchInfo], schema: schema_pb2.Schema,
-             config: DatasetConfig) -> list[Anomaly]:
-    """Checks each batch against the schema. Critical anomalies must stop the run."""
-    anomalies: list[Anomaly] = []
-    tolerances = config.validation
-    domains = {domain.name: set(domain.value) for domain in schema.string_domain}
-    schema_names = {feature.name for feature in schema.feature}
-    by_batch = dict(tuple(frame.groupby(BATCH_COLUMN, sort=True)))
+@dataclasses.dataclass
+class _FeatureTally:
+    """One feature of one batch, over chunks: what its checks need, counted."""
 
+    rows: int = 0
+    present: int = 0
+    non_numeric: int = 0  # text in a numeric feature
+    non_numeric_samples: list = dataclasses.field(default_factory=list)
+    fractional: int = 0  # fractions in an INT feature
+    first_fractional: object = None
+    outside: int = 0  # unseen categories, or numbers outside the range
+    outside_samples: list = dataclasses.field(default_factory=list)
+
+    def add(self, feature: schema_pb2.Feature, values: pd.Series, domains: dict[str, set[str]]) -> None:
+        present = values.dropna()
+        self.rows += len(values)
+        self.present += len(present)
+        if present.empty:
+            return
+        actual, expected = column_type(values), feature.type
+        if expected in (schema_pb2.INT, schema_pb2.FLOAT) and actual == schema_pb2.BYTES:
+            bad = non_numeric_values(present, ())
+            if len(bad):
+                self.non_numeric += len(bad)
+                _sample(self.non_numeric_samples, bad)
+                return
+            present = pd.to_numeric(present)
+        elif expected == schema_pb2.INT and actual == schema_pb2.FLOAT:
+            fractional = present[present % 1 != 0]
+            if len(fractional):
+                self.fractional += len(fractional)
+                if self.first_fractional is None:
+                    self.first_fractional = fractional.iloc[0]
+                return
+        # INT data under a FLOAT schema is fine: a batch whose fares are all whole numbers.
+        if feature.HasField("domain") and feature.domain in domains:
+            text = present.astype(str)
+            offending = text[~text.isin(domains[feature.domain])]
+        elif feature.HasField("int_domain") or feature.HasField("float_domain"):
+            domain = feature.int_domain if feature.HasField("int_domain") else feature.float_domain
+            # FloatDomain bounds are float32 in the proto: compare at that precision.
+            numbers = present.astype("float32" if feature.HasField("float_domain") else "float64")
+            offending = numbers[(numbers < domain.min) | (numbers > domain.max)]
+        else:
+            return
+        self.outside += len(offending)
+        _sample(self.outside_samples, offending)
+
+    def anomalies(self, feature: schema_pb2.Feature, batch_uri: str, tolerances) -> list[Anomaly]:
+        found: list[Anomaly] = []
+        name = feature.name
+        presence = self.present / self.rows
+        if feature.HasField("presence") and presence < feature.presence.min_fraction:
+            found.append(Anomaly(name, "FEATURE_TYPE_LOW_FRACTION_PRESENT", CRITICAL, batch_uri,
+                                 f"{self.present} of {self.rows} values present ({presence:.1%}); the schema "
+                                 f"requires at least {feature.presence.min_fraction:.0%}"))
+        if not self.present:
+            return found
+        if self.non_numeric:
+            return found + [Anomaly(name, "UNEXPECTED_DATA_TYPE", CRITICAL, batch_uri,
+                                    f"expected {_type_name(feature.type)}, found {self.non_numeric} non-numeric "
+                                    f"value(s): {sample_values(self.non_numeric_samples)} (a value meaning 'no "
+                                    "value' belongs in the config's missing_values)")]
+        if self.fractional:
+            return found + [Anomaly(name, "UNEXPECTED_DATA_TYPE", CRITICAL, batch_uri,
+                                    f"expected INT, found {self.fractional} fractional value(s) "
+                                    f"such as {self.first_fractional!r}")]
+        if not self.outside:
+            return found
+        if feature.HasField("domain"):
+            rule, what, tolerance = ("ENUM_TYPE_UNEXPECTED_STRING_VALUES", "unseen categories",
+                                     tolerances.unseen_category_tolerance)
+        else:
+            domain = feature.int_domain if feature.HasField("int_domain") else feature.float_domain
+            rule = "INT_TYPE_BIG_INT" if feature.HasField("int_domain") else "FLOAT_TYPE_BIG_FLOAT"
+            what = (f"values outside the schema's {'categories' if feature.int_domain.is_categorical else 'range'} "
+                    f"[{domain.min:g}, {domain.max:g}]")
+            tolerance = tolerances.out_of_range_tolerance
+        share = self.outside / self.present
+        severity = CRITICAL if share > tolerance else WARNING
+        return found + [Anomaly(name, rule, severity, batch_uri, f"{share:.1%} {what} (tolerance {tolerance:.0%}), "
+                                                                 f"e.g. {sample_values(self.outside_samples)}")]
+
+
+def validate(source: FrameSource, batches: list[BatchInfo], schema: schema_pb2.Schema,
+             config: DatasetConfig) -> list[Anomaly]:
+    """Checks each batch against the schema, in one pass over the rows' chunks (each row carries its
+    batch's index). Critical anomalies must stop the run."""
+    domains = {domain.name: set(domain.value) for domain in schema.string_domain}
+    tallies: dict[tuple[int, str], _FeatureTally] = {}
+    for frame in _frames(source):
+        for index, rows in frame.groupby(BATCH_COLUMN, sort=True):
+            columns = batches[index].columns
+            for feature in schema.feature:
+                if feature.name in columns and feature.name in rows.columns:
+                    tallies.setdefault((index, feature.name), _FeatureTally()).add(feature, rows[feature.name],
+                                                                                    domains)
+
+    anomalies: list[Anomaly] = []
+    schema_names = {feature.name for feature in schema.feature}
     for index, batch in enumerate(batches):
         anomalies.extend(problem_anomalies(batch))
         # A column ingest explained (a label input the batch lacks) keeps ingest's reason only. A file
@@ -188,14 +393,10 @@ def validate(frame: pd.DataFrame, batches: list[BatchInfo], schema: schema_pb2.S
             for column in sorted(set(batch.columns) - schema_names - explained):
                 anomalies.append(Anomaly(column, "SCHEMA_NEW_COLUMN", WARNING, batch.uri,
                                          "column is not in the schema; it is ignored"))
-
-        rows = by_batch.get(index)
-        if rows is None or rows.empty:
-            continue
         for feature in schema.feature:
-            if feature.name not in batch.columns or feature.name not in rows.columns:
-                continue
-            anomalies.extend(_check_feature(feature, rows[feature.name], batch.uri, domains, tolerances))
+            tally = tallies.get((index, feature.name))
+            if tally is not None and tally.rows:
+                anomalies.extend(tally.anomalies(feature, batch.uri, config.validation))
     return anomalies
 
 
@@ -203,67 +404,6 @@ def problem_anomalies(batch: BatchInfo) -> list[Anomaly]:
     """What ingest recorded about a batch (unreadable, no rows, a column the label needs): each critical."""
     return [Anomaly(problem.column, problem.rule, CRITICAL, batch.uri, problem.description)
             for problem in batch.problems]
-
-
-def _check_feature(feature: schema_pb2.Feature, values: pd.Series, batch_uri: str,
-                   domains: dict[str, set[str]], tolerances) -> list[Anomaly]:
-    found: list[Anomaly] = []
-    name = feature.name
-    present = values.dropna()
-    presence = len(present) / len(values)
-    if feature.HasField("presence") and presence < feature.presence.min_fraction:
-        found.append(Anomaly(name, "FEATURE_TYPE_LOW_FRACTION_PRESENT", CRITICAL, batch_uri,
-                             f"{len(present)} of {len(values)} values present ({presence:.1%}); the schema "
-                             f"requires at least {feature.presence.min_fraction:.0%}"))
-    if present.empty:
-        return found
-
-    actual = column_type(values)
-    expected = feature.type
-    if expected in (schema_pb2.INT, schema_pb2.FLOAT) and actual == schema_pb2.BYTES:
-        bad = non_numeric_values(present, ())
-        if len(bad):
-            found.append(Anomaly(name, "UNEXPECTED_DATA_TYPE", CRITICAL, batch_uri,
-                                 f"expected {_type_name(expected)}, found {len(bad)} non-numeric value(s): "
-                                 f"{sample_values(bad)} (a value meaning 'no value' belongs in the config's "
-                                 "missing_values)"))
-            return found
-        present = pd.to_numeric(present)
-    elif expected == schema_pb2.INT and actual == schema_pb2.FLOAT:
-        fractional = present[present % 1 != 0]
-        if len(fractional):
-            found.append(Anomaly(name, "UNEXPECTED_DATA_TYPE", CRITICAL, batch_uri,
-                                 f"expected INT, found {len(fractional)} fractional value(s) "
-                                 f"such as {fractional.iloc[0]!r}"))
-            return found
-    # INT data under a FLOAT schema is fine: a batch whose fares are all whole numbers.
-
-    if feature.HasField("domain") and feature.domain in domains:
-        unseen = present.astype(str)[~present.astype(str).isin(domains[feature.domain])]
-        found.extend(_tolerance_anomaly(name, "ENUM_TYPE_UNEXPECTED_STRING_VALUES", unseen, len(present),
-                                        tolerances.unseen_category_tolerance, batch_uri, "unseen categories"))
-    elif feature.HasField("int_domain") or feature.HasField("float_domain"):
-        domain = feature.int_domain if feature.HasField("int_domain") else feature.float_domain
-        # FloatDomain bounds are float32 in the proto: compare at that precision.
-        numbers = present.astype("float32" if feature.HasField("float_domain") else "float64")
-        outside = numbers[(numbers < domain.min) | (numbers > domain.max)]
-        rule = ("INT_TYPE_BIG_INT" if feature.HasField("int_domain") else "FLOAT_TYPE_BIG_FLOAT")
-        what = (f"values outside the schema's {'categories' if feature.int_domain.is_categorical else 'range'} "
-                f"[{domain.min:g}, {domain.max:g}]")
-        found.extend(_tolerance_anomaly(name, rule, outside, len(present),
-                                        tolerances.out_of_range_tolerance, batch_uri, what))
-    return found
-
-
-def _tolerance_anomaly(name: str, rule: str, offending: pd.Series, total: int, tolerance: float,
-                       batch_uri: str, what: str) -> list[Anomaly]:
-    if offending.empty:
-        return []
-    share = len(offending) / total
-    examples = sample_values(offending)
-    severity = CRITICAL if share > tolerance else WARNING
-    return [Anomaly(name, rule, severity, batch_uri,
-                    f"{share:.1%} {what} (tolerance {tolerance:.0%}), e.g. {examples}")]
 
 
 def critical(anomalies: list[Anomaly]) -> list[Anomaly]:
@@ -302,19 +442,37 @@ def raise_on_critical(anomalies: list[Anomaly]) -> None:
                                   f"the data does not reach training. First: {blocking[0].summary()}\n  {lines}{more}")
 
 
+def split_frames(examples_dir: str | Path, split: str) -> Callable[[], Iterable[pd.DataFrame]]:
+    """A split as a source of chunks, read again on each call (`storage.shards.iter_chunks`): first an
+    empty frame with the shards' columns and types, then the rows."""
+    from dataprep.ingest import split_shards
+    from storage import shards
+
+    found = split_shards(examples_dir, split)
+
+    def chunks() -> Iterable[pd.DataFrame]:
+        empty = shards.shard_schema(found[0]).empty_table().to_pandas()
+        return itertools.chain([empty], (chunk.batch.to_pandas() for chunk in shards.iter_chunks(found)))
+
+    return chunks
+
+
 def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistics_dir: str | Path,
                       schema_dir: str | Path, anomalies_dir: str | Path) -> list[Anomaly]:
     """The validate step: statistics of both splits, the schema it used, and every
     batch checked against that schema. Raises on a critical anomaly, after writing
-    the anomalies, so the artifact explains the stop."""
-    from dataprep.ingest import load_manifest, load_split
+    the anomalies, so the artifact explains the stop. Streams the splits' shards:
+    memory holds a chunk and per-column tallies, whatever the data's size."""
+    from dataprep.ingest import load_manifest
 
-    train, evaluation = load_split(examples_dir, "train"), load_split(examples_dir, "eval")
+    train, evaluation = split_frames(examples_dir, "train"), split_frames(examples_dir, "eval")
     Path(statistics_dir).mkdir(parents=True, exist_ok=True)
     stats = statistics_list({"train": train, "eval": evaluation})
     (Path(statistics_dir) / STATISTICS_FILE).write_text(text_format.MessageToString(stats))
 
-    both = pd.concat([train, evaluation])
+    def both() -> Iterable[pd.DataFrame]:
+        return itertools.chain(train(), evaluation())
+
     Path(schema_dir).mkdir(parents=True, exist_ok=True)
     if storage_uri.exists(config.schema_uri):
         schema = load_schema(config.schema_uri)

@@ -2,7 +2,8 @@
 
 Both models are scored through their exported serving signatures on the raw
 eval split (the very path serving takes), then TFMA computes the metrics per
-slice, and the candidate's overall metrics are checked: an absolute floor on
+slice, all in one Beam pipeline that streams the split's shards (DirectRunner
+here, Dataflow with `beam_pipeline_args`), and the candidate's overall metrics are checked: an absolute floor on
 AUC, and a change threshold against the champion. The change threshold is ignored on the first
 run, when there is no champion to compare with. The data set config's gate adds
 a minimum number of eval examples (fewer, and no metric is trusted) and optional
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from contract.dataset import DatasetConfig, Gate
+from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -95,26 +97,47 @@ class EvaluationOutcome:
         return json.dumps(strict(dataclasses.asdict(self)), indent=1, allow_nan=False)
 
 
-def predict(model_uri: str, frame: pd.DataFrame) -> np.ndarray:
-    """Probabilities from the exported serving signature, in row order. The model is read by URI
+class Scorer:
+    """Probabilities from a model's exported serving signature, in row order. The model is read by URI
     (a local folder, the `/gcs/` mount or gs://, as the registry hands a champion back); TensorFlow
-    reads only the local copy, since its own gs:// filesystem would not honour the GCS emulator."""
-    import tensorflow as tf
+    reads only a local copy, since its own gs:// filesystem would not honour the GCS emulator. `close`
+    removes the copy."""
 
-    from contract.model_inputs import PROBABILITY_OUTPUT, InputSpec
-    from storage import uri as storage_uri
-    from trainer.features import to_model_inputs
+    def __init__(self, model_uri: str) -> None:
+        import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="model-") as scratch:
-        model_dir = storage_uri.local_dir(model_uri, Path(scratch))
-        signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-        spec = InputSpec.load(model_dir)
-        inputs = to_model_inputs(frame, spec.raw_features, spec.missing_values)
+        from contract.model_inputs import InputSpec
+        from storage import uri as storage_uri
+
+        self._scratch = tempfile.TemporaryDirectory(prefix="model-")
+        model_dir = storage_uri.local_dir(model_uri, Path(self._scratch.name))
+        self._signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+        self._spec = InputSpec.load(model_dir)
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        import tensorflow as tf
+
+        from contract.model_inputs import PROBABILITY_OUTPUT
+        from trainer.features import to_model_inputs
+
+        inputs = to_model_inputs(frame, self._spec.raw_features, self._spec.missing_values)
         outputs = []
         for start in range(0, len(frame), _PREDICTION_BATCH):
             batch = {name: tf.constant(values[start:start + _PREDICTION_BATCH]) for name, values in inputs.items()}
-            outputs.append(signature(**batch)[PROBABILITY_OUTPUT].numpy())
-    return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+            outputs.append(self._signature(**batch)[PROBABILITY_OUTPUT].numpy())
+        return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+
+    def close(self) -> None:
+        self._scratch.cleanup()
+
+
+def predict(model_uri: str, frame: pd.DataFrame) -> np.ndarray:
+    """Probabilities of a frame's rows from the model at model_uri (see Scorer)."""
+    scorer = Scorer(model_uri)
+    try:
+        return scorer(frame)
+    finally:
+        scorer.close()
 
 
 def _eval_config(config: DatasetConfig):
@@ -189,29 +212,146 @@ def _slice_name(slice_key: tuple) -> str:
     return OVERALL if not slice_key else ", ".join(f"{key}={value}" for key, value in slice_key)
 
 
-def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray | None,
-             config: DatasetConfig, thresholds: Thresholds, output_dir: str) -> EvaluationOutcome:
-    """Runs TFMA over the eval split's labels, slice columns and each model's predictions."""
-    import tensorflow_model_analysis as tfma
+def _prediction_column(model: str) -> str:
+    return f"prediction_{model}"
 
-    if eval_frame.empty:  # TFMA cannot run on no rows; there is nothing to judge the model on
-        raise ValueError(f"the eval split is empty: no labelled example to evaluate the model on; at least "
-                         f"{thresholds.gate.min_eval_examples} are needed (gate.min_eval_examples in "
-                         f"{config.source}). Train on more data (data_uri) or change split.eval_percent.")
+
+def scored_batch(frame: pd.DataFrame, predictions: dict[str, np.ndarray], config: DatasetConfig):
+    """What TFMA needs of some eval rows, as an Arrow batch: the slice columns as text ("missing" when
+    missing), the label, and each model's prediction."""
+    import pyarrow as pa
 
     slice_columns = sorted({key for keys in config.slices for key in keys})
-    data = pd.DataFrame({column: eval_frame[column].astype(str).where(eval_frame[column].notna(), "missing")
+    data = pd.DataFrame({column: frame[column].astype(str).where(frame[column].notna(), "missing")
                          for column in slice_columns})
-    data[config.label.name] = eval_frame[config.label.name].to_numpy(dtype="int64")
-    predictions = {CANDIDATE: candidate} | ({CHAMPION: champion} if champion is not None else {})
+    data[config.label.name] = frame[config.label.name].to_numpy(dtype="int64")
+    for model, values in predictions.items():
+        data[_prediction_column(model)] = values.astype("float32")
+    return pa.RecordBatch.from_pandas(data, preserve_index=False)
 
+
+def _one_model(batch, model: str, label: str):
+    """The batch as TFMA reads it for one model: its prediction under the name the EvalConfig uses."""
+    import pyarrow as pa
+    from tfx_bsl.arrow import table_util
+
+    columns = {name: batch.column(name) for name in batch.schema.names if not name.startswith("prediction_")}
+    columns["prediction"] = batch.column(_prediction_column(model))
+    return table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pydict(columns))
+
+
+def _count_confusion(batch, label: str):
+    """Counts the candidate's confusion at DECISION_THRESHOLD in Beam counters; passes the batch on."""
+    from apache_beam.metrics import Metrics
+
+    labels = batch.column(label).to_numpy()
+    positive = batch.column(_prediction_column(CANDIDATE)).to_numpy() >= DECISION_THRESHOLD
+    for name, count in (("tp", positive & (labels == 1)), ("fp", positive & (labels == 0)),
+                        ("tn", ~positive & (labels == 0)), ("fn", ~positive & (labels == 1))):
+        Metrics.counter(__name__, name).inc(int(count.sum()))
+    return batch
+
+
+def add_tfma(scored, models: list[str], config: DatasetConfig, outputs: dict[str, str]) -> None:
+    """Adds to a Beam pipeline, after its scored rows (Arrow batches from `scored_batch`): the
+    candidate's confusion counts (Beam counters), and one TFMA evaluation per model (TFMA's own
+    ExtractEvaluateAndWriteResults, results under outputs[model])."""
+    import apache_beam as beam
+    import tensorflow_model_analysis as tfma
+
+    eval_config = _eval_config(config)
+    label = config.label.name
+    counted = scored | "CountConfusion" >> beam.Map(_count_confusion, label)
+    for model in models:
+        _ = (counted
+             | f"Select{model}" >> beam.Map(_one_model, model, label)
+             | f"Evaluate{model}" >> tfma.ExtractEvaluateAndWriteResults(eval_config=eval_config,
+                                                                         output_path=outputs[model]))
+
+
+def _run_tfma(pipeline, outputs: dict[str, str]) -> tuple[dict, dict[str, int]]:
+    """Runs the pipeline to the end; each model's EvalResult and the candidate's confusion counts."""
+    import tensorflow_model_analysis as tfma
+    from apache_beam.metrics.metric import MetricsFilter
+
+    run = pipeline.run()
+    run.wait_until_finish()
+    counters = {result.key.metric.name: result.committed
+                for result in run.metrics().query(MetricsFilter().with_namespace(__name__))["counters"]}
+    confusion = {name: int(counters.get(name, 0)) for name in ("tp", "fp", "tn", "fn")}
+    return {model: tfma.load_eval_result(path) for model, path in outputs.items()}, confusion
+
+
+def _empty_eval_split(config: DatasetConfig, thresholds: Thresholds) -> ValueError:
+    # TFMA cannot run on no rows; there is nothing to judge the model on
+    return ValueError(f"the eval split is empty: no labelled example to evaluate the model on; at least "
+                      f"{thresholds.gate.min_eval_examples} are needed (gate.min_eval_examples in "
+                      f"{config.source}). Train on more data (data_uri) or change split.eval_percent.")
+
+
+def evaluate_examples(examples_dir: str, model_uri: str, champion_uri: str, config: DatasetConfig,
+                      thresholds: Thresholds, output_dir: str, beam_runner: str = DIRECT_RUNNER,
+                      beam_pipeline_args: list[str] | None = None) -> EvaluationOutcome:
+    """The evaluate step: both models score the eval split's shards inside Beam, TFMA computes the
+    metrics there, and the outcome is decided. Memory holds a chunk per worker, whatever the split's
+    size; on Dataflow (`beam_runner`, `beam_pipeline_args`) the shards spread over the workers."""
+    import apache_beam as beam
+
+    from dataprep.ingest import load_manifest
+
+    options = beam_options(beam_runner, beam_pipeline_args)
+    if not load_manifest(examples_dir).eval_rows:
+        raise _empty_eval_split(config, thresholds)
+    pipeline = beam.Pipeline(options=options.pipeline_options())
+    outputs = build_evaluation_pipeline(pipeline, options, examples_dir, model_uri, champion_uri, config, output_dir)
+    results, confusion = _run_tfma(pipeline, outputs)
+    return _outcome(results, confusion, config, thresholds)
+
+
+def build_evaluation_pipeline(pipeline, options: BeamOptions, examples_dir: str, model_uri: str, champion_uri: str,
+                              config: DatasetConfig, output_dir: str) -> dict[str, str]:
+    """Adds the evaluation to a Beam pipeline: the eval shards listed, read and scored one shard per
+    element, then TFMA per model. Returns where each model's results go."""
+    import apache_beam as beam
+
+    from dataprep.ingest import split_shards
+    from evaluation.scoring import ScoreShards
+
+    shards = [options.location(uri) for uri in split_shards(examples_dir, "eval")]
+    models = {CANDIDATE: options.location(model_uri)} | ({CHAMPION: champion_uri} if champion_uri else {})
+    outputs = {model: options.location(str(Path(output_dir) / model)) for model in models}
+    scored = (pipeline
+              | "ListEvalShards" >> beam.Create(shards)  # file names, not rows
+              | "SpreadEvalShards" >> beam.Reshuffle()
+              | "Score" >> beam.ParDo(ScoreShards(models, config)))
+    add_tfma(scored, list(models), config, outputs)
+    return outputs
+
+
+def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray | None,
+             config: DatasetConfig, thresholds: Thresholds, output_dir: str) -> EvaluationOutcome:
+    """The same evaluation over rows and predictions already in memory (a small frame: tests, or
+    predictions made elsewhere): the frame is the pipeline's one input batch."""
+    import apache_beam as beam
+
+    if eval_frame.empty:
+        raise _empty_eval_split(config, thresholds)
+    predictions = {CANDIDATE: candidate} | ({CHAMPION: champion} if champion is not None else {})
+    batch = scored_batch(eval_frame, predictions, config)
+    outputs = {model: str(Path(output_dir) / model) for model in predictions}
+    pipeline = beam.Pipeline()
+    add_tfma(pipeline | "Rows" >> beam.Create([batch]), list(predictions), config, outputs)
+    results, confusion = _run_tfma(pipeline, outputs)
+    return _outcome(results, confusion, config, thresholds)
+
+
+def _outcome(results: dict, confusion: dict[str, int], config: DatasetConfig,
+             thresholds: Thresholds) -> EvaluationOutcome:
+    """The metrics per slice and model, the curves, and the checks that decide the blessing."""
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     roc: dict[str, dict[str, list[float]]] = {}
     calibration: dict[str, dict[str, list[float]]] = {}
-    eval_config = _eval_config(config)
-    for model, model_predictions in predictions.items():
-        data["prediction"] = model_predictions.astype("float32")
-        result = tfma.analyze_raw_data(data, eval_config, output_path=str(Path(output_dir) / model))
+    for model, result in results.items():
         for slice_key, outputs in result.slicing_metrics:
             values = outputs[""][""]
             named = {shown: float(values[key]["doubleValue"]) for key, shown in _METRICS.items()
@@ -220,13 +360,13 @@ def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarr
                 named[GATED_METRIC] = math.nan  # one class only: AUC is undefined, not 0
             metrics.setdefault(_slice_name(slice_key), {})[model] = named
         roc[model], calibration[model] = _curves(result)
+    has_champion = CHAMPION in results
     failures = _floor_failures(metrics[OVERALL][CANDIDATE], thresholds)
-    if champion is not None:
+    if has_champion:
         failures += _change_failures(metrics, thresholds)
-    data["prediction"] = candidate
-    return EvaluationOutcome(blessed=not failures, has_champion=champion is not None, thresholds=thresholds,
+    return EvaluationOutcome(blessed=not failures, has_champion=has_champion, thresholds=thresholds,
                              metrics=metrics, failures=failures, roc=roc, calibration=calibration,
-                             confusion=_confusion(data, config.label.name))
+                             confusion=confusion)
 
 
 def _curves(result) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
@@ -241,12 +381,3 @@ def _curves(result) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
             predicted.append(bucket["totalWeightedRefinedPrediction"] / bucket["numWeightedExamples"])
             observed.append(bucket["totalWeightedLabel"] / bucket["numWeightedExamples"])
     return {"fpr": fpr, "tpr": tpr}, {"predicted": predicted, "observed": observed}
-
-
-def _confusion(data: pd.DataFrame, label: str) -> dict[str, int]:
-    labels = data[label].to_numpy()
-    predicted_positive = data["prediction"].to_numpy() >= DECISION_THRESHOLD
-    return {"tp": int((predicted_positive & (labels == 1)).sum()),
-            "fp": int((predicted_positive & (labels == 0)).sum()),
-            "tn": int((~predicted_positive & (labels == 0)).sum()),
-            "fn": int((~predicted_positive & (labels == 1)).sum())}

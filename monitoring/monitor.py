@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from contract.artifacts import TRAIN_FILE
+from contract.artifacts import TRAIN_SPLIT
+from dataprep.ingest import load_split
 from monitoring.config import MonitoringConfig
 from monitoring.drift import FeatureDrift, feature_drift
 from registry.model_registry import CHAMPION, ModelVersion, RegistryError, open_registry
@@ -102,9 +103,10 @@ def champion_baseline(config: MonitoringConfig, registry_uri: str) -> tuple[Mode
     if not examples:
         raise MonitoringError(f"champion version {champion.version} of {config.model_name} records no training "
                               "examples in its lineage (metadata 'examples'): no baseline to compare with")
-    baseline_uri = storage_uri.join(examples, TRAIN_FILE)
+    baseline_uri = storage_uri.join(examples, TRAIN_SPLIT)
     try:
-        baseline = pd.read_parquet(io.BytesIO(storage_uri.read_bytes(baseline_uri)))
+        # The split whole: the histograms are built from it in memory (bounded by the training data's size).
+        baseline = load_split(examples, TRAIN_SPLIT)
     except (FileNotFoundError, OSError, ValueError) as error:
         raise MonitoringError(f"the champion's training data {baseline_uri} (version {champion.version}'s lineage) "
                               f"cannot be read: {error}") from None

@@ -35,6 +35,8 @@ def build_evaluation_pipeline():
         location: str = "us-central1",
         min_auc: float = 0.7,
         max_auc_regression: float = 0.01,
+        beam_runner: str = "DirectRunner",
+        beam_pipeline_args: list = [],  # noqa: B006 (KFP reads the default; it is never mutated)
     ):
         ingest = ingest_data(data_uri=data_uri, data_version=data_version, dataset_config=dataset_config
                              ).set_display_name("1. Ingest data")
@@ -45,7 +47,8 @@ def build_evaluation_pipeline():
             model=versions.outputs["candidate_model"], examples=ingest.outputs["examples"],
             dataset_config=dataset_config, model_name=versions.outputs["model_name"],
             champion_uri=versions.outputs["baseline_uri"], champion_version=versions.outputs["baseline_version"],
-            min_auc=min_auc, max_auc_regression=max_auc_regression, data_uri=data_uri,
+            min_auc=min_auc, max_auc_regression=max_auc_regression, data_uri=data_uri, beam_runner=beam_runner,
+            beam_pipeline_args=beam_pipeline_args,
         ).set_display_name("3. Evaluate with TFMA (training's component)").set_caching_options(False)
 
     return evaluation_pipeline

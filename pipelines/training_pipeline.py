@@ -9,7 +9,10 @@ Steps, in the order they run:
 2. Validate: statistics of both splits; each batch checked against the reviewed
    schema; a critical anomaly stops the run here, before training.
 3. Transform: tf.Transform analyzes the train split and transforms both; its
-   graph becomes part of the serving model.
+   graph becomes part of the serving model. Transform and evaluate run on Beam:
+   `beam_runner` (DirectRunner by default; DataflowRunner at scale) and
+   `beam_pipeline_args` (Beam flags, as TFX passes them: project, region,
+   temp location, service account, worker settings) reach both steps.
 4. Train: the Keras model on the transformed data; exported as a SavedModel
    whose signature takes raw instances as Vertex sends them.
 5. Look up the champion: resolve the model name (the data set config's
@@ -73,13 +76,17 @@ def build_training_pipeline(platform: Platform):
         machine_type: str = DEFAULT_MACHINE_TYPE,
         min_replica_count: int = 1,
         max_replica_count: int = 1,
+        beam_runner: str = "DirectRunner",
+        beam_pipeline_args: list = [],  # noqa: B006 (KFP reads the default; it is never mutated)
     ):
         ingest = ingest_data(data_uri=data_uri, data_version=data_version, dataset_config=dataset_config
                              ).set_display_name("1. Ingest data")
         validate = validate_data(examples=ingest.outputs["examples"], dataset_config=dataset_config
                                  ).set_display_name("2. Validate data against the schema")
         transform = transform_data(examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
-                                   dataset_config=dataset_config).set_display_name("3. Transform (tf.Transform)")
+                                   dataset_config=dataset_config, beam_runner=beam_runner,
+                                   beam_pipeline_args=beam_pipeline_args
+                                   ).set_display_name("3. Transform (tf.Transform)")
         trained = train(transformed_examples=transform.outputs["transformed_examples"],
                         transform_graph=transform.outputs["transform_graph"], schema=validate.outputs["schema"],
                         dataset_config=dataset_config, learning_rate=learning_rate, hidden_units=hidden_units,
@@ -91,7 +98,8 @@ def build_training_pipeline(platform: Platform):
             model=trained.outputs["model"], examples=ingest.outputs["examples"], dataset_config=dataset_config,
             model_name=champion.outputs["model_name"], champion_uri=champion.outputs["champion_uri"],
             champion_version=champion.outputs["champion_version"], min_auc=min_auc,
-            max_auc_regression=max_auc_regression, data_uri=data_uri).set_display_name("6. Evaluate with TFMA")
+            max_auc_regression=max_auc_regression, data_uri=data_uri, beam_runner=beam_runner,
+            beam_pipeline_args=beam_pipeline_args).set_display_name("6. Evaluate with TFMA")
         with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition)
             registered = register_model(
                 model=trained.outputs["model"], evaluation=evaluation.outputs["evaluation"],

@@ -11,6 +11,10 @@ A row the format cannot parse (a CSV line with too many or too few fields, a
 JSONL line that is not a JSON object) never stops a read: it is reported in the
 chunk's `problems` with its shard and line, and the other rows are delivered.
 What a row *means* (types, the model's input contract) is the caller's to check.
+
+Writing: `ShardWriter` rolls Parquet shards of at most `max_rows` rows each
+under a local folder (or the `/gcs/` mount a Vertex step writes its outputs to),
+so a writer holds one row group at a time, never the data set.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -33,6 +38,8 @@ FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "js
 DEFAULT_CHUNK_ROWS = 8192
 # Bytes per Cloud Storage range request when streaming a shard (the client's default is 40 MiB).
 GCS_READ_CHUNK_BYTES = 8 * 1024 * 1024
+# Rows per Parquet shard a ShardWriter writes: a shard is a unit of parallel work for Beam/Dataflow and tf.data.
+DEFAULT_SHARD_ROWS = 250_000
 # pyarrow's CSV block: bounds memory per read; a CSV line longer than this is refused by pyarrow.
 CSV_BLOCK_BYTES = 4 * 1024 * 1024
 
@@ -119,6 +126,13 @@ def iter_chunks(source: str | Iterable[str], chunk_rows: int = DEFAULT_CHUNK_ROW
         yield from _READERS[kind](shard, chunk_rows, columns)
 
 
+def shard_schema(uri: str) -> pa.Schema:
+    """The Arrow schema of one Parquet shard (with its metadata), read from its footer: what an empty
+    shard still tells a reader."""
+    with open_shard(uri) as stream:
+        return pq.ParquetFile(stream).schema_arrow
+
+
 def _rebatched(shard: str, batches: Iterable[pa.RecordBatch], chunk_rows: int,
                problems: list[RowProblem]) -> Iterator[Chunk]:
     """Batches of any size as chunks of exactly `chunk_rows` (the last may be shorter), each carrying
@@ -152,7 +166,9 @@ def _rebatched(shard: str, batches: Iterable[pa.RecordBatch], chunk_rows: int,
 
 def _parquet_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Iterator[Chunk]:
     with open_shard(shard) as stream:
-        parquet = pq.ParquetFile(stream)
+        # pre_buffer (pyarrow's default) reads ahead every row group asked for, i.e. the whole shard: memory
+        # would grow with the shard. Without it, one row group is read at a time.
+        parquet = pq.ParquetFile(stream, pre_buffer=False)
         present = [name for name in columns if name in parquet.schema_arrow.names] if columns else None
         yield from _rebatched(shard, parquet.iter_batches(batch_size=chunk_rows, columns=present), chunk_rows, [])
 
@@ -255,3 +271,74 @@ def _from_rows(rows: list[dict], columns: list[str] | None) -> pa.RecordBatch:
 
 
 _READERS = {"parquet": _parquet_chunks, "csv": _csv_chunks, "jsonl": _jsonl_chunks}
+
+
+class ShardWriter:
+    """Writes rows as Parquet shards `{prefix}-00000.parquet`, `{prefix}-00001.parquet`, ... under `folder`,
+    each at most `max_rows` rows, all with `schema`.
+
+    Each `write` appends row groups to the open shard and rolls to a new one when
+    it is full. `close` (or leaving the `with` block) returns the shards written;
+    with no row at all it writes one empty shard, so a reader still finds the
+    columns and their types. A shard is written under a temporary name
+    (`.{name}.tmp`, which `list_shards` ignores) and renamed when complete.
+    """
+
+    def __init__(self, folder: str | Path, schema: pa.Schema, max_rows: int = DEFAULT_SHARD_ROWS,
+                 prefix: str = "part") -> None:
+        if max_rows < 1:
+            raise ValueError(f"max_rows={max_rows}; expected a positive number of rows per shard")
+        self.folder = Path(storage_uri.checked(str(folder)))
+        if storage_uri.is_gcs(str(folder)):
+            raise ValueError(f"{folder}: ShardWriter writes to a local folder or the /gcs/ mount, not gs://")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.schema, self.max_rows, self.prefix = schema, max_rows, prefix
+        self.rows = 0
+        self._shards: list[str] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._rows_in_shard = 0
+
+    def _open(self) -> None:
+        name = f"{self.prefix}-{len(self._shards):05d}.parquet"
+        self._temporary = self.folder / f".{name}.tmp"
+        self._writer = pq.ParquetWriter(self._temporary, self.schema)
+        self._shards.append(str(self.folder / name))
+        self._rows_in_shard = 0
+
+    def _finish(self) -> None:
+        self._writer.close()
+        self._temporary.rename(self._shards[-1])
+        self._writer = None
+
+    def write(self, rows: pa.RecordBatch | pa.Table) -> None:
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])
+        if not table.schema.equals(self.schema, check_metadata=False):
+            raise ValueError(f"rows for {self.folder} have columns {table.schema}; the shards' are {self.schema}")
+        while table.num_rows:
+            if self._writer is None:
+                self._open()
+            room = self.max_rows - self._rows_in_shard
+            part, table = table.slice(0, room), table.slice(room)
+            self._writer.write_table(part)
+            self._rows_in_shard += part.num_rows
+            self.rows += part.num_rows
+            if self._rows_in_shard == self.max_rows:
+                self._finish()
+
+    def close(self) -> list[str]:
+        if not self._shards:  # no row: one empty shard carries the schema
+            self._open()
+        if self._writer is not None:
+            self._finish()
+        return list(self._shards)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+        elif self._writer is not None:  # a failed write leaves no shard that looks complete
+            self._writer.close()
+            self._temporary.unlink(missing_ok=True)
+            self._shards.pop()

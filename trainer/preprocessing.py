@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -84,3 +85,18 @@ def make_preprocessing_fn(config: DatasetConfig, schema: schema_pb2.Schema,
         return outputs
 
     return preprocessing_fn
+
+
+def transformed_schema(config: DatasetConfig, features: list[RawFeature]) -> pa.Schema:
+    """The columns `preprocessing_fn` outputs, one value per row: z-scores as float32, bucket and
+    category ids as int64, and the label. Declared once: transform writes its shards with it, and
+    training reads them by it."""
+    numeric = {feature.name for feature in config.features if feature.kind == "numeric"}
+    fields = [pa.field(transformed_name(feature.name), pa.float32() if feature.name in numeric else pa.int64())
+              for feature in features]
+    return pa.schema(fields + [pa.field(config.label.name, pa.int64())])
+
+
+def transformed_schema_types(schema: pa.Schema, names: list[str]) -> dict[str, tf.DType]:
+    """The TensorFlow dtype of each named column of a transformed shard."""
+    return {name: tf.dtypes.as_dtype(schema.field(name).type.to_pandas_dtype()) for name in names}

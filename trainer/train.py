@@ -1,4 +1,5 @@
-"""Train on the transformed splits and export a SavedModel that serves raw instances.
+"""Train on the transformed splits, streamed by tf.data from their shards; export a SavedModel that
+serves raw instances.
 
 The exported signature `serving_default` takes one 1-D tensor per raw feature
 (Vertex's `{"instances": [{feature: value}]}`, batched by the server), runs the
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
-import numpy as np
+# Rows tf.data shuffles among, drawn from SHUFFLE_SHARDS shards at a time (in a new shard order each
+# epoch). The buffer holds each row's features as tensors, so its size bounds the step's memory.
+SHUFFLE_BUFFER_ROWS = 10_000
+SHUFFLE_SHARDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +52,40 @@ class Hyperparameters:
             raise ValueError("bad hyperparameters: " + "; ".join(problems))
 
 
-def _load_transformed(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
+def transformed_dataset(transformed_dir: str, split: str, model_inputs: list[str], label: str, batch_size: int,
+                        shuffle_seed: int | None = None):
+    """A `tf.data.Dataset` of (features, label) batches streamed from a split's transformed shards
+    (`storage.shards.iter_chunks`): memory holds a few chunks and, when shuffling, SHUFFLE_BUFFER_ROWS rows.
+    Each feature is (rows, 1), as the network's inputs take it."""
+    import pyarrow as pa
+    import tensorflow as tf
 
-    table = pq.read_table(path, columns=names)
-    # Each transformed value is a one-element list: flatten to (rows, 1) for Keras.
-    return {name: table.column(name).combine_chunks().flatten().to_numpy().reshape(-1, 1) for name in names}
+    from dataprep.ingest import split_shards
+    from storage import shards
+    from trainer.preprocessing import transformed_schema_types
+
+    found = split_shards(transformed_dir, split)
+    dtypes = transformed_schema_types(shards.shard_schema(found[0]), model_inputs)
+    signature = ({name: tf.TensorSpec([None, 1], dtypes[name], name=name) for name in model_inputs},
+                 tf.TensorSpec([None], tf.float32))
+
+    def chunks(shard: bytes):
+        for chunk in shards.iter_chunks([shard.decode()], columns=[*model_inputs, label]):
+            columns: dict[str, pa.Array] = dict(zip(chunk.batch.schema.names, chunk.batch.columns, strict=True))
+            yield ({name: columns[name].to_numpy().reshape(-1, 1) for name in model_inputs},
+                   columns[label].to_numpy().astype("float32"))
+
+    def read(shard):
+        return tf.data.Dataset.from_generator(chunks, args=(shard,), output_signature=signature)
+
+    files = tf.data.Dataset.from_tensor_slices(found)
+    if shuffle_seed is None:
+        return files.flat_map(read).unbatch().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # Shards in a new order each epoch, several read at once, rows shuffled within a bounded buffer.
+    files = files.shuffle(len(found), seed=shuffle_seed, reshuffle_each_iteration=True)
+    rows = files.interleave(read, cycle_length=min(len(found), SHUFFLE_SHARDS), deterministic=True).unbatch()
+    rows = rows.shuffle(SHUFFLE_BUFFER_ROWS, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_config: str, schema_path: str,
@@ -62,7 +95,7 @@ def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_con
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from contract.artifacts import EVAL_FILE, TRAIN_FILE, TRAINING_SUMMARY_FILE
+    from contract.artifacts import EVAL_SPLIT, TRAIN_SPLIT, TRAINING_SUMMARY_FILE, TRANSFORM_SUMMARY_FILE
     from contract.dataset import load_dataset_config
     from contract.model_inputs import PROBABILITY_OUTPUT, InputSpec
     from contract.schema import load_schema
@@ -84,18 +117,21 @@ def train_and_export(transformed_dir: str, transform_graph_dir: str, dataset_con
     model_inputs = numeric + sorted(tokens)
 
     label = config.label.name
-    train = _load_transformed(Path(transformed_dir) / TRAIN_FILE, model_inputs + [label])
-    evaluation = _load_transformed(Path(transformed_dir) / EVAL_FILE, model_inputs + [label])
+    rows = json.loads((Path(transformed_dir) / TRANSFORM_SUMMARY_FILE).read_text())
+    train_rows, eval_rows = rows["train_rows"], rows["eval_rows"]
+    # Streams have no length Keras can see: each epoch is told its steps, and the streams repeat.
+    train = transformed_dataset(transformed_dir, TRAIN_SPLIT, model_inputs, label, params.batch_size, params.seed)
+    evaluation = (transformed_dataset(transformed_dir, EVAL_SPLIT, model_inputs, label, params.batch_size).repeat()
+                  if eval_rows else None)
     model = build_model(numeric, tokens, list(params.hidden_units), params.learning_rate)
-    history = model.fit({name: train[name] for name in model_inputs}, train[label].astype("float32"),
-                        validation_data=({name: evaluation[name] for name in model_inputs},
-                                         evaluation[label].astype("float32")),
-                        epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=2)
+    history = model.fit(train.repeat(), steps_per_epoch=math.ceil(train_rows / params.batch_size),
+                        validation_data=evaluation, validation_steps=math.ceil(eval_rows / params.batch_size) or None,
+                        epochs=params.epochs, verbose=2)
 
     export_serving_model(model, tft_output, features, model_inputs, model_dir)
     InputSpec({feature.name: feature.dtype for feature in features}, label=label).write(model_dir)
     final = {name: round(float(values[-1]), 4) for name, values in history.history.items()}
-    summary = {"history": final, "epochs": params.epochs, "train_rows": int(len(train[label])),
+    summary = {"history": final, "epochs": params.epochs, "train_rows": train_rows,
                "hyperparameters": dataclasses.asdict(params), "seconds": round(time.perf_counter() - started, 2),
                "output": PROBABILITY_OUTPUT}
     (Path(model_dir) / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=1))

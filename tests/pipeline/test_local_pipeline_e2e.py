@@ -13,6 +13,7 @@ from contract.model_inputs import InputSpec
 from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 from pipelines.local_run import LocalRun, print_summary, run_pipeline
 from registry.model_registry import CHALLENGER, CHAMPION, INPUT_CONTRACT_KEY, LocalModelRegistry
+from storage.shards import list_shards
 from tests.gcs_emulator import EMULATOR_ENV
 from tests.pipeline.conftest import (
     SMALL_DATA_HYPERPARAMETERS,
@@ -61,12 +62,14 @@ def first_run(workspace):
 def test_first_run_trains_evaluates_and_registers_the_champion(first_run, workspace, tmp_path, capsys):
     result, run = first_run
     assert result.succeeded
-    for artifact in ("ingest-data/examples/train.parquet", "validate-data/statistics/statistics.pbtxt",
+    for artifact in ("ingest-data/examples/train/part-00000.parquet", "validate-data/statistics/statistics.pbtxt",
                      "validate-data/schema/schema.pbtxt", "validate-data/anomalies/anomalies.pbtxt",
                      "transform-data/transform_graph/transform_fn/saved_model.pb",
                      "train-model/model/saved_model.pb", "train-model/model/input_spec.json",
                      "evaluate-model/report.html"):
         assert (run / artifact).exists(), artifact
+    for examples in ("ingest-data/examples", "transform-data/transformed_examples"):  # Parquet shards per split
+        assert all(list_shards(str(run / examples / split)) for split in ("train", "eval")), examples
     outcome = json.loads((run / "evaluate-model/evaluation/outcome.json").read_text())
     assert outcome["blessed"] and not outcome["has_champion"]
     # Ingest records the version of the bytes it read (on Vertex, part of its cache key).

@@ -95,3 +95,35 @@ def test_gcs_shards_stream_in_ranges_and_read_the_same_rows(gcs_emulator: GcsEmu
     assert [(c.shard.rsplit("/", 1)[1], c.batch.num_rows) for c in chunks] == [
         ("part-0.jsonl", 200), ("part-0.jsonl", 200), ("part-0.jsonl", 100), ("part-1.csv", 40)]
     assert chunks[0].shard.startswith("gs://") and chunks[2].batch.column("fare").to_pylist()[-1] == 499
+
+
+def test_shard_writer_rolls_bounded_shards_that_iter_chunks_reads_back_in_order(tmp_path: Path) -> None:
+    schema = pa.schema([("trip_id", pa.int64()), ("fare", pa.float64())])
+    with shards.ShardWriter(tmp_path / "train", schema, max_rows=4) as writer:
+        for start in (0, 3, 6):  # writes that straddle shard boundaries
+            writer.write(pa.table({"trip_id": list(range(start, start + 3)), "fare": [0.5] * 3}, schema=schema))
+    assert [Path(shard).name for shard in shards.list_shards(str(tmp_path / "train"))] == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert [pq.read_metadata(shard).num_rows for shard in shards.list_shards(str(tmp_path / "train"))] == [4, 4, 1]
+    read = [row for chunk in shards.iter_chunks(str(tmp_path / "train")) for row in chunk.batch.to_pylist()]
+    assert [row["trip_id"] for row in read] == list(range(9)) and writer.rows == 9
+
+
+def test_shard_writer_keeps_the_schema_without_rows_and_refuses_other_columns(tmp_path: Path) -> None:
+    schema = pa.schema([("trip_id", pa.int64())])
+    with shards.ShardWriter(tmp_path / "eval", schema) as writer, pytest.raises(ValueError, match="trip_id: string"):
+        writer.write(pa.table({"trip_id": ["t1"]}))
+    [shard] = shards.list_shards(str(tmp_path / "eval"))
+    assert shards.shard_schema(shard) == schema and list(shards.iter_chunks(shard)) == []
+    with pytest.raises(ValueError, match="gs://"):
+        shards.ShardWriter("gs://bucket/eval", schema)
+    with pytest.raises(ValueError, match="max_rows=0"):
+        shards.ShardWriter(tmp_path / "x", schema, max_rows=0)
+
+
+def test_a_failed_shard_writer_leaves_no_complete_looking_shard(tmp_path: Path) -> None:
+    schema = pa.schema([("trip_id", pa.int64())])
+    with pytest.raises(RuntimeError), shards.ShardWriter(tmp_path / "train", schema) as writer:
+        writer.write(pa.table({"trip_id": [1, 2]}, schema=schema))
+        raise RuntimeError("the step failed")
+    assert list((tmp_path / "train").iterdir()) == []

@@ -1,0 +1,74 @@
+"""Beam options for the pipeline's Beam steps (transform, evaluate), given as TFX gives them.
+
+Two pipeline parameters reach every Beam step: `beam_runner` (DirectRunner
+locally, DataflowRunner at scale) and `beam_pipeline_args`, the list of Beam
+flags TFX calls by that name (`--project=...`, `--region=...`,
+`--temp_location=gs://...`, `--service_account_email=...`,
+`--machine_type=...`, `--max_num_workers=...`, `--sdk_container_image=...`).
+They are checked here, before any work, so a Dataflow run missing a setting is
+refused with its name instead of failing inside Beam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from storage import uri as storage_uri
+
+DIRECT_RUNNER = "DirectRunner"
+DATAFLOW_RUNNER = "DataflowRunner"
+RUNNERS = (DIRECT_RUNNER, DATAFLOW_RUNNER)
+# What a Dataflow job cannot start without, and an example of each.
+DATAFLOW_REQUIRED = {"project": "--project=my-project", "region": "--region=us-central1",
+                     "temp_location": "--temp_location=gs://my-bucket/dataflow/tmp"}
+
+
+class BeamOptionsError(ValueError):
+    """beam_runner or beam_pipeline_args cannot run; the message names the setting and an example."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamOptions:
+    runner: str
+    args: tuple[str, ...]  # what Beam's PipelineOptions takes, --runner first
+
+    @property
+    def on_dataflow(self) -> bool:
+        return self.runner == DATAFLOW_RUNNER
+
+    def location(self, path: str) -> str:
+        """Where Beam reads or writes `path`. Dataflow's workers have no /gcs/ mount, so there a mounted
+        path becomes its gs:// URI; the DirectRunner runs in the step, beside the mount or a local folder,
+        and keeps the path (so the GCS emulator stands in for Cloud Storage in tests)."""
+        return storage_uri.canonical(path) if self.on_dataflow else str(path)
+
+    def pipeline_options(self):
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        return PipelineOptions(list(self.args))
+
+    def temp_location(self) -> str | None:
+        return self.pipeline_options().get_all_options().get("temp_location")
+
+
+def beam_options(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ...] | None) -> BeamOptions:
+    """The checked options of a Beam step; BeamOptionsError names what is wrong."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    if beam_runner not in RUNNERS:
+        raise BeamOptionsError(f"beam_runner {beam_runner!r}; expected one of {', '.join(RUNNERS)}")
+    args = list(beam_pipeline_args or [])
+    malformed = [arg for arg in args if not isinstance(arg, str) or not arg.startswith("--")]
+    if malformed:
+        raise BeamOptionsError(f"beam_pipeline_args {malformed!r}: each must be a Beam flag such as "
+                               "'--temp_location=gs://my-bucket/tmp'")
+    if any(arg.split("=", 1)[0] == "--runner" for arg in args):
+        raise BeamOptionsError("beam_pipeline_args sets --runner; set the pipeline parameter beam_runner instead")
+    options = PipelineOptions(args).get_all_options()
+    if beam_runner == DATAFLOW_RUNNER:
+        missing = [example for name, example in DATAFLOW_REQUIRED.items() if not options.get(name)]
+        if missing:
+            raise BeamOptionsError(f"beam_runner DataflowRunner needs {', '.join(missing)} in beam_pipeline_args")
+        if not storage_uri.is_gcs(options["temp_location"]):
+            raise BeamOptionsError(f"--temp_location={options['temp_location']}: Dataflow needs a gs:// location")
+    return BeamOptions(beam_runner, (f"--runner={beam_runner}", *args))

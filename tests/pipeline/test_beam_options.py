@@ -1,0 +1,66 @@
+"""beam_runner and beam_pipeline_args: checked before any work, and what each Beam step receives."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataprep.beam_options import BeamOptionsError, beam_options
+
+DATAFLOW_ARGS = ["--project=vertex-mlops", "--region=us-central1", "--temp_location=gs://mlops-bucket/dataflow/tmp",
+                 "--service_account_email=dataflow@vertex-mlops.iam.gserviceaccount.com",
+                 "--machine_type=n1-standard-4", "--max_num_workers=20"]
+
+
+def test_the_direct_runner_needs_nothing_and_keeps_local_and_mounted_paths(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_GCS_MOUNT", str(tmp_path / "gcs"))
+    options = beam_options("DirectRunner", [])
+    assert options.args == ("--runner=DirectRunner",) and not options.on_dataflow
+    assert options.location(str(tmp_path / "gcs" / "b" / "x")) == str(tmp_path / "gcs" / "b" / "x")
+
+
+def test_dataflow_gets_every_setting_and_gs_locations_for_mounted_paths(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_GCS_MOUNT", str(tmp_path / "gcs"))
+    options = beam_options("DataflowRunner", DATAFLOW_ARGS)
+    assert options.args == ("--runner=DataflowRunner", *DATAFLOW_ARGS)
+    assert options.location(str(tmp_path / "gcs" / "b" / "examples")) == "gs://b/examples"
+    assert options.temp_location() == "gs://mlops-bucket/dataflow/tmp"
+    everything = options.pipeline_options().get_all_options()
+    assert (everything["service_account_email"], everything["machine_type"], everything["max_num_workers"]) == (
+        "dataflow@vertex-mlops.iam.gserviceaccount.com", "n1-standard-4", 20)
+
+
+@pytest.mark.parametrize("runner, args, message", [
+    ("SparkRunner", [], "beam_runner 'SparkRunner'; expected one of DirectRunner, DataflowRunner"),
+    ("DataflowRunner", ["--project=p"], "needs --region=us-central1, --temp_location=gs://"),
+    ("DataflowRunner", ["--project=p", "--region=r", "--temp_location=/tmp/x"], "needs a gs:// location"),
+    ("DirectRunner", ["--runner=DataflowRunner"], "set the pipeline parameter beam_runner instead"),
+    ("DirectRunner", ["temp_location=gs://b"], "each must be a Beam flag"),
+    ("DirectRunner", [3], "each must be a Beam flag"),
+])
+def test_bad_beam_settings_are_refused_by_name(runner, args, message):
+    with pytest.raises(BeamOptionsError, match=message.replace("(", r"\(")):
+        beam_options(runner, args)
+
+
+def test_the_transform_step_refuses_bad_settings_before_starting_its_child(tmp_path):
+    from dataprep.transform import run_transform
+
+    with pytest.raises(BeamOptionsError, match="DataflowRunner needs"):
+        run_transform(str(tmp_path), "config.yaml", "schema.pbtxt", str(tmp_path / "g"), str(tmp_path / "t"),
+                      "DataflowRunner", [])
+
+
+def test_both_beam_steps_receive_the_pipeline_parameters():
+    import json
+
+    from pipelines.compile import COMPILED_DIR
+
+    spec = json.loads((COMPILED_DIR / "training_pipeline.json").read_text())
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert defaults["beam_runner"]["defaultValue"] == "DirectRunner"
+    assert defaults["beam_pipeline_args"]["defaultValue"] == []
+    tasks = spec["root"]["dag"]["tasks"]
+    for task in ("transform-data", "evaluate-model"):
+        inputs = tasks[task]["inputs"]["parameters"]
+        assert inputs["beam_runner"]["componentInputParameter"] == "beam_runner"
+        assert inputs["beam_pipeline_args"]["componentInputParameter"] == "beam_pipeline_args"
