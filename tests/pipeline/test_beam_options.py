@@ -7,7 +7,7 @@ import pytest
 from dataprep.beam_options import BeamOptionsError, beam_options
 
 DATAFLOW_ARGS = ["--project=vertex-mlops", "--region=us-central1", "--temp_location=gs://mlops-bucket/dataflow/tmp",
-                 "--service_account_email=dataflow@vertex-mlops.iam.gserviceaccount.com",
+                 "--service_account_email=dataflow-worker@vertex-mlops.iam.gserviceaccount.com",
                  "--machine_type=n1-standard-4", "--max_num_workers=20"]
 
 
@@ -26,7 +26,7 @@ def test_dataflow_gets_every_setting_and_gs_locations_for_mounted_paths(monkeypa
     assert options.temp_location() == "gs://mlops-bucket/dataflow/tmp"
     everything = options.pipeline_options().get_all_options()
     assert (everything["service_account_email"], everything["machine_type"], everything["max_num_workers"]) == (
-        "dataflow@vertex-mlops.iam.gserviceaccount.com", "n1-standard-4", 20)
+        "dataflow-worker@vertex-mlops.iam.gserviceaccount.com", "n1-standard-4", 20)
 
 
 @pytest.mark.parametrize("runner, args, message", [

@@ -23,6 +23,7 @@ locals {
     fn-invoker     = "Eventarc and the Pub/Sub push subscriptions invoke the functions as this"
     fn-builder     = "Cloud Functions builds the functions' images as this"
     serving        = "the prediction container on the Vertex AI endpoint"
+    dataflow-worker = "Dataflow workers of the Beam steps when a run sets beam_runner=DataflowRunner"
     monitoring     = "applies and runs model monitoring; writes drift alerts to Logging"
     release-build  = "Cloud Build: tests, builds, publishes; impersonates the deployer and monitoring"
     deployer       = "deploys function code (impersonated by release-build)"

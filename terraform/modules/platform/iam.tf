@@ -15,7 +15,10 @@ locals {
 
   project_roles = {
     # pipelineJobs.create, customJobs, models, endpoints: Vertex AI has no per-resource IAM for these.
-    pipelines      = ["roles/aiplatform.user", "roles/logging.logWriter"]
+    # ... and Dataflow jobs, when a run sets beam_runner=DataflowRunner (no per-job IAM either).
+    pipelines      = ["roles/aiplatform.user", "roles/logging.logWriter", "roles/dataflow.developer"]
+    # Dataflow workers take work items from the service: a project-level role by design.
+    dataflow-worker = ["roles/dataflow.worker"]
     fn-new-data    = ["roles/aiplatform.user"]
     fn-schedule    = ["roles/aiplatform.user"]
     fn-drift-alert = ["roles/aiplatform.user"]
@@ -36,6 +39,8 @@ locals {
     fn-schedule    = { landing = "roles/storage.objectViewer", templates = "roles/storage.objectViewer" }
     fn-drift-alert = { landing = "roles/storage.objectViewer", templates = "roles/storage.objectViewer" }
     serving        = { pipeline_root = "roles/storage.objectViewer", models = "roles/storage.objectViewer" }
+    # Reads a run's examples, writes transformed shards, staging and temp files: all under the pipeline root.
+    dataflow-worker = { pipeline_root = "roles/storage.objectUser" }
     monitoring     = { landing = "roles/storage.objectViewer", pipeline_root = "roles/storage.objectUser", models = "roles/storage.objectViewer" }
     release-build  = { templates = "roles/storage.objectUser" }
     fn-builder     = { templates = "roles/storage.objectViewer" }
@@ -45,6 +50,7 @@ locals {
   repository_roles = {
     pipelines     = { images = "roles/artifactregistry.reader", templates = "roles/artifactregistry.reader" }
     serving       = { images = "roles/artifactregistry.reader" }
+    dataflow-worker = { images = "roles/artifactregistry.reader" } # --sdk_container_image: the pipeline image
     monitoring    = { images = "roles/artifactregistry.reader" }
     release-build = { images = "roles/artifactregistry.writer", templates = "roles/artifactregistry.writer" }
   }
@@ -55,7 +61,8 @@ locals {
     fn-schedule    = { pipelines = "roles/iam.serviceAccountUser" }
     fn-drift-alert = { pipelines = "roles/iam.serviceAccountUser" }
     # The train step's CustomJob runs as the pipelines account; deployed models serve as `serving`.
-    pipelines = { pipelines = "roles/iam.serviceAccountUser", serving = "roles/iam.serviceAccountUser" }
+    # Beam steps with DataflowRunner start their workers as `dataflow-worker`.
+    pipelines = { pipelines = "roles/iam.serviceAccountUser", serving = "roles/iam.serviceAccountUser", dataflow-worker = "roles/iam.serviceAccountUser" }
     # The build holds no deploy rights itself: it impersonates these two.
     release-build = { deployer = "roles/iam.serviceAccountTokenCreator", monitoring = "roles/iam.serviceAccountTokenCreator" }
     deployer      = { fn-new-data = "roles/iam.serviceAccountUser", fn-schedule = "roles/iam.serviceAccountUser", fn-drift-alert = "roles/iam.serviceAccountUser", fn-builder = "roles/iam.serviceAccountUser" }
