@@ -2,14 +2,17 @@
 
 1. The sample lands in a bucket of the GCS emulator; a model is trained on the 2013 partitions only,
    through the local pipelines API (the run the triggers would submit to Vertex), and becomes champion.
-2. The champion is deployed to the local endpoint, which logs its requests.
+2. That run's nested deploy put the champion on the local endpoint at 100%; the endpoint serves and logs
+   its requests.
 3. 2013 traffic is replayed through the endpoint: the monitor finds no drift (no false positive).
 4. 2016 traffic is replayed: the monitor finds drift and logs an anomaly entry; a Logging sink (its
    filter from the monitoring config) publishes it to a topic on the Pub/Sub emulator.
 5. The topic pushes to the drift-alert function (its deploy folder, under functions-framework), which
    submits a retraining run over the recent partitions to the local pipelines API; a second alert within
    the cooldown starts no second run.
-6. The retraining run registers a new version.
+6. The retraining run registers a new version, and its nested deploy puts it beside the champion as a 10%
+   canary; more 2016 traffic (labelled: the replay records feedback) gives the canary decision its evidence,
+   and the decision promotes, rolls back or waits.
 
 Replayed traffic is from the past: the anomaly entries report the replayed data's own time (the end of
 2016) as their end, so the retraining window is the last MLOPS_DRIFT_WINDOW_PARTITIONS months up to it.
@@ -43,6 +46,9 @@ TEMPLATE = PROJECT_ROOT / "compiled" / "training_pipeline.json"
 REPLAYED_2016_TIME = datetime.datetime(2016, 12, 31, 12, tzinfo=datetime.UTC)
 # 24 monthly partitions (2015-2016): enough labelled eval examples for the gate (a quarter of 2016 is not).
 RETRAINING_PARTITIONS = 24
+REPLAY_RATE_PER_S = 2000.0
+# Requests sent once the canary is up: its 10% share is then above the decision's minimum (100).
+CANARY_REQUESTS = 2000
 
 
 @dataclasses.dataclass
@@ -53,6 +59,8 @@ class DemoResult:
     versions: list[str]
     alert_to_run_started_s: float
     runs_created: int  # pipeline runs the alerts created (expected: 1)
+    canary_split: dict[str, int]  # deployed model id -> percent, once the retraining run deployed its version
+    canary_decision: str  # promote, rollback or wait
     seconds: dict[str, float]
 
 
@@ -73,13 +81,14 @@ def run_demo(work_dir: Path) -> DemoResult:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
+    from deploy import Thresholds, decide_canary, open_backend
+    from deploy.replay import replay
     from monitoring import local_chain
     from monitoring.config import load_monitoring_config
     from monitoring.local_logging import LocalLogging, PubSubSink
     from monitoring.monitor import monitor_once
     from registry.model_registry import CHAMPION, LocalModelRegistry
     from serving.client import LocalEndpoint
-    from serving.replay import replay
     from triggers.submission.data_version import listing_version
     from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, submit_run
 
@@ -124,10 +133,14 @@ def run_demo(work_dir: Path) -> DemoResult:
             raise RuntimeError(f"the 2013 run registered no champion; see {job['localRun']['log']}")
         print(f"champion: version {champion.version} ({seconds['train 2013']:.0f} s)")
 
-        _step("deploy the champion to the local endpoint (request log on)")
-        state_dir = local_dir / "endpoint"
+        _step("serve the local endpoint the run deployed the champion to (request log on)")
+        backend = open_backend(str(local_dir / "registry"), config.model_name)
+        live = backend.live()
+        if [(model.version, model.percent) for model in live] != [(champion.version, 100)]:
+            raise RuntimeError(f"expected the 2013 run to deploy version {champion.version} at 100%; the endpoint "
+                               f"has {[(model.version, model.percent) for model in live]}")
+        state_dir = backend.state_dir
         endpoint = LocalEndpoint(state_dir)
-        endpoint.deploy(champion.uri, "champion")
         stack.enter_context(local_chain.endpoint(state_dir, work_dir))
         local_chain.wait_for(lambda: all(model["state"] == "ready" for model in endpoint.describe()["deployedModels"]),
                              180, "the champion's model server to be ready", interval=0.5)
@@ -146,12 +159,13 @@ def run_demo(work_dir: Path) -> DemoResult:
         logging_sink = PubSubSink(config.sink_filter.format(project=PROJECT), f"projects/{PROJECT}/topics/{TOPIC}")
         logging = LocalLogging(local_dir / "logging", [logging_sink])
 
-        def traffic(year: str) -> tuple[datetime.datetime, datetime.datetime]:
+        def traffic(year: str, count: int = 0) -> tuple[datetime.datetime, datetime.datetime]:
             begin = datetime.datetime.now(datetime.UTC)
-            sent = replay(endpoint, f"gs://{BUCKET}/{LANDING_PREFIX}/{year}", champion.uri,
-                          missing_values=config.dataset.missing_values)
+            sent = replay(backend, f"gs://{BUCKET}/{LANDING_PREFIX}/{year}", config.dataset.source,
+                          REPLAY_RATE_PER_S, count)
             end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(milliseconds=1)
-            print(f"replayed {sent.instances} {year} trips in {sent.requests} requests")
+            print(f"replayed {sent.requests} {year} trips in {sent.seconds:.1f} s, by deployed model "
+                  f"{sent.by_model}, {sent.errors} errors")
             return begin, end
 
         _step("replay 2013 traffic and monitor it: no drift expected")
@@ -196,10 +210,18 @@ def run_demo(work_dir: Path) -> DemoResult:
         versions = [version.version for version in registry.versions(config.model_name)]
         print(f"retraining: {job['state']} in {seconds['retrain']:.0f} s; versions of {config.model_name}: {versions}")
         runs_created = len(drift_runs())
+
+        _step("the new version is a 10% canary: 2016 traffic, then the canary decision")
+        split = endpoint.describe()["trafficSplit"]
+        print(f"split by deployed model: {split}; versions live: "
+              f"{[(model.version, model.percent) for model in backend.live()]}")
+        traffic("2016", CANARY_REQUESTS)
+        decision = decide_canary(backend, Thresholds(), window_seconds=3600)
+        print(f"canary decision: {decision.action}: {'; '.join(decision.reasons)}")
     seconds["total"] = time.perf_counter() - started
     return DemoResult(tuple(feature.name for feature in clean.result.drifted),
                       tuple(feature.name for feature in alerts[0].result.drifted), job, versions, alert_to_run,
-                      runs_created, seconds)
+                      runs_created, split, decision.action, seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndemo failed: {error}", file=sys.stderr)
         return 1
     ok = (not result.clean_drifted and result.drifted and result.retraining_job["state"] == SUCCEEDED
-          and len(result.versions) == 2 and result.runs_created == 1)
+          and len(result.versions) == 2 and result.runs_created == 1
+          and sorted(result.canary_split.values()) == [10, 90]
+          and result.canary_decision in ("promote", "rollback", "wait"))
     print("\n" + "=" * 72)
     print(json.dumps(dataclasses.asdict(result) | {"retraining_job": result.retraining_job["name"]}, indent=1))
     print(f"drift demo: {'done' if ok else 'FAILED'} in {result.seconds['total']:.0f} s (state in {args.work_dir})")
