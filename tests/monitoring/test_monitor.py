@@ -18,8 +18,12 @@ from tests.monitoring.monitoring_data import MODEL, log_traffic, registry_with_2
 from triggers.config import DriftConfig
 from triggers.events import drift as drift_events
 
-NOW = datetime.datetime.now(datetime.UTC)
-LATER = NOW + datetime.timedelta(minutes=5)
+
+
+def later() -> datetime.datetime:
+    """A window end just after traffic logged now (taken when a test runs, not when the module loads: the
+    suite may reach a test many minutes after collecting it)."""
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,7 @@ def test_2013_traffic_against_the_2013_champion_does_not_alert(registry, config,
     log_traffic(tmp_path / "log", year_instances("2013"))
     logging = Recorder()
 
-    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=LATER,
+    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=later(),
                        logging=logging)
 
     assert run.result.current_rows > 4000 and not run.result.not_compared
@@ -66,7 +70,7 @@ def test_2016_traffic_alerts_with_an_entry_the_drift_function_accepts(registry, 
     log_traffic(tmp_path / "log", year_instances("2016"))
     logging = Recorder()
 
-    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=LATER,
+    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=later(),
                        logging=logging, project="my-project",
                        alert_time=datetime.datetime(2016, 12, 31, tzinfo=datetime.UTC))
 
@@ -88,7 +92,7 @@ def test_2016_traffic_alerts_with_an_entry_the_drift_function_accepts(registry, 
 def test_an_empty_window_says_so_and_alerts_nothing(registry, config, tmp_path) -> None:
     log_traffic(tmp_path / "log", year_instances("2016"))
     logging = Recorder()
-    last_week = NOW - datetime.timedelta(days=7)
+    last_week = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=7)
 
     run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log",
                        window_end=last_week, logging=logging)
@@ -102,7 +106,7 @@ def test_a_feature_missing_from_the_log_is_reported_not_crashed_on(registry, con
     instances = [{k: v for k, v in row.items() if k != "company"} for row in year_instances("2013")]
     log_traffic(tmp_path / "log", instances)
 
-    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=LATER,
+    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=later(),
                        logging=Recorder())
 
     (missing,) = run.result.not_compared
@@ -119,7 +123,7 @@ def test_unreadable_log_rows_are_skipped_and_counted(registry, config, tmp_path)
     log.write("1", b'{"instances": "nope"}', b"{}")
     log.close()
 
-    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=LATER)
+    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=later())
 
     assert run.result.skipped == 2 and run.result.current_rows == 64
 
@@ -176,7 +180,7 @@ def test_the_report_renders_each_feature_with_baseline_and_current(registry, con
     from tests.report_rendering import CANDIDATE_COLOUR, CHAMPION_COLOUR, render_report
 
     log_traffic(tmp_path / "log", year_instances("2016"))
-    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=LATER)
+    run = monitor_once(config, str(registry), tmp_path / "out", request_log_dir=tmp_path / "log", window_end=later())
 
     rendered = render_report(run.report, tmp_path / "render")
     assert len(rendered.plots) == len(config.features)
