@@ -19,7 +19,6 @@ from triggers.config import DriftConfig
 from triggers.events import drift as drift_events
 
 
-
 def later() -> datetime.datetime:
     """A window end just after traffic logged now (taken when a test runs, not when the module loads: the
     suite may reach a test many minutes after collecting it)."""
