@@ -6,9 +6,10 @@ the client under test (aiplatform, google-cloud-storage, our triggers) is real.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # (method, path with query, body, headers) -> (status, JSON-able reply or raw bytes)
@@ -48,3 +49,29 @@ class StandInServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@contextlib.contextmanager
+def aiplatform_config_restored() -> Iterator[None]:
+    """aiplatform's global config put back as it was after the block: `init()` cannot unset an endpoint or
+    credentials, so a test that points the client at a stand-in would leak them into the next test."""
+    from google.cloud.aiplatform import initializer
+
+    saved = dict(vars(initializer.global_config))
+    try:
+        yield
+    finally:
+        vars(initializer.global_config).clear()
+        vars(initializer.global_config).update(saved)
+
+
+@contextlib.contextmanager
+def aiplatform_pointed_at(api_endpoint: str, project: str, location: str) -> Iterator[None]:
+    """The real aiplatform client talking REST, without credentials, to a stand-in for the block."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+
+    with aiplatform_config_restored():
+        aiplatform.init(project=project, location=location, api_endpoint=api_endpoint, api_transport="rest",
+                        credentials=AnonymousCredentials())
+        yield

@@ -28,13 +28,11 @@ import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from google.auth.credentials import AnonymousCredentials
-
 from contract.artifacts import SMOKE_TEST_FILE
 from deploy.monitoring import MONITORING_API_ENV
 from storage import uri as storage_uri
 from tests.pipeline.model_registry_stand_in import LOCATION, PARENT, PROJECT, FakeModelRegistry
-from tests.stand_in_http import google_error
+from tests.stand_in_http import aiplatform_pointed_at, google_error
 
 TYPES = "type.googleapis.com/google.cloud.aiplatform.v1."
 
@@ -291,22 +289,15 @@ def _split_shape(split: dict) -> str:
 @contextlib.contextmanager
 def stand_in_vertex() -> Iterator[FakeVertex]:
     """aiplatform pointed at a fresh stand-in (registry and endpoints) for the duration."""
-    from google.cloud import aiplatform
-    from google.cloud.aiplatform import initializer
-
-    saved = dict(vars(initializer.global_config))
     fake = FakeVertex()
     saved_monitoring = os.environ.get(MONITORING_API_ENV)
     os.environ[MONITORING_API_ENV] = fake.endpoint
-    aiplatform.init(project=PROJECT, location=LOCATION, api_endpoint=fake.endpoint, api_transport="rest",
-                    credentials=AnonymousCredentials())
     try:
-        yield fake
+        with aiplatform_pointed_at(fake.endpoint, PROJECT, LOCATION):
+            yield fake
     finally:
         fake.server.close()
         if saved_monitoring is None:
             os.environ.pop(MONITORING_API_ENV, None)
         else:
             os.environ[MONITORING_API_ENV] = saved_monitoring
-        vars(initializer.global_config).clear()
-        vars(initializer.global_config).update(saved)

@@ -11,6 +11,7 @@ import yaml
 
 from monitoring.__main__ import main
 from tests.monitoring.model_monitor_stand_in import LOCATION, PROJECT, FakeMonitoringApi
+from tests.stand_in_http import aiplatform_config_restored
 
 MODEL = "chicago-taxi-big-tipper"
 
@@ -20,15 +21,13 @@ def vertex(monkeypatch: pytest.MonkeyPatch):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud.aiplatform import initializer
 
-    saved = dict(vars(initializer.global_config))
     api = FakeMonitoringApi(MODEL, json.dumps({"data_uri": "gs://landing/data/processed/2015,"
                                                            "gs://landing/data/processed/2016", "examples": "x"}))
     monkeypatch.setenv("MLOPS_VERTEX_API_ENDPOINT", api.url)
-    monkeypatch.setattr(initializer.global_config, "_credentials", AnonymousCredentials())
-    yield api
+    with aiplatform_config_restored():
+        monkeypatch.setattr(initializer.global_config, "_credentials", AnonymousCredentials())
+        yield api
     api.close()
-    vars(initializer.global_config).clear()
-    vars(initializer.global_config).update(saved)
 
 
 def config_file(tmp_path: Path, **changes) -> Path:

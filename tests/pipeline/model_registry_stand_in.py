@@ -11,9 +11,7 @@ import json
 from collections.abc import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from google.auth.credentials import AnonymousCredentials
-
-from tests.stand_in_http import StandInServer, google_error
+from tests.stand_in_http import StandInServer, aiplatform_pointed_at, google_error
 
 PROJECT, LOCATION, NAME = "test-project", "us-central1", "chicago-taxi-big-tipper"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
@@ -77,16 +75,9 @@ class FakeModelRegistry:
 @contextlib.contextmanager
 def stand_in_model_registry() -> Iterator[FakeModelRegistry]:
     """aiplatform pointed at a fresh stand-in for the duration; its global config restored after."""
-    from google.cloud import aiplatform
-    from google.cloud.aiplatform import initializer
-
-    saved = dict(vars(initializer.global_config))  # init() cannot unset an endpoint: restore by hand
     fake = FakeModelRegistry()
-    aiplatform.init(project=PROJECT, location=LOCATION, api_endpoint=fake.endpoint, api_transport="rest",
-                    credentials=AnonymousCredentials())
     try:
-        yield fake
+        with aiplatform_pointed_at(fake.endpoint, PROJECT, LOCATION):
+            yield fake
     finally:
         fake.server.close()
-        vars(initializer.global_config).clear()
-        vars(initializer.global_config).update(saved)
