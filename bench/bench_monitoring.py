@@ -54,16 +54,16 @@ def main() -> None:
 def _drift_time(scratch: Path) -> None:
     import pandas as pd
 
-    from contract.artifacts import TRAIN_FILE
+    from contract.artifacts import TRAIN_SPLIT
     from contract.dataset import load_dataset_config
-    from dataprep.ingest import ingest
+    from dataprep.ingest import ingest, load_split
     from monitoring.config import load_monitoring_config
     from monitoring.monitor import compare, request_log_window
     from serving.request_log import RequestLog, RequestLogSettings
 
     config = load_monitoring_config()
     ingest(str(PROJECT_ROOT / LANDING_PREFIX / "2013"), load_dataset_config(), scratch / "examples")
-    baseline = pd.read_parquet(scratch / "examples" / TRAIN_FILE)
+    baseline = load_split(scratch / "examples", TRAIN_SPLIT)
     trips = pd.concat(pd.read_csv(path) for path in sorted((PROJECT_ROOT / LANDING_PREFIX).rglob("batch.csv")))
     bodies = [json.dumps({"instances": [{name: (None if pd.isna(value) else value) for name, value in row.items()}]})
               .encode() for row in trips[config.dataset.feature_names].to_dict(orient="records")]
