@@ -186,7 +186,9 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
         values.update(layer)
         sources.update(dict.fromkeys(layer, source))
     for name, expected in (("data_uri", "a folder or gs:// prefix of batches"),
-                           ("dataset_config", "a data set config's path or gs:// URI")):
+                           ("dataset_config", "a data set config's path or gs:// URI"),
+                           ("source", "a folder, a gs:// prefix or bq://PROJECT.DATASET.TABLE"),
+                           ("destination", "a folder, a gs:// prefix or bq://PROJECT.DATASET")):
         if name in values and not str(values[name]).strip():
             raise LocalRunError(f"{name} is empty (set by: {sources[name]}); expected {expected}")
     if values.get("registry_uri") == "vertex":

@@ -72,3 +72,9 @@ def test_runner_runs_the_local_form_from_bigquery_to_bigquery(taxi_model_dir, tm
 def test_runner_refuses_training_flags_for_batch_prediction(capsys):
     assert run_local_cli("batch_prediction", {"source": "x", "destination": "y"}, "data/processed", None) == 2
     assert "--data-uri: pipeline 'batch_prediction' has no parameter data_uri" in capsys.readouterr().err
+
+
+def test_runner_names_an_empty_destination_before_anything_runs(capsys):
+    assert run_local_cli("batch_prediction", {"source": "data/processed/2014/03", "destination": ""}, None, None) == 2
+    assert "destination is empty (set by: --param); expected a folder, a gs:// prefix or bq://" in \
+        capsys.readouterr().err
