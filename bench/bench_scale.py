@@ -68,14 +68,14 @@ def step_train(data_uri: str, work: Path) -> int:
 
 
 def step_evaluate(data_uri: str, work: Path) -> int:
-    from dataprep.ingest import load_split
-    from evaluation.gate import Thresholds, evaluate, predict
+    """What the evaluate step runs: the eval shards scored and measured inside Beam (no champion)."""
+    from dataprep.ingest import load_manifest
+    from evaluation.gate import Thresholds, evaluate_examples
 
     config = _config()
-    frame = load_split(work / "examples", "eval")
-    evaluate(frame, predict(str(work / "model"), frame), None, config, Thresholds(gate=config.gate),
-             str(work / "evaluation"))
-    return len(frame)
+    evaluate_examples(str(work / "examples"), str(work / "model"), "", config, Thresholds(gate=config.gate),
+                      str(work / "evaluation"))
+    return load_manifest(work / "examples").eval_rows
 
 
 STEPS = {"ingest": step_ingest, "validate": step_validate, "transform": step_transform, "train": step_train,
