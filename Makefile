@@ -8,12 +8,14 @@ PYTHON := $(VENV)/bin/python
 # Rebuilt whenever the pins change; the project itself is installed editable.
 ENV_STAMP := $(VENV)/.env-ready
 
-$(ENV_STAMP): pyproject.toml requirements.lock
+$(ENV_STAMP): pyproject.toml requirements.lock requirements-discovery.lock
 	@echo "Building the environment in $(VENV) (first run only: a few minutes)..."
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.lock
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	@# Google's discovery documents (JSON only, never imported): what every stand-in is held to (fidelity/).
+	$(PYTHON) -m pip install --quiet --no-deps --upgrade --target $(VENV)/google-discovery -r requirements-discovery.lock
 	@touch $(ENV_STAMP)
 
 .PHONY: help env run test lint compile bench schema functions endpoint clean demo-drift

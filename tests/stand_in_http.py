@@ -2,6 +2,11 @@
 
 Only the server side of an API that cannot be reached from here is stood in for;
 the client under test (aiplatform, google-cloud-storage, our triggers) is real.
+Each server is given the discovery documents of the APIs it stands in for
+(fidelity/discovery.py): a request that names no method of them, or carries a field or
+parameter they do not define, gets Google's 400 before the stand-in sees it, and a reply
+the stand-in makes that strays from the response schema is a 500 naming the stray field
+(recorded in `reply_problems`), so a stand-in can neither accept nor invent a shape.
 """
 
 from __future__ import annotations
@@ -9,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from fidelity import discovery
 
 # (method, path with query, body, headers) -> (status, JSON-able reply or raw bytes)
 Answer = Callable[[str, str, bytes, dict[str, str]], tuple[int, dict | bytes]]
@@ -22,13 +30,40 @@ def google_error(status: int, code: str, message: str) -> dict:
 
 
 class StandInServer:
-    """Serves `answer` on 127.0.0.1 (a free port) in a background thread until `close()`."""
+    """Serves `answer` on 127.0.0.1 (a free port) in a background thread until `close()`.
 
-    def __init__(self, answer: Answer, poll_interval: float = 0.5) -> None:
+    `apis`: the discovery documents (`aiplatform.v1`, `monitoring.v3`, ...) every request and reply is
+    checked against; empty only for an endpoint Google publishes no discovery document for (say why)."""
+
+    def __init__(self, answer: Answer, apis: Sequence[str], poll_interval: float = 0.5) -> None:
+        documents = tuple(discovery.load(api) for api in apis)
+        self.reply_problems: list[str] = []
+        self.methods: list[str] = []  # the discovery id of every request that named a method
+        server = self
+
+        def checked(method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict | bytes]:
+            if not documents:
+                return answer(method, path, body, headers)
+            try:
+                found = discovery.route(documents, method, path)
+                api = discovery.api_of(documents, found)
+                api.check_request(found, urlsplit(path).query, body)
+            except discovery.Invalid as error:
+                return error.status, error.body()
+            server.methods.append(found.id)
+            status, reply = answer(method, path, body, headers)
+            if 200 <= status < 300 and not isinstance(reply, bytes):
+                problems = api.reply_problems(found, reply)
+                if problems:
+                    server.reply_problems.extend(f"{found.id}: {problem}" for problem in problems)
+                    return 500, google_error(500, "INTERNAL", f"stand-in reply to {found.id} strays from "
+                                                              f"{api.name}'s discovery document: {problems[0]}")
+            return status, reply
+
         class Handler(BaseHTTPRequestHandler):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, reply = answer(self.command, self.path, body, dict(self.headers))
+                status, reply = checked(self.command, self.path, body, dict(self.headers))
                 payload = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -62,7 +62,7 @@ class FakeBigQuery:
         self.requests: list[tuple[str, str, dict]] = []
         self.jobs: dict[str, dict] = {}
         self.fail_with = fail_with
-        self.server = StandInServer(self._answer)
+        self.server = StandInServer(self._answer, ("bigquery.v2",))
 
     def _job(self, job_id: str) -> dict:
         job = self.jobs[job_id]

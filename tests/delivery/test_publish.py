@@ -31,7 +31,8 @@ class KfpRegistryStandIn:
     def __init__(self) -> None:
         self.uploads: list[dict] = []
         self.fail_with: int | None = None
-        self.server = StandInServer(self._answer, poll_interval=0.05)
+        self.server = StandInServer(
+            self._answer, (), poll_interval=0.05)  # REGION-kfp.pkg.dev's upload: in no discovery document
         self.host = f"{self.server.url}/my-project/mlops-templates"
 
     def _answer(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict | bytes]:

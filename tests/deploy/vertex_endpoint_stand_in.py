@@ -38,6 +38,8 @@ TYPES = "type.googleapis.com/google.cloud.aiplatform.v1."
 
 
 class FakeVertex(FakeModelRegistry):
+    APIS = ("aiplatform.v1", "monitoring.v3")
+
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict]] = []
         self.endpoints: dict[str, dict] = {}

@@ -23,7 +23,7 @@ class FakeMonitoringApi:
         self.version_description = version_description
         self.monitors: dict[str, dict] = {}
         self.schedules: dict[str, dict] = {}
-        self.server = StandInServer(self._answer)
+        self.server = StandInServer(self._answer, ("aiplatform.v1", "aiplatform.v1beta1"))
         self.url = self.server.url
 
     def writes(self) -> list[str]:

@@ -21,10 +21,12 @@ class FakeModelRegistry:
     """models.list, models.listVersions, models.upload (a finished long-running operation), models.get by
     version or alias."""
 
+    APIS: tuple[str, ...] = ("aiplatform.v1",)
+
     def __init__(self) -> None:
         self.uploads: list[dict] = []
         self.versions: list[dict] = []  # one dict per version of the single model, REST JSON shape
-        self.server = StandInServer(self._answer)
+        self.server = StandInServer(self._answer, self.APIS)
         self.endpoint = self.server.url
 
     def _answer(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict]:

@@ -63,7 +63,7 @@ class FakeVertex:
         self.jobs: dict[str, dict] = {}  # job id -> body of the create that succeeded
         self._failures: list[tuple[int, str]] = []
         self._lock = threading.Condition()
-        self._server = StandInServer(self._answer)
+        self._server = StandInServer(self._answer, ("aiplatform.v1",))
         self.url = self._server.url
 
     def _answer(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
@@ -128,7 +128,7 @@ class PagingGcs:
         self.page_size = page_size
         self._upstream = upstream
         # A short poll: close() waits for it, and each test starts its own proxy.
-        self._server = StandInServer(self._forward, poll_interval=0.05)
+        self._server = StandInServer(self._forward, ("storage.v1",), poll_interval=0.05)
         self.url = self._server.url
 
     def _forward(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
