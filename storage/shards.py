@@ -283,14 +283,18 @@ def _jsonl_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Ite
 
 def _from_rows(rows: list[dict], columns: list[str] | None) -> pa.RecordBatch:
     names = columns or list(dict.fromkeys(name for row in rows for name in row))
-    values = {name: [row.get(name) for row in rows] for name in names}
-    try:
-        return pa.RecordBatch.from_pydict(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        # Mixed JSON types in one column (1 and "1"): keep every value as its JSON text; the caller's
-        # contract check decides what is acceptable.
-        return pa.RecordBatch.from_pydict({name: [None if value is None else json.dumps(value) for value in column]
-                                           for name, column in values.items()})
+    arrays = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Mixed JSON types in one column (1 and "twelve"): every value as text, a string as it is, any other
+            # value as its JSON text; the caller's contract check decides what is acceptable. The other
+            # columns keep their types (a key column stays the keys as written).
+            arrays.append(pa.array([value if value is None or isinstance(value, str) else json.dumps(value)
+                                    for value in values], pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 _READERS = {"parquet": _parquet_chunks, "csv": _csv_chunks, "jsonl": _jsonl_chunks}

@@ -148,3 +148,13 @@ def test_a_failed_shard_writer_leaves_no_complete_looking_shard(tmp_path: Path) 
         writer.write(pa.table({"trip_id": [1, 2]}, schema=schema))
         raise RuntimeError("the step failed")
     assert list((tmp_path / "train").iterdir()) == []
+
+
+def test_a_jsonl_column_of_mixed_types_turns_to_text_alone(tmp_path: Path) -> None:
+    """One bad value (text in a number column) made every column JSON text, so keys came out quoted ('"a"');
+    now only that column is text: strings as written, other values as their JSON."""
+    (tmp_path / "part.jsonl").write_text('{"k": "a", "fare": 1.5}\n{"k": "b", "fare": "twelve"}\n'
+                                         '{"k": "c", "fare": [1, 2]}\n{"k": "d"}\n')
+    [chunk] = shards.iter_chunks(str(tmp_path))
+    assert chunk.batch.column("k").to_pylist() == ["a", "b", "c", "d"]
+    assert chunk.batch.column("fare").to_pylist() == ["1.5", "twelve", "[1, 2]", None]
