@@ -409,6 +409,8 @@ def publish_gcs_job_output(directory: str, destination: str, run_id: str, identi
             counts["rows_read"] = counts[PREDICTIONS] + counts["rows_failed"]
         for problem in unreadable:
             print(f"job output line not read: {problem}")
+        if counts["duplicates"]:
+            print(f"{counts['duplicates']} result(s) for a row that had come back already were left out")
         publisher.commit({"source": source or directory, "job_output": directory,
                           "model_resource_name": identity.resource_name, "model_version": identity.version,
                           "key_field": key_field,

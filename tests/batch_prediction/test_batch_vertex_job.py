@@ -153,6 +153,7 @@ def test_every_row_sent_and_not_returned_is_named_by_its_source_row(key_field, g
     answered = [instance for instance in staged if read_staged_key(instance[STAGED_KEY_FIELD])[1] < 8]
     results = [json.dumps({"key": instance[STAGED_KEY_FIELD], "prediction": {"probability": instance["fare"] / 100}})
                for instance in answered]
+    results.append(results[0])  # a result written twice is published once
     random.Random(1).shuffle(results)
     job = f"{plan.gcs_destination_output_uri_prefix}/prediction-42-2026_01_01T00_00_00"
     for index in (1, 0):
@@ -162,7 +163,9 @@ def test_every_row_sent_and_not_returned_is_named_by_its_source_row(key_field, g
 
     counts = publish_gcs_job_output(job, destination, "r", IDENTITY, key_field, sent_rows=plan.sent_rows)
     key = (lambda row: f"t{row}") if key_field else (lambda row: f"{shard}#{row}")
-    predictions = {row["key"]: row["prediction"] for row in _published(destination, "r", PREDICTIONS)}
+    published = _published(destination, "r", PREDICTIONS)
+    predictions = {row["key"]: row["prediction"] for row in published}
+    assert len(published) == 7 and counts["duplicates"] == 1
     assert predictions == pytest.approx({key(row): (row + 0.5) / 100 for row in range(8) if row != 4})
     errors = {error["key"]: error for error in _published(destination, "r", ERRORS)}
     refused = errors.pop(None if key_field else key(4))
@@ -349,3 +352,20 @@ def test_a_failed_sql_step_names_the_table_and_the_reason(monkeypatch):
                                         IDENTITY, "k", "test-project")
     finally:
         fake.server.close()
+
+
+def test_fake_bigquery_answers_a_misspelled_field_with_googles_400():
+    import urllib.error
+    import urllib.request
+
+    fake = FakeBigQuery({"test-project.scores": "US"})
+    try:
+        request = urllib.request.Request(
+            f"{fake.server.url}/bigquery/v2/projects/test-project/jobs", method="POST",
+            data=json.dumps({"jobReference": {"jobId": "j1", "locaton": "US"}}).encode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+    finally:
+        fake.server.close()
+    assert refused.value.code == 400 and fake.requests == []  # the validator answered; the fake never saw it
+    assert 'Unknown name "locaton" at \'job_reference\'' in json.loads(refused.value.read())["error"]["message"]

@@ -30,8 +30,8 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -223,18 +223,19 @@ class BatchPredictionService:
                         send()
         if pending:
             send()
-        directory = self._write_output(job, results, failures)
+        directory = self._write_output(job, aiplatform.Model(job.model).display_name, results, failures)
         return {"parameters": {"gcp_resources": json.dumps({"resources": [{"resourceType": "BatchPredictionJob"}]})},
                 "artifacts": {"gcs_output_directory": {"uri": directory, "metadata": {}},
                               "bigquery_output_table": {"uri": f"{output_prefix}/bigquery_output_table",
                                                         "metadata": {}},
                               "batchpredictionjob": {"uri": f"{output_prefix}/batchpredictionjob", "metadata": {}}}}
 
-    def _write_output(self, job, results: list[bytes], failures: Counter[str]) -> str:
-        """Results shuffled over RESULT_FILES files; failed requests as tuple lines in errors_stats."""
-        model_id = job.model.rsplit("/", 1)[-1].split("@")[0]
+    def _write_output(self, job, model_display_name: str, results: list[bytes], failures: Counter[str]) -> str:
+        """Results shuffled over RESULT_FILES files; failed requests as tuple lines in errors_stats. The folder:
+        `prediction-<model-display-name>-<job-create-time>` (aiplatform_v1 BatchPredictionJob.OutputConfig)."""
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         directory = (f"{job.output_config.gcs_destination.output_uri_prefix.rstrip('/')}/"
-                     f"prediction-{model_id}-{time.strftime('%Y_%m_%dT%H_%M_%S')}")
+                     f"prediction-{model_display_name}-{created}")
         self.random.shuffle(results)
         for index in self.random.sample(range(RESULT_FILES), RESULT_FILES):  # files written in no fixed order
             part = results[index::RESULT_FILES]
