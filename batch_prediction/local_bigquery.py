@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from batch_prediction.output import ERRORS, PREDICTIONS, SCHEMAS
@@ -117,7 +118,8 @@ def iter_table_chunks(uri: str, chunk_rows: int, columns: list[str] | None = Non
                                     ).fetch_record_batch(chunk_rows)
         position = 0
         for batch in reader:
-            yield Chunk(uri, position, batch)
+            # The table's scan order (DuckDB keeps insertion order): what a key without key_field counts here.
+            yield Chunk(uri, np.arange(position, position + batch.num_rows, dtype=np.int64), batch)
             position += batch.num_rows
     finally:
         connection.close()

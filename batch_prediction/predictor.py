@@ -163,6 +163,6 @@ def predict_source(model, identity: ModelIdentity, source: str, destination: str
 
 
 def _describe(error: RowError) -> str:
-    where = f"{error.shard}, row {error.row}" if error.row is not None else f"{error.shard}, line {error.line}"
+    where = f"{error.shard}, line {error.line}" if error.line is not None else f"{error.shard}, row {error.row}"
     return f"{where}" + (f" (key {error.key})" if error.key else "") + f": {error.reason}"
 

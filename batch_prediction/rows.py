@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from contract.dataset import DEFAULT_MISSING_VALUES
 from serving.instances import Columns, InputSpec, RequestError, features_by_dtype, instances_to_columns
-from storage.shards import Chunk
+from storage.shards import Chunk, RowProblem
 
 _NUMERIC = ("float32", "int64")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -42,7 +42,7 @@ class RowError:
     """One row that was not predicted, and why."""
 
     shard: str
-    row: int | None  # 0-based position among the shard's parsed rows; None for a row the format refused
+    row: int | None  # 0-based index among the shard's data rows, every one counted (storage/shards.py)
     line: int | None  # 1-based line in the shard, when known
     key: str | None
     reason: str
@@ -82,10 +82,28 @@ def feature_values(batch: pa.RecordBatch, name: str, dtype: str, missing_tokens:
     return values
 
 
-def _keys(batch: pa.RecordBatch, chunk: Chunk, key_field: str) -> list[str | None]:
-    if not key_field:  # no key column: the row's place in the source is its key
-        return [f"{chunk.shard}#{chunk.first_row + index}" for index in range(batch.num_rows)]
-    return [None if value is None or value == "" else str(value) for value in batch.column(key_field).to_pylist()]
+def row_key(shard: str, row: int) -> str:
+    """A row's key when the source has no key field: `SHARD#ROW`, ROW its index among the shard's data rows
+    (every one counted, so fixing or adding a bad row elsewhere renumbers nothing). Both forms key so."""
+    return f"{shard}#{row}"
+
+
+def empty_key_reason(key_field: str) -> str:
+    return f"key field {key_field!r} is empty; expected a value that identifies the row"
+
+
+def row_keys(chunk: Chunk, key_field: str) -> list[str | None]:
+    """Each row's key: the key field's value (None when empty), or `row_key` without a key field."""
+    if not key_field:
+        return [row_key(chunk.shard, row) for row in chunk.rows.tolist()]
+    return [None if value is None or value == "" else str(value)
+            for value in chunk.batch.column(key_field).to_pylist()]
+
+
+def problem_error(problem: RowProblem, key_field: str) -> RowError:
+    """A row the format could not parse, as an error row: with a key field there is no key to read from it."""
+    return RowError(problem.shard, problem.row, problem.line,
+                    None if key_field else row_key(problem.shard, problem.row), problem.reason)
 
 
 def check_shard_columns(batch: pa.RecordBatch, shard: str, spec: InputSpec, key_field: str) -> None:
@@ -150,12 +168,12 @@ def _fast_columns(batch: pa.RecordBatch, spec: InputSpec, missing_tokens: pa.Arr
 def check_chunk(chunk: Chunk, spec: InputSpec, key_field: str = "",
                 missing_tokens: frozenset[str] = frozenset(DEFAULT_MISSING_VALUES)) -> CheckedChunk:
     """The chunk's rows that meet the model's input contract, as columns; the others as `RowError`s."""
-    errors = [RowError(problem.shard, None, problem.line, None, problem.reason) for problem in chunk.problems]
+    errors = [problem_error(problem, key_field) for problem in chunk.problems]
     batch = chunk.batch
     if batch.num_rows == 0:
         return CheckedChunk(None, [], errors)
     check_shard_columns(batch, chunk.shard, spec, key_field)
-    keys = _keys(batch, chunk, key_field)
+    keys = row_keys(chunk, key_field)
     if None not in keys:
         columns = _fast_columns(batch, spec, pa.array(sorted(missing_tokens), pa.string()))
         if columns is not None:
@@ -173,7 +191,7 @@ def check_chunk(chunk: Chunk, spec: InputSpec, key_field: str = "",
     good: list[int] = []
     for index, instance in enumerate(instances):
         if keys[index] is None:
-            reason = f"key field {key_field!r} is empty; expected a value that identifies the row"
+            reason = empty_key_reason(key_field)
         else:
             try:
                 instances_to_columns([instance], spec)
@@ -181,6 +199,6 @@ def check_chunk(chunk: Chunk, spec: InputSpec, key_field: str = "",
                 continue
             except RequestError as error:
                 reason = str(error).removeprefix("instance 0: ")
-        errors.append(RowError(chunk.shard, chunk.first_row + index, None, keys[index], reason))
+        errors.append(RowError(chunk.shard, int(chunk.rows[index]), None, keys[index], reason))
     columns = instances_to_columns([instances[index] for index in good], spec) if good else None
     return CheckedChunk(columns, [keys[index] for index in good], errors)

@@ -8,10 +8,11 @@ def plan_batch_job(source: str, destination: str, key_field: str, run_id: str, p
                    ) -> NamedTuple("BatchJobPlan", instances_format=str, predictions_format=str, gcs_source_uris=list,
                                    bigquery_source_input_uri=str, gcs_destination_output_uri_prefix=str,
                                    bigquery_destination_output_uri=str, instance_type=str, key_field=str,
-                                   run_id=str):
+                                   sent_rows=str, run_id=str):
     """What the Vertex batch job is given for this source and destination; refuses what it cannot take
-    (Parquet files, a bq:// destination without key_field) before any job is created. CSV files are staged
-    as JSONL instances (typed by the model's input spec at `model_uri`) beside the job's output."""
+    (a bq:// destination or source without key_field) before any job is created. gs:// shards are staged
+    as JSONL instances (typed by the model's input spec at `model_uri`), each carrying its source row as the
+    job's key, beside the job's output; `sent_rows` lists every source row for the publish step."""
     import dataclasses
     from collections import namedtuple
 

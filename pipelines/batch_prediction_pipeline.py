@@ -6,15 +6,17 @@ Steps, in the order they run:
    registered version: its resource name, version and SavedModel.
 Vertex form (compiled/batch_prediction_pipeline.json):
 2. Plan the job: what the BatchPredictionJob takes for this source and
-   destination (JSONL files or a BigQuery table in; files or a BigQuery dataset
-   out); CSV files (the landing layout) are staged as JSONL instances first;
-   refuses what it cannot take before any job is created.
+   destination (shards or a BigQuery table in; files or a BigQuery dataset
+   out); gs:// shards (the landing layout's CSV included) are staged as JSONL
+   instances, each carrying its source row as the job's key; refuses what it
+   cannot take before any job is created.
 3. Get the model: GCPC `ModelGetOp("MODEL_ID@VERSION_OR_ALIAS")`.
 4. Batch predict: GCPC `ModelBatchPredictOp` on `machine_type` with
    `starting_replica_count`..`max_replica_count` replicas of the serving container.
 5. Publish: the job's output in the one schema (key, prediction,
    prediction_timestamp, model_resource_name, model_version, run_id) at the
-   destination, replacing the run id's earlier output; BigQuery SQL for bq://.
+   destination, replacing the run id's earlier output, every row sent and not
+   returned in the errors output; BigQuery SQL in the dataset's location for bq://.
 Local form (kfp.local, `python runner.py --run local --pipeline batch_prediction`):
 2. Predict: the streaming predictor (batch_prediction/predictor.py) over the
    source, published whole under the run id; bq:// is a DuckDB file under local/.
@@ -84,8 +86,8 @@ def build_batch_prediction_pipeline(platform: Platform):
         ).set_display_name("4. Batch predict (Vertex AI)")
         publish_batch_job_output(
             model=got.outputs["model"], gcs_output_directory=job.outputs["gcs_output_directory"],
-            bigquery_output_table=job.outputs["bigquery_output_table"], destination=destination,
-            run_id=plan.outputs["run_id"], key_field=key_field, output_format=output_format, project=project,
-            location=location).set_display_name("5. Publish in the one schema")
+            bigquery_output_table=job.outputs["bigquery_output_table"], source=source, destination=destination,
+            run_id=plan.outputs["run_id"], key_field=key_field, sent_rows=plan.outputs["sent_rows"],
+            output_format=output_format, project=project).set_display_name("5. Publish in the one schema")
 
     return batch_prediction_pipeline

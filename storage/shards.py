@@ -9,8 +9,15 @@ Cloud Storage.
 
 A row the format cannot parse (a CSV line with too many or too few fields, a
 JSONL line that is not a JSON object) never stops a read: it is reported in the
-chunk's `problems` with its shard and line, and the other rows are delivered.
+chunk's `problems` with its shard, row and line, and the other rows are delivered.
 What a row *means* (types, the model's input contract) is the caller's to check.
+
+Every row has a number that does not move when other rows change: its 0-based
+index among the shard's data rows, each one counted, also those the format
+could not parse (CSV: every record after the header, a quoted newline inside
+one record and blank lines do not count; JSONL: every non-blank line; Parquet:
+every row). `Chunk.rows` holds it for each delivered row, `RowProblem.row` for
+each refused one: batch prediction keys a row by it (`SHARD#ROW`).
 
 Writing: `ShardWriter` rolls Parquet shards of at most `max_rows` rows each
 under a local folder (or the `/gcs/` mount a Vertex step writes its outputs to),
@@ -28,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -49,13 +57,14 @@ class RowProblem:
     """A row the format could not parse, left out of the chunk."""
 
     shard: str
-    line: int | None  # 1-based line in the shard (header is line 1 for CSV); None when unknown
+    row: int  # 0-based index among the shard's data rows, every one counted (see the module's docstring)
+    line: int  # 1-based line in the shard (CSV: the header is line 1; pyarrow's record number, which is the
+    # line unless a blank line or a quoted newline comes before)
     reason: str
     text: str = ""  # the row's text, cut to 200 characters
 
     def __str__(self) -> str:
-        where = f"{self.shard}, line {self.line}" if self.line else self.shard
-        return f"{where}: {self.reason}"
+        return f"{self.shard}, line {self.line}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ class Chunk:
     """At most `chunk_rows` rows of one shard, and the rows of that stretch that could not be parsed."""
 
     shard: str
-    first_row: int  # 0-based position, among the shard's parsed rows, of this chunk's first row
+    rows: np.ndarray  # int64, one per row of `batch`: its index among the shard's data rows, every one counted
     batch: pa.RecordBatch
     problems: tuple[RowProblem, ...] = field(default=())
 
@@ -133,23 +142,32 @@ def shard_schema(uri: str) -> pa.Schema:
         return pq.ParquetFile(stream).schema_arrow
 
 
-def _rebatched(shard: str, batches: Iterable[pa.RecordBatch], chunk_rows: int,
-               problems: list[RowProblem]) -> Iterator[Chunk]:
+def _rebatched(shard: str, batches: Iterable[pa.RecordBatch], chunk_rows: int, problems: list[RowProblem],
+               refused: list[int] | None = None) -> Iterator[Chunk]:
     """Batches of any size as chunks of exactly `chunk_rows` (the last may be shorter), each carrying
-    the problems found while its rows were read."""
+    the problems found while its rows were read.
+
+    `refused`: the row numbers of the rows the reader left out so far, ascending (it grows while reading;
+    the reader reports a row before it delivers any row after it). The k-th delivered row's number is k
+    plus the number of refused rows before it."""
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    position = 0
+    delivered = 0
 
     def emit(table: pa.Table) -> Chunk:
-        nonlocal position
+        nonlocal delivered
         batch = table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist(
             [], schema=table.schema)
         found = tuple(problems)
         problems.clear()
-        chunk = Chunk(shard, position, batch, found)
-        position += table.num_rows
-        return chunk
+        positions = np.arange(delivered, delivered + table.num_rows, dtype=np.int64)
+        if refused:
+            # refused[j] - j: how many rows were delivered before the j-th refused one; a delivered row
+            # comes after every refused row whose count is at most its own position.
+            before = np.asarray(refused, dtype=np.int64) - np.arange(len(refused), dtype=np.int64)
+            positions = positions + np.searchsorted(before, positions, side="right")
+        delivered += table.num_rows
+        return Chunk(shard, positions, batch, found)
 
     for batch in batches:
         pending.append(batch)
@@ -189,11 +207,14 @@ def _csv_header(stream: BinaryIO, shard: str) -> list[str]:
 
 def _csv_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Iterator[Chunk]:
     problems: list[RowProblem] = []
+    refused: list[int] = []
 
     def left_out(row: pa_csv.InvalidRow) -> str:
+        # `number` is the record's 1-based number, the header being 1 (known because the read is serial).
         got = f"{row.actual_columns} fields" if row.actual_columns is not None else "a different number of fields"
-        problems.append(RowProblem(shard, row.number, f"{got}; expected {row.expected_columns} (the header's)",
-                                   (row.text or "")[:200]))
+        refused.append(row.number - 2)
+        problems.append(RowProblem(shard, row.number - 2, row.number,
+                                   f"{got}; expected {row.expected_columns} (the header's)", (row.text or "")[:200]))
         return "skip"
 
     with open_shard(shard) as stream:
@@ -214,7 +235,7 @@ def _csv_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Itera
                 read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
                 parse_options=pa_csv.ParseOptions(invalid_row_handler=left_out),
                 convert_options=convert)
-            yield from _rebatched(shard, reader, chunk_rows, problems)
+            yield from _rebatched(shard, reader, chunk_rows, problems, refused)
         except pa.ArrowInvalid as error:
             raise ValueError(f"{shard}: not readable as CSV ({error}); expected UTF-8 comma-separated "
                              "rows under one header line") from None
@@ -223,13 +244,13 @@ def _csv_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Itera
 def _jsonl_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Iterator[Chunk]:
     problems: list[RowProblem] = []
     rows: list[dict] = []
-    position = 0
+    numbers: list[int] = []
+    data_rows = 0  # non-blank lines so far: every one is a data row, parsed or not
 
     def chunk() -> Chunk:
-        nonlocal position
-        made = Chunk(shard, position, _from_rows(rows, columns), tuple(problems))
-        position += len(rows)
+        made = Chunk(shard, np.asarray(numbers, dtype=np.int64), _from_rows(rows, columns), tuple(problems))
         rows.clear()
+        numbers.clear()
         problems.clear()
         return made
 
@@ -239,17 +260,19 @@ def _jsonl_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Ite
             for number, raw in enumerate(lines, start=1):
                 if not raw.strip():
                     continue
+                data_rows += 1
                 try:
                     row = json.loads(raw)
                 except json.JSONDecodeError as error:
-                    problems.append(RowProblem(shard, number, f"not JSON ({error.msg}); expected one JSON "
-                                               "object per line", raw[:200]))
+                    problems.append(RowProblem(shard, data_rows - 1, number, f"not JSON ({error.msg}); expected "
+                                               "one JSON object per line", raw[:200]))
                     continue
                 if not isinstance(row, dict):
-                    problems.append(RowProblem(shard, number, f"a JSON {type(row).__name__}; expected a JSON "
-                                               "object per line", raw[:200]))
+                    problems.append(RowProblem(shard, data_rows - 1, number, f"a JSON {type(row).__name__}; "
+                                               "expected a JSON object per line", raw[:200]))
                     continue
                 rows.append(row)
+                numbers.append(data_rows - 1)
                 if len(rows) >= chunk_rows:
                     yield chunk()
         except UnicodeDecodeError:
@@ -260,14 +283,18 @@ def _jsonl_chunks(shard: str, chunk_rows: int, columns: list[str] | None) -> Ite
 
 def _from_rows(rows: list[dict], columns: list[str] | None) -> pa.RecordBatch:
     names = columns or list(dict.fromkeys(name for row in rows for name in row))
-    values = {name: [row.get(name) for row in rows] for name in names}
-    try:
-        return pa.RecordBatch.from_pydict(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        # Mixed JSON types in one column (1 and "1"): keep every value as its JSON text; the caller's
-        # contract check decides what is acceptable.
-        return pa.RecordBatch.from_pydict({name: [None if value is None else json.dumps(value) for value in column]
-                                           for name, column in values.items()})
+    arrays = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Mixed JSON types in one column (1 and "twelve"): every value as text, a string as it is, any other
+            # value as its JSON text; the caller's contract check decides what is acceptable. The other
+            # columns keep their types (a key column stays the keys as written).
+            arrays.append(pa.array([value if value is None or isinstance(value, str) else json.dumps(value)
+                                    for value in values], pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 _READERS = {"parquet": _parquet_chunks, "csv": _csv_chunks, "jsonl": _jsonl_chunks}

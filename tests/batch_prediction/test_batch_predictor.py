@@ -140,3 +140,30 @@ def test_a_failed_run_leaves_the_previous_output(taxi_model, tmp_path):
         predict_source(taxi_model, IDENTITY, str(tmp_path / "in"), str(tmp_path / "out"), "r", key_field="trip_id")
     assert len(read_table(tmp_path / "out", "r")) == 10
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["r"]
+
+
+def test_a_key_without_key_field_names_its_row_whatever_other_rows_hold(taxi_model, tmp_path):
+    """Issue 18, defect 2: with two malformed lines before it, the 22nd data row (line 23) is `#21`, not `#19`;
+    a malformed row's error carries its own key; mending the bad lines renumbers nothing."""
+    header, rows = sample_rows(30)
+    lines = [",".join(header)] + [",".join(row) for row in rows]
+    lines[4] += ",extra"  # data row 3: one field too many
+    lines[11] = "1,2"  # data row 10: too few
+    shard = tmp_path / "in" / "batch.csv"
+    shard.parent.mkdir()
+    shard.write_text("\n".join(lines) + "\n")
+    predict_source(taxi_model, IDENTITY, str(shard.parent), str(tmp_path / "out"), "damaged")
+    damaged = {row["key"]: row["prediction"] for row in read_table(tmp_path / "out", "damaged")}
+    errors = {error["key"]: error for error in read_table(tmp_path / "out", "damaged", ERRORS)}
+    assert set(errors) == {f"{shard}#3", f"{shard}#10"}
+    assert (errors[f"{shard}#10"]["row"], errors[f"{shard}#10"]["line"]) == (10, 12)
+    assert set(damaged) == {f"{shard}#{row}" for row in range(30)} - set(errors)
+
+    shard.write_text("\n".join([",".join(header)] + [",".join(row) for row in rows]) + "\n")
+    predict_source(taxi_model, IDENTITY, str(shard.parent), str(tmp_path / "out"), "mended")
+    mended = {row["key"]: row["prediction"] for row in read_table(tmp_path / "out", "mended")}
+    assert {key: mended[key] for key in damaged} == damaged  # every row kept its key and its score
+    expected = taxi_model.call_blocks(taxi_model.block_tensors(instances_to_columns(
+        [{name: _typed(rows[21][header.index(name)], dtype) for name, dtype in taxi_model.spec.features.items()}],
+        taxi_model.spec)))["probability"]
+    np.testing.assert_allclose(damaged[f"{shard}#21"], expected[0], rtol=1e-6)  # line 23's row

@@ -24,7 +24,7 @@ def test_csv_chunks_are_bounded_keep_order_and_arrive_as_written_text(tmp_path: 
     (tmp_path / "a.csv").write_text(_csv(25))
     (tmp_path / "b.csv").write_text(HEADER + 't99,,"Credit, Card"\n')
     chunks = list(shards.iter_chunks(str(tmp_path), chunk_rows=10))
-    assert [(Path(c.shard).name, c.first_row, c.batch.num_rows) for c in chunks] == [
+    assert [(Path(c.shard).name, int(c.rows[0]), c.batch.num_rows) for c in chunks] == [
         ("a.csv", 0, 10), ("a.csv", 10, 10), ("a.csv", 20, 5), ("b.csv", 0, 1)]
     assert chunks[0].batch.column("trip_id").to_pylist()[:2] == ["t0", "t1"]
     assert chunks[0].batch.schema.field("fare").type == pa.string()
@@ -36,9 +36,29 @@ def test_csv_rows_with_the_wrong_number_of_fields_are_reported_by_line_and_the_r
     (tmp_path / "batch.csv").write_text(HEADER + "t1,1.0,Cash\nt2,2.0,Cash,extra\nt3,3.0\nt4,4.0,Cash\n")
     [chunk] = shards.iter_chunks(str(tmp_path / "batch.csv"))
     assert chunk.batch.column("trip_id").to_pylist() == ["t1", "t4"]
-    assert [(p.line, p.reason) for p in chunk.problems] == [
-        (3, "4 fields; expected 3 (the header's)"), (4, "2 fields; expected 3 (the header's)")]
+    assert [(p.row, p.line, p.reason) for p in chunk.problems] == [
+        (1, 3, "4 fields; expected 3 (the header's)"), (2, 4, "2 fields; expected 3 (the header's)")]
     assert "t2,2.0,Cash,extra" in chunk.problems[0].text
+    assert chunk.rows.tolist() == [0, 3]  # t4 keeps its number: the rows left out before it still count
+
+
+def test_a_rows_number_counts_every_data_row_so_bad_rows_elsewhere_move_nothing(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    """The 22nd data row (line 23) after two short/long lines is row 21, not 19 (issue 18, defect 2), across
+    chunks and pyarrow blocks; blank lines and a quoted newline inside a record are not rows."""
+    monkeypatch.setattr(shards, "CSV_BLOCK_BYTES", 64)  # many blocks: the count must hold across them
+    lines = [f"t{index},{index}.5,Cash" for index in range(30)]
+    lines[3] = "t3,3.5,Cash,extra"
+    lines[10] = "t10"
+    (tmp_path / "batch.csv").write_text(HEADER + "\n".join(lines) + "\n")
+    chunks = list(shards.iter_chunks(str(tmp_path / "batch.csv"), chunk_rows=4))
+    number = {row: trip for chunk in chunks
+              for row, trip in zip(chunk.rows.tolist(), chunk.batch.column("trip_id").to_pylist(), strict=True)}
+    assert number[21] == "t21" and all(trip == f"t{row}" for row, trip in number.items())
+    assert sorted((p.row, p.line) for c in chunks for p in c.problems) == [(3, 5), (10, 12)]
+    (tmp_path / "batch.csv").write_text(HEADER + 't0,0.5,"Cash\nor card"\n\nt1,1.5,Cash\nt2\nt3,3.5,Cash\n')
+    [chunk] = shards.iter_chunks(str(tmp_path / "batch.csv"))
+    assert chunk.rows.tolist() == [0, 1, 3] and [(p.row, p.line) for p in chunk.problems] == [(2, 4)]
 
 
 @pytest.mark.parametrize(("content", "expected"), [
@@ -60,7 +80,8 @@ def test_jsonl_reports_bad_lines_and_keeps_every_key(tmp_path: Path) -> None:
     (tmp_path / "part.jsonl").write_text('{"a": 1}\nnot json\n[1, 2]\n\n{"a": 2, "b": "é"}\n')
     [chunk] = shards.iter_chunks(str(tmp_path))
     assert chunk.batch.to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": "é"}]
-    assert [p.line for p in chunk.problems] == [2, 3]
+    assert [(p.row, p.line) for p in chunk.problems] == [(1, 2), (2, 3)]
+    assert chunk.rows.tolist() == [0, 3]  # the blank line is no row; the two bad lines are
     assert "expected one JSON object per line" in chunk.problems[0].reason
 
 
@@ -127,3 +148,13 @@ def test_a_failed_shard_writer_leaves_no_complete_looking_shard(tmp_path: Path) 
         writer.write(pa.table({"trip_id": [1, 2]}, schema=schema))
         raise RuntimeError("the step failed")
     assert list((tmp_path / "train").iterdir()) == []
+
+
+def test_a_jsonl_column_of_mixed_types_turns_to_text_alone(tmp_path: Path) -> None:
+    """One bad value (text in a number column) made every column JSON text, so keys came out quoted ('"a"');
+    now only that column is text: strings as written, other values as their JSON."""
+    (tmp_path / "part.jsonl").write_text('{"k": "a", "fare": 1.5}\n{"k": "b", "fare": "twelve"}\n'
+                                         '{"k": "c", "fare": [1, 2]}\n{"k": "d"}\n')
+    [chunk] = shards.iter_chunks(str(tmp_path))
+    assert chunk.batch.column("k").to_pylist() == ["a", "b", "c", "d"]
+    assert chunk.batch.column("fare").to_pylist() == ["1.5", "twelve", "[1, 2]", None]
