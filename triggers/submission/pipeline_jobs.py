@@ -23,6 +23,7 @@ from urllib.parse import quote
 from triggers.config import VertexConfig
 from triggers.submission import transport
 from triggers.submission.errors import InvalidRequest
+from triggers.submission.images import ForeignImages, apply_policy, pulls_images
 from triggers.submission.templates import PipelineTemplate, load_template
 
 # Vertex's rule for job ids: `pipelineJobId` "should be less than 128 characters" (the v1 discovery
@@ -67,6 +68,9 @@ class RunRequest:
     display_name: str | None = None
     # aiplatform's `enable_caching`: None keeps each task's compiled option; True/False sets every task's.
     enable_caching: bool | None = None
+    # Images outside the target project (triggers/submission/images.py): the functions submit the release's
+    # own templates ("allow"); `runner.py --submit` refuses them, or rewrites them on request.
+    foreign_images: ForeignImages = "allow"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +153,8 @@ def create_url(target: VertexTarget, job_id: str) -> str:
 def prepare(run: RunRequest, target: VertexTarget) -> tuple[str, dict[str, Any]]:
     """URL and body of the create call, checked but not sent (the CLI's --dry-run shows them)."""
     template = load_template(run.template_uri, max_age_seconds=target.template_cache_seconds)
+    if pulls_images(target.api_endpoint):
+        template = apply_policy(template, run.parameter_values, target.project, run.foreign_images)
     return create_url(target, run.job_id), build_pipeline_job(template, run, target.pipeline_root)
 
 
