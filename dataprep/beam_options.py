@@ -4,14 +4,21 @@ Two pipeline parameters reach every Beam step: `beam_runner` (DirectRunner
 locally, DataflowRunner at scale) and `beam_pipeline_args`, the list of Beam
 flags TFX calls by that name (`--project=...`, `--region=...`,
 `--temp_location=gs://...`, `--service_account_email=...`,
-`--machine_type=...`, `--max_num_workers=...`, `--sdk_container_image=...`).
-They are checked here, before any work, so a Dataflow run missing a setting is
-refused with its name instead of failing inside Beam.
+`--machine_type=...`, `--max_num_workers=...`, `--sdk_container_image=...`,
+`--subnetwork=...`). They are checked here, before any work, so a Dataflow run
+missing a setting is refused with its name instead of failing inside Beam.
+
+The workers' network is asked for explicitly: without `--network` or `--subnetwork`
+Dataflow assumes an auto mode VPC network named `default`, and a project without
+one (organisations often forbid it) cannot start a worker
+(https://cloud.google.com/dataflow/docs/guides/specifying-networks). A project that
+has it says `--network=default`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from storage import uri as storage_uri
 
@@ -21,6 +28,12 @@ RUNNERS = (DIRECT_RUNNER, DATAFLOW_RUNNER)
 # What a Dataflow job cannot start without, and an example of each.
 DATAFLOW_REQUIRED = {"project": "--project=my-project", "region": "--region=us-central1",
                      "temp_location": "--temp_location=gs://my-bucket/dataflow/tmp"}
+NETWORK_EXAMPLE = "--subnetwork=regions/us-central1/subnetworks/dataflow (or --network=NAME, e.g. --network=default)"
+# Dataflow takes a network by name only, a subnetwork as a full URL (required for Shared VPC) or as
+# regions/REGION/subnetworks/NAME, in the workers' region (specifying-networks, above).
+_NETWORK_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_SUBNETWORK = re.compile(r"(https://www\.googleapis\.com/compute/v1/projects/[^/]+/)?"
+                         r"regions/(?P<region>[a-z0-9-]+)/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class BeamOptionsError(ValueError):
@@ -71,4 +84,25 @@ def beam_options(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ..
             raise BeamOptionsError(f"beam_runner DataflowRunner needs {', '.join(missing)} in beam_pipeline_args")
         if not storage_uri.is_gcs(options["temp_location"]):
             raise BeamOptionsError(f"--temp_location={options['temp_location']}: Dataflow needs a gs:// location")
+        _check_network(options)
     return BeamOptions(beam_runner, (f"--runner={beam_runner}", *args))
+
+
+def _check_network(options: dict) -> None:
+    network, subnetwork = options.get("network"), options.get("subnetwork")
+    if not network and not subnetwork:
+        raise BeamOptionsError(f"beam_runner DataflowRunner needs the workers' network in beam_pipeline_args: "
+                               f"{NETWORK_EXAMPLE}; without one Dataflow uses the VPC network `default`, which "
+                               "many projects do not have")
+    if network and not _NETWORK_NAME.fullmatch(network):
+        raise BeamOptionsError(f"--network={network}: expected a VPC network's name such as 'default' (a "
+                               "subnetwork in another project or a custom mode network goes in --subnetwork)")
+    if subnetwork:
+        match = _SUBNETWORK.fullmatch(subnetwork)
+        if not match:
+            raise BeamOptionsError(f"--subnetwork={subnetwork}: expected regions/REGION/subnetworks/NAME or "
+                                   "https://www.googleapis.com/compute/v1/projects/PROJECT/regions/REGION/"
+                                   "subnetworks/NAME (the full URL for a Shared VPC)")
+        if match["region"] != options["region"]:
+            raise BeamOptionsError(f"--subnetwork={subnetwork} is in {match['region']}, the workers run in "
+                                   f"--region={options['region']}: Dataflow needs a subnetwork of the workers' region")

@@ -50,13 +50,12 @@ from pipelines.local_run import LOCAL_PIPELINES
 from pipelines.settings import SETTINGS
 from serving.processes import die_with_parent
 from storage.local_files import write_json_atomically
+from triggers.submission.pipeline_jobs import JOB_ID_PATTERN, MAX_JOB_ID_LENGTH
 
 DEFAULT_PORT = 8091
 PENDING, RUNNING = "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING"
 SUCCEEDED, FAILED = "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED"
 JOB_FILE, LOG_FILE, RESULT_FILE = "job.json", "run.log", "result.json"
-# Vertex's rule for job ids (the triggers check the same).
-_JOB_ID = re.compile(r"[a-z][-a-z0-9]{0,127}")
 _COLLECTION = re.compile(r"/v1/(projects/[^/]+/locations/[^/]+)/pipelineJobs")
 _RESOURCE = re.compile(r"/v1/(projects/[^/]+/locations/[^/]+)/pipelineJobs/([^/:]+)")
 # google.rpc.Code values Vertex puts in PipelineJob.error.
@@ -85,7 +84,8 @@ def read_job(root: Path, job_id: str) -> dict | None:
 
 def read_jobs(root: Path) -> list[dict]:
     """Every stored run, newest first: not the lock, not a create's staging folder (.ID-...)."""
-    found = [job for path in root.iterdir() if _JOB_ID.fullmatch(path.name) and (job := read_job(root, path.name))]
+    found = [job for path in root.iterdir()
+             if JOB_ID_PATTERN.fullmatch(path.name) and (job := read_job(root, path.name))]
     return sorted(found, key=lambda job: job["createTime"], reverse=True)
 
 
@@ -162,9 +162,10 @@ class LocalPipelineJobs:
         if not isinstance(parameters, dict):
             raise ApiError(400, "INVALID_ARGUMENT", "runtimeConfig.parameterValues must be a JSON object")
         job_id = job_id or f"{spec['pipelineInfo']['name']}-{datetime.datetime.now(datetime.UTC):%Y%m%d%H%M%S%f}"
-        if not _JOB_ID.fullmatch(job_id):
+        if not JOB_ID_PATTERN.fullmatch(job_id):
             raise ApiError(400, "INVALID_ARGUMENT", f"pipelineJobId {job_id!r}: expected a lowercase letter then up "
-                                                    "to 127 of [-a-z0-9]")
+                                                    f"to {MAX_JOB_ID_LENGTH - 1} of [-a-z0-9] ({MAX_JOB_ID_LENGTH} "
+                                                    "characters at most)")
         now = _now()
         job = {key: value for key, value in body.items() if key != "pipelineSpec"} | {
             "name": f"{parent}/pipelineJobs/{job_id}", "state": PENDING, "createTime": now, "updateTime": now,
@@ -184,7 +185,7 @@ class LocalPipelineJobs:
         return job
 
     def get(self, parent: str, job_id: str) -> dict:
-        job = self._read(job_id) if _JOB_ID.fullmatch(job_id) else None
+        job = self._read(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
         if job is None or not job["name"].startswith(f"{parent}/"):
             raise ApiError(404, "NOT_FOUND", f"PipelineJob {parent}/pipelineJobs/{job_id} does not exist")
         return job

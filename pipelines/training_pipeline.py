@@ -12,7 +12,7 @@ Steps, in the order they run:
    graph becomes part of the serving model. Transform and evaluate run on Beam:
    `beam_runner` (DirectRunner by default; DataflowRunner at scale) and
    `beam_pipeline_args` (Beam flags, as TFX passes them: project, region,
-   temp location, service account, worker settings) reach both steps.
+   temp location, service account, network, worker settings) reach both steps.
 4. Train: the Keras model on the transformed data; exported as a SavedModel
    whose signature takes raw instances as Vertex sends them.
 5. Look up the champion: resolve the model name (the data set config's

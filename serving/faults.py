@@ -6,7 +6,8 @@ image, the endpoint or any pipeline), and the model directory holds FAULTS_FOR_T
 `{"error_rate": 0.5, "delay_ms": 40, "after_requests": 5}` (errors only after the first
 `after_requests` predictions, so a deploy's smoke test passes and the canary fails later). The file
 sits in one version's folder, so only the deployed models of that version misbehave while the
-others on the same endpoint answer normally.
+others on the same endpoint answer normally. `{"load_delay_ms_by_worker": {"1": 5000}}` makes worker 1
+of a multi-worker server load its model 5 s late (the health route must wait for it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import asyncio
 import json
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -24,15 +27,34 @@ from serving.errors import error_response
 
 ALLOW_ENV = "SERVING_ALLOW_TEST_FAULTS"
 FAULTS_FILE = "FAULTS_FOR_TESTS.json"
+T = TypeVar("T")
 
 
-def faults_for_tests(storage_uri: str) -> dict[str, float] | None:
+def _read_faults(storage_uri: str) -> dict | None:
     if os.environ.get(ALLOW_ENV) != "1" or storage_uri.startswith("gs://"):
         return None
     path = Path(storage_uri) / FAULTS_FILE
-    if not path.exists():
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def slow_load_for_tests(load: Callable[[], T], storage_uri: str, worker_index: int) -> Callable[[], T]:
+    """`load`, late by the worker's `load_delay_ms_by_worker` when fault injection is on."""
+    delay_ms = float(((_read_faults(storage_uri) or {}).get("load_delay_ms_by_worker") or {}).get(
+        str(worker_index), 0))
+    if not delay_ms:
+        return load
+
+    def slow() -> T:
+        time.sleep(delay_ms / 1000)
+        return load()
+
+    return slow
+
+
+def faults_for_tests(storage_uri: str) -> dict[str, float] | None:
+    faults = _read_faults(storage_uri)
+    if faults is None or not {"error_rate", "delay_ms", "after_requests"} & set(faults):
         return None
-    faults = json.loads(path.read_text())
     return {"error_rate": float(faults.get("error_rate", 0.0)), "delay_ms": float(faults.get("delay_ms", 0.0)),
             "after_requests": int(faults.get("after_requests", 0))}
 

@@ -15,7 +15,10 @@ Environment (Vertex AI sets the AIP_* variables on its nodes):
     SERVING_WORKERS    server processes sharing the port (default 1; "auto": one per
                        CPU, as the serving image sets). One Python process uses one
                        core; the kernel spreads connections over the workers
-                       (SO_REUSEPORT), each with its own copy of the model.
+                       (SO_REUSEPORT), each with its own copy of the model. The
+                       health route of every worker answers 200 only once every
+                       worker has loaded its model: Vertex sends predictions from the
+                       first 200 on, to whichever worker the kernel picks.
     SERVING_TF_THREADS TensorFlow intra- and inter-op threads per process (default 1;
                        0 keeps TensorFlow's default, one per core). A request's graph
                        is small: its pools' spinning threads cost more CPU than they
@@ -25,6 +28,12 @@ The port is bound before TensorFlow is even imported; the model loads in a
 background thread while the health route answers 503. A model that fails to
 load ends the process with exit code 1 (Vertex then restarts the container; the
 local endpoint reports the failed deploy).
+
+Vertex's contract (https://cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements):
+the container listens on 0.0.0.0:AIP_HTTP_PORT, answers GET AIP_HEALTH_ROUTE with
+200 only when it is ready to serve predictions (other statuses: Vertex sends it
+none), and POST AIP_PREDICT_ROUTE with the predictions (docs/fidelity.md, "Serving
+container").
 """
 
 from __future__ import annotations
@@ -33,20 +42,23 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from serving.errors import error_response, json_errors
-from serving.faults import fault_middleware, faults_for_tests
+from serving.faults import fault_middleware, faults_for_tests, slow_load_for_tests
 from serving.instances import (
     MAX_REQUEST_BYTES,
     Columns,
@@ -69,8 +81,38 @@ class PredictionModel(Protocol):
     def predictions(self, columns: Columns) -> list[dict[str, Any]]: ...
 
 
-# Set by the worker supervisor in its workers' environment: bind with SO_REUSEPORT.
+# Set by the worker supervisor in its workers' environment: bind with SO_REUSEPORT, and share readiness.
 _WORKER_ENV = "SERVING_WORKER_OF"
+_WORKER_INDEX_ENV, _WORKER_COUNT_ENV = "SERVING_WORKER_INDEX", "SERVING_WORKER_COUNT"
+_READY_DIR_ENV = "SERVING_READY_DIR"
+
+
+@dataclass
+class WorkerGroup:
+    """The workers of one container: each marks itself ready in a folder they share, and each one's health
+    route waits for all of them. Without this, the first worker to load answers 200, Vertex starts sending
+    predictions, and the kernel hands some to workers still loading, which answer 503."""
+
+    ready_dir: Path
+    size: int
+    index: int
+    _all_ready: bool = False  # once every worker is ready it stays so: one that exits stops the container
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WorkerGroup | None:
+        if _READY_DIR_ENV not in env:
+            return None
+        return cls(Path(env[_READY_DIR_ENV]), int(env[_WORKER_COUNT_ENV]), int(env[_WORKER_INDEX_ENV]))
+
+    def mark_ready(self) -> None:
+        (self.ready_dir / f"worker-{self.index}.ready").touch()
+
+    def ready_count(self) -> int:
+        return len(list(self.ready_dir.glob("worker-*.ready")))
+
+    def all_ready(self) -> bool:
+        self._all_ready = self._all_ready or self.ready_count() >= self.size
+        return self._all_ready
 
 
 @dataclass(frozen=True)
@@ -117,7 +159,8 @@ class ServerConfig:
 
 
 class _ServerState:
-    def __init__(self) -> None:
+    def __init__(self, group: WorkerGroup | None) -> None:
+        self.group = group
         self.model: PredictionModel | None = None
         self.load_error: str | None = None
         self.load_failed = asyncio.Event()
@@ -133,14 +176,15 @@ STATE = web.AppKey("state", _ServerState)
 
 
 def create_app(load: Callable[[], PredictionModel], *, health_route: str = "/health",
-               predict_route: str = "/predict") -> web.Application:
-    """The server as an aiohttp app; `load` runs in a thread after start-up."""
+               predict_route: str = "/predict", group: WorkerGroup | None = None) -> web.Application:
+    """The server as an aiohttp app; `load` runs in a thread after start-up. In a `group` of workers the
+    health route answers 200 only once every worker of the group has loaded its model."""
 
     # Only a server fault reaches the 500: client mistakes are answered as 400s by the handlers.
     errors = json_errors(lambda: f"predictions go to POST {predict_route}, health checks to GET {health_route}",
                          "internal error while predicting: see the server log", log)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[errors])
-    app[STATE] = _ServerState()
+    app[STATE] = _ServerState(group)
     app.router.add_get(health_route, _health)
     app.router.add_post(predict_route, _predict)
 
@@ -171,16 +215,22 @@ async def _load_in_background(state: _ServerState, load: Callable[[], Prediction
     # garbage collection over them took 300 ms here, a stall for every request
     # in flight. Frozen, they are never scanned again.
     gc.freeze()
-    log.info("model ready in %.1f s", time.perf_counter() - started)
+    worker = f"worker {state.group.index}: " if state.group else ""
+    log.info("%smodel ready in %.1f s", worker, time.perf_counter() - started)
+    if state.group:
+        state.group.mark_ready()
 
 
 async def _health(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if state.model is not None:
-        return web.json_response({"status": "ready"})
     if state.load_error:
         return error_response(503, f"the model failed to load: {state.load_error}")
-    return error_response(503, "the model is loading")
+    if state.model is None:
+        return error_response(503, "the model is loading")
+    if state.group and not state.group.all_ready():
+        return error_response(503, f"the model is loaded here; {state.group.ready_count()} of {state.group.size} "
+                                   "workers are ready")
+    return web.json_response({"status": "ready"})
 
 
 async def _predict(request: web.Request) -> web.Response:
@@ -213,9 +263,10 @@ def _load_from_storage(storage_uri: str, tf_threads: int) -> PredictionModel:
 
 async def serve(config: ServerConfig) -> int:
     """Run until SIGTERM/SIGINT (exit 0) or until the model fails to load (exit 1)."""
-    app = create_app(lambda: _load_from_storage(config.storage_uri, config.tf_threads),
-                     health_route=config.health_route,
-                     predict_route=config.predict_route)
+    group = WorkerGroup.from_env(os.environ)
+    load = slow_load_for_tests(lambda: _load_from_storage(config.storage_uri, config.tf_threads),
+                               config.storage_uri, group.index if group else 0)
+    app = create_app(load, health_route=config.health_route, predict_route=config.predict_route, group=group)
     faults = faults_for_tests(config.storage_uri)  # tests only: see serving/faults.py
     if faults:
         app.middlewares.append(fault_middleware(faults, config.predict_route))
@@ -243,9 +294,19 @@ async def serve(config: ServerConfig) -> int:
 
 def run_workers(config: ServerConfig) -> int:
     """Run `config.workers` single-process servers on one port; stop them all when one fails or on SIGTERM."""
-    env = {**os.environ, "SERVING_WORKERS": "1", _WORKER_ENV: str(os.getpid())}
-    workers = [subprocess.Popen([sys.executable, "-m", "serving.server"], env=env, preexec_fn=die_with_parent)
-               for _ in range(config.workers)]
+    ready_dir = tempfile.mkdtemp(prefix="serving-workers-")
+    try:
+        return _supervise(config, ready_dir)
+    finally:
+        shutil.rmtree(ready_dir, ignore_errors=True)
+
+
+def _supervise(config: ServerConfig, ready_dir: str) -> int:
+    env = {**os.environ, "SERVING_WORKERS": "1", _WORKER_ENV: str(os.getpid()), _READY_DIR_ENV: ready_dir,
+           _WORKER_COUNT_ENV: str(config.workers)}
+    workers = [subprocess.Popen([sys.executable, "-m", "serving.server"], env={**env, _WORKER_INDEX_ENV: str(index)},
+                                preexec_fn=die_with_parent)
+               for index in range(config.workers)]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:

@@ -1,8 +1,8 @@
 """`python runner.py --submit ...`: submit one run of a compiled template to Vertex AI Pipelines.
 
-    python runner.py --submit --template compiled/training_pipeline.json \\
+    python runner.py --submit --template gs://my-project-templates/compiled/training_pipeline.json \\
         --param data_uri=gs://my-data/data/processed/2014/03 --label reason=backfill [--job-id ID] \\
-        [--cache | --no-cache] [--dry-run]
+        [--cache | --no-cache] [--rewrite-images] [--dry-run]
 
 Project, region, pipeline root, service account and API endpoint come from the
 same MLOPS_* variables as the Cloud Functions (docs/triggers.md); a flag
@@ -12,7 +12,11 @@ given, it is the fingerprint of the listing under `data_uri` (metadata only, see
 triggers/submission/data_version.py), so Vertex reuses no ingest of other bytes.
 `--cache`/`--no-cache` set every task's caching as aiplatform's `enable_caching`
 does; without either, each task keeps its compiled option. A given `--job-id`
-makes the call idempotent: running it twice creates one run. Exit status: 0
+makes the call idempotent: running it twice creates one run. A template that
+names images in another project than the target's (compiled/ names this
+repository's) is refused, naming each image: submit the template the release
+published for your project, or `--rewrite-images` to take the same repository,
+image and tag from your project (triggers/submission/images.py). Exit status: 0
 created or already there, 2 invalid request or configuration, 75 transient
 failure (try again).
 """
@@ -28,6 +32,7 @@ import sys
 from triggers import config as settings
 from triggers.submission.data_version import DATA_VERSION_PARAMETER, data_version_value, listing_version
 from triggers.submission.errors import ConfigError, InvalidRequest, TemplateUnavailable, TransientError
+from triggers.submission.images import foreign_images, pulls_images
 from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, prepare, submit_run
 from triggers.submission.templates import load_template, parse_assignments
 
@@ -53,6 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                         help="turn execution caching on (--cache) or off (--no-cache) for every task, as "
                              "aiplatform's enable_caching does (default: as compiled)")
+    parser.add_argument("--rewrite-images", action="store_true",
+                        help="move the template's images from another project into the target project (same "
+                             "registry, repository, image and tag) instead of refusing the template")
     parser.add_argument("--dry-run", action="store_true", help="check and print the request, do not send it")
     return parser.parse_args(argv)
 
@@ -85,7 +93,11 @@ def main(argv: list[str]) -> int:
         run = RunRequest(template_uri=args.template, parameter_values=values, labels=labels,
                          service_account=vertex.service_account, display_name=args.display_name,
                          job_id=args.job_id or make_job_id(template.name, "manual", f"{now:%Y%m%d%H%M%S}"),
-                         enable_caching=args.cache)
+                         enable_caching=args.cache, foreign_images="rewrite" if args.rewrite_images else "refuse")
+        if args.rewrite_images and pulls_images(target.api_endpoint):
+            for reference in foreign_images(template.spec, {}, target.project):
+                print(f"note: image {reference.image} (project {reference.project}) is taken as "
+                      f"{reference.in_project(target.project)}", file=sys.stderr)
         if args.dry_run:
             url, body = prepare(run, target)
             caching = "" if args.cache is None else f", caching {'on' if args.cache else 'off'} for every task"

@@ -71,6 +71,9 @@ def test_bad_requests_are_refused_with_what_was_expected(pipelines_api) -> None:
         assert named in response.json()["error"]["message"], case
     bad_id = requests.post(api.jobs_url() + "?pipelineJobId=Bad_Id", json={"pipelineSpec": spec}, timeout=10)
     assert bad_id.status_code == 400 and "Bad_Id" in bad_id.json()["error"]["message"]
+    # The triggers' rule: pipelineJobId under 128 characters (Vertex's pipelineJobs.create).
+    too_long = requests.post(api.jobs_url() + "?pipelineJobId=" + "a" * 128, json={"pipelineSpec": spec}, timeout=10)
+    assert too_long.status_code == 400 and "127 characters at most" in too_long.json()["error"]["message"]
     assert requests.get(api.jobs_url("nothing-here"), timeout=10).status_code == 404
     assert requests.get(api.jobs_url("../../etc"), timeout=10).status_code == 404
     assert requests.delete(api.jobs_url("x"), timeout=10).status_code == 404

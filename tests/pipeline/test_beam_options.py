@@ -8,7 +8,8 @@ from dataprep.beam_options import BeamOptionsError, beam_options
 
 DATAFLOW_ARGS = ["--project=vertex-mlops", "--region=us-central1", "--temp_location=gs://mlops-bucket/dataflow/tmp",
                  "--service_account_email=dataflow-worker@vertex-mlops.iam.gserviceaccount.com",
-                 "--machine_type=n1-standard-4", "--max_num_workers=20"]
+                 "--machine_type=n1-standard-4", "--max_num_workers=20",
+                 "--subnetwork=regions/us-central1/subnetworks/dataflow"]
 
 
 def test_the_direct_runner_needs_nothing_and_keeps_local_and_mounted_paths(monkeypatch, tmp_path):
@@ -36,10 +37,26 @@ def test_dataflow_gets_every_setting_and_gs_locations_for_mounted_paths(monkeypa
     ("DirectRunner", ["--runner=DataflowRunner"], "set the pipeline parameter beam_runner instead"),
     ("DirectRunner", ["temp_location=gs://b"], "each must be a Beam flag"),
     ("DirectRunner", [3], "each must be a Beam flag"),
+    # Without a network Dataflow assumes the VPC network `default`, which a project may not have.
+    ("DataflowRunner", DATAFLOW_ARGS[:-1], "needs the workers' network in beam_pipeline_args: --subnetwork="),
+    ("DataflowRunner", [*DATAFLOW_ARGS[:-1], "--network=projects/p/global/networks/n"],
+     "expected a VPC network's name"),
+    ("DataflowRunner", [*DATAFLOW_ARGS[:-1], "--subnetwork=dataflow"], "expected regions/REGION/subnetworks/NAME"),
+    ("DataflowRunner", [*DATAFLOW_ARGS[:-1], "--subnetwork=regions/europe-west1/subnetworks/dataflow"],
+     "is in europe-west1, the workers run in --region=us-central1"),
 ])
 def test_bad_beam_settings_are_refused_by_name(runner, args, message):
     with pytest.raises(BeamOptionsError, match=message.replace("(", r"\(")):
         beam_options(runner, args)
+
+
+@pytest.mark.parametrize("network", [
+    "--network=default", "--subnetwork=https://www.googleapis.com/compute/v1/projects/host/regions/us-central1/"
+                         "subnetworks/shared-vpc-dataflow"])
+def test_a_named_network_or_a_shared_vpc_subnetwork_is_accepted(network):
+    options = beam_options("DataflowRunner", [*DATAFLOW_ARGS[:-1], network])
+    name, value = network.removeprefix("--").split("=", 1)
+    assert options.pipeline_options().get_all_options()[name] == value
 
 
 def test_the_transform_step_refuses_bad_settings_before_starting_its_child(tmp_path):

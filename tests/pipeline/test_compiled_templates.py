@@ -79,3 +79,16 @@ def test_local_and_vertex_forms_have_the_same_dag(tmp_path):
     for platform in forms:
         outputs = forms[platform]["components"]["comp-train-model"]["outputDefinitions"]["artifacts"]
         assert set(outputs) == {"model"}
+
+
+def test_the_train_custom_job_runs_as_the_pipeline_runs_service_account():
+    # GCPC's default `service_account=""` is Vertex's Custom Code Service Agent (GCPC v1/custom_job/utils.py),
+    # which can read every bucket of the project; the placeholder is the PipelineJob's own serviceAccount.
+    # tests/pipeline/test_vertex_rehearsal.py resolves it in the CustomJob request, as Vertex does.
+    from google_cloud_pipeline_components._placeholders import SERVICE_ACCOUNT_PLACEHOLDER
+
+    spec = json.loads(TEMPLATE.read_text())
+    definitions = spec["components"]["comp-train-model"]["inputDefinitions"]["parameters"]
+    assert SERVICE_ACCOUNT_PLACEHOLDER == "{{$.pipeline_service_account}}"
+    assert definitions["service_account"]["defaultValue"] == SERVICE_ACCOUNT_PLACEHOLDER
+    assert "service_account" not in spec["root"]["dag"]["tasks"]["train-model"]["inputs"]["parameters"]

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.emulator
 
 PROJECT, REGION = "vertex-mlops", "us-central1"
 SERVICE_ACCOUNT = f"dataflow-worker@{PROJECT}.iam.gserviceaccount.com"
+SUBNETWORK = f"regions/{REGION}/subnetworks/dataflow"  # a project may have no `default` network
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,7 @@ def _options(dataflow, job: str):
         f"--project={PROJECT}", f"--region={REGION}", f"--temp_location=gs://{dataflow['bucket']}/dataflow/tmp",
         f"--service_account_email={SERVICE_ACCOUNT}", "--machine_type=n1-highmem-4", "--max_num_workers=32",
         f"--sdk_container_image={SETTINGS.pipeline_image}", "--sdk_location=container", "--no_auth",
+        f"--subnetwork={SUBNETWORK}", "--no_use_public_ips",
         f"--template_location={dataflow['root'] / f'{job}.json'}", f"--job_name={job}"])
 
 
@@ -77,6 +79,7 @@ def _check_job(request: dict, job: str) -> None:
     environment = request["environment"]
     [pool] = environment["workerPools"]
     assert (pool["machineType"], pool["autoscalingSettings"]["maxNumWorkers"]) == ("n1-highmem-4", 32)
+    assert (pool["subnetwork"], pool["ipConfiguration"]) == (SUBNETWORK, "WORKER_IP_PRIVATE")
     # The project's code on every worker: the pipeline image runs the SDK harness.
     assert [image["containerImage"] for image in pool["sdkHarnessContainerImages"]] == [SETTINGS.pipeline_image]
     assert environment["serviceAccountEmail"] == SERVICE_ACCOUNT

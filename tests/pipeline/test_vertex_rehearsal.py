@@ -31,7 +31,7 @@ from tests.deploy.vertex_endpoint_stand_in import stand_in_vertex
 from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator
 from tests.pipeline.conftest import SAMPLE, SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS
 from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT
-from tests.pipeline.vertex_rehearsal import RehearsedRun, VertexRehearsal
+from tests.pipeline.vertex_rehearsal import DEFAULT_RUN_SERVICE_ACCOUNT, RehearsedRun, VertexRehearsal
 
 pytestmark = pytest.mark.emulator
 
@@ -40,6 +40,8 @@ DEPLOY_TEMPLATE = COMPILED_DIR / "deploy_pipeline.json"
 DECISION_TEMPLATE = COMPILED_DIR / "canary_decision_pipeline.json"
 EVALUATION_TEMPLATE = COMPILED_DIR / "evaluation_pipeline.json"
 # batch_prediction_pipeline: tests/batch_prediction/test_batch_vertex_rehearsal.py
+# The PipelineJob's serviceAccount (what the triggers set from MLOPS_SERVICE_ACCOUNT).
+RUN_SERVICE_ACCOUNT = f"pipelines@{PROJECT}.iam.gserviceaccount.com"
 REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline", "deploy_pipeline", "canary_decision_pipeline",
                        "evaluation_pipeline"}
 
@@ -68,7 +70,7 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                                  tmp_path_factory.mktemp("rehearsal"), gcs_emulator, PROJECT, LOCATION)
         parameters = {"data_uri": f"gs://{bucket}/data/processed", "dataset_config": config_uri,
                       "project": PROJECT, "location": LOCATION, **SMALL_DATA_HYPERPARAMETERS}
-        first = runner.run("training-pipeline-rehearsal-1", parameters)
+        first = runner.run("training-pipeline-rehearsal-1", parameters, service_account=RUN_SERVICE_ACCOUNT)
         second = runner.run("training-pipeline-rehearsal-2", parameters) if not first.failure else None
         # The deploy template on its own, after both: the canary (version 2) is deployed already.
         deploy = VertexRehearsal(DEPLOY_TEMPLATE, f"gs://{bucket}/pipeline_root", tmp_path_factory.mktemp("deploy"),
@@ -152,6 +154,17 @@ def test_the_train_step_runs_its_custom_job_program_in_the_pipeline_image(rehear
     steps = _succeeded(rehearsal["runs"][0]).steps
     assert steps["train-model"].program.form == "Vertex Training CustomJob"
     assert {step.program.image for step in steps.values()} == {SETTINGS.pipeline_image}
+
+
+def test_the_custom_job_runs_as_the_runs_service_account_never_the_custom_code_service_agent(rehearsal):
+    # An empty CustomJobSpec.service_account means Vertex's Custom Code Service Agent, which reads every
+    # bucket of the project: the CustomJob must run as the PipelineJob's own identity.
+    first, second = (_succeeded(run) for run in rehearsal["runs"])
+    assert first.steps["train-model"].custom_job["job_spec"]["service_account"] == RUN_SERVICE_ACCOUNT
+    # A run that names none: Vertex's default for the pipeline (the Compute Engine default account), still not "".
+    assert second.steps["train-model"].custom_job["job_spec"]["service_account"] == DEFAULT_RUN_SERVICE_ACCOUNT
+    assert first.steps["train-model"].custom_job["job_spec"]["worker_pool_specs"][0]["container_spec"][
+        "image_uri"] == SETTINGS.pipeline_image
 
 
 def test_the_first_run_registers_its_model_as_champion_from_its_gs_uri(rehearsal):

@@ -17,6 +17,11 @@ What Vertex AI Pipelines does for each step, and what stands in for it here:
   gs:// model, a gs:// dataset config) is not in the mount: it is read from the emulator through
   storage.uri, the project's one way to read by URI.
 
+- The train step's CustomJob is created by GCPC's launcher from the `--payload` its executor carries, the
+  step's parameters substituted into it (`{{$.inputs.parameters['x']}}`), the run-level placeholders
+  (`{{$.pipeline_service_account}}`, the project, the location) resolved first, as Vertex resolves them
+  for the run. Here: the same substitution, and the result parsed into aiplatform_v1's `CustomJob`, which
+  refuses a field the API does not have; the request is kept on the step (`Step.custom_job`).
 - A GCPC container op other than the CustomJob (ModelGetOp, ModelBatchPredictOp, ...) calls a Vertex
   service. Here: a stand-in for that service, given to `VertexRehearsal(container_ops=...)` under the
   op's launcher module; it gets the step's resolved parameters and input artifacts, as the launcher
@@ -46,6 +51,13 @@ from storage.uri import GCS_MOUNT_ENV
 from tests.gcs_emulator import GcsEmulator
 
 LIGHTWEIGHT_LAUNCHER = "kfp.dsl.executor_main"
+# What Vertex resolves `{{$.pipeline_service_account}}` to when the run names no service account: the
+# Compute Engine default service account (google_cloud_pipeline_components/_placeholders.py).
+DEFAULT_RUN_SERVICE_ACCOUNT = "123456789012-compute@developer.gserviceaccount.com"
+# An optional parameter with no default gets its type's default (kfp pipeline_spec.proto, ParameterSpec.is_optional).
+_TYPE_DEFAULTS = {"STRING": "", "NUMBER_INTEGER": 0, "NUMBER_DOUBLE": 0.0, "BOOLEAN": False, "LIST": [],
+                  "STRUCT": {}}
+_INPUT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['(?P<name>[^']+)'\]\}\}")
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
 _CONDITION = re.compile(r"^inputs\.parameter_values\['(?P<name>[^']+)'\]\s*(?P<op>==|!=)\s*(?P<value>.+)$")
 
@@ -95,6 +107,41 @@ def step_program(spec: dict, component_name: str) -> Program:
         f"add one to tests/pipeline/vertex_rehearsal.py (step_program and VertexRehearsal._run_step)")
 
 
+def custom_job_request(spec: dict, component_name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The CustomJob GCPC's launcher creates for a step: the executor's `--payload` with the step's resolved
+    parameters in it (a string as is, anything else as JSON, as Vertex fills the placeholders), read as the
+    launcher reads it (container/v1/custom_job/remote_runner.py: json.loads; `max_wait_duration` dropped
+    unless FLEX_START) and checked against aiplatform_v1's CustomJob, as the JobServiceClient would."""
+    from google.cloud.aiplatform_v1.types import CustomJob
+
+    container = spec["deploymentSpec"]["executors"][spec["components"][component_name]["executorLabel"]]["container"]
+    payload = container["args"][container["args"].index("--payload") + 1]
+
+    def value(match: re.Match) -> str:
+        found = parameters[match["name"]]
+        return found if isinstance(found, str) else json.dumps(_protobuf_json(found))
+
+    job = json.loads(_INPUT_PLACEHOLDER.sub(value, payload))
+    scheduling = job.get("job_spec", {}).get("scheduling", {})
+    if scheduling.get("strategy") != "FLEX_START":
+        scheduling.pop("max_wait_duration", None)
+    CustomJob(job)  # ValueError/KeyError on a field CustomJob does not have
+    return job
+
+
+def _protobuf_json(value: Any) -> Any:
+    """A parameter value as Vertex writes it into a placeholder: a google.protobuf.Value in protobuf's JSON,
+    where a whole double has no fraction (Go's protojson writes 100.0 as 100). It matters: the launcher's
+    dict goes to proto-plus, which refuses 100.0 for an int32 field such as boot_disk_size_gb."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_protobuf_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _protobuf_json(item) for key, item in value.items()}
+    return value
+
+
 def step_programs(spec: dict) -> dict[str, Program]:
     """Every executor component of a template -> its program."""
     return {name: step_program(spec, name) for name, component in spec["components"].items()
@@ -111,11 +158,13 @@ class Step:
     outputs: dict[str, dict]  # output artifact -> {"uri", "path", "metadata"}
     output_parameters: dict[str, Any]
     seconds: float
+    custom_job: dict[str, Any] | None = None  # the CustomJob GCPC's launcher would create (the train step)
 
 
 @dataclasses.dataclass
 class RehearsedRun:
     job_name: str
+    service_account: str  # what `{{$.pipeline_service_account}}` resolved to
     order: list[str] = dataclasses.field(default_factory=list)  # every task, as reached
     steps: dict[str, Step] = dataclasses.field(default_factory=dict)  # bare task name -> step
     skipped: list[str] = dataclasses.field(default_factory=list)
@@ -159,9 +208,10 @@ class VertexRehearsal:
         self.gcs = gcs
         self.project, self.location = project, location
 
-    def run(self, job_name: str, parameters: dict[str, Any]) -> RehearsedRun:
-        """One pipeline run; a failing step stops it and is recorded in `failure`, as Vertex would show it."""
-        run = RehearsedRun(job_name)
+    def run(self, job_name: str, parameters: dict[str, Any], service_account: str = "") -> RehearsedRun:
+        """One pipeline run (as the PipelineJob's `serviceAccount`, or Vertex's default when empty); a failing
+        step stops it and is recorded in `failure`, as Vertex would show it."""
+        run = RehearsedRun(job_name, service_account or DEFAULT_RUN_SERVICE_ACCOUNT)
         definitions = self.spec["root"]["inputDefinitions"]["parameters"]
         unknown = set(parameters) - set(definitions)
         if unknown:
@@ -193,7 +243,7 @@ class VertexRehearsal:
         for name in graphlib.TopologicalSorter(graph).static_order():
             task = tasks[name]
             run.order.append(prefix + name)
-            inputs = self._resolve(task, scope, done, run.job_name)
+            inputs = self._resolve(task, scope, done, run)
             condition = task.get("triggerPolicy", {}).get("condition")
             component = self.spec["components"][task["componentRef"]["name"]]
             if condition and not _condition_holds(condition, inputs["parameters"]):
@@ -205,16 +255,21 @@ class VertexRehearsal:
             else:
                 done[name] = self._run_step(prefix + name, task, component, inputs, run)
 
-    def _substitute(self, value: Any, job_name: str) -> Any:
+    def _substitute(self, value: Any, run: RehearsedRun) -> Any:
         if not isinstance(value, str):
             return value
-        for placeholder, actual in {"{{$.pipeline_job_name}}": job_name,
+        # GCPC's placeholders (google_cloud_pipeline_components/_placeholders.py): a run here sets no network,
+        # persistent resource or CMEK key, which Vertex then resolves to empty.
+        for placeholder, actual in {"{{$.pipeline_job_name}}": run.job_name,
                                     "{{$.pipeline_google_cloud_project_id}}": self.project,
-                                    "{{$.pipeline_google_cloud_location}}": self.location}.items():
+                                    "{{$.pipeline_google_cloud_location}}": self.location,
+                                    "{{$.pipeline_service_account}}": run.service_account,
+                                    "{{$.pipeline_network}}": "", "{{$.pipeline_persistent_resource_id}}": "",
+                                    "{{$.pipeline_encryption_key_name}}": ""}.items():
             value = value.replace(placeholder, actual)
         return value
 
-    def _resolve(self, task: dict, scope: dict, done: dict[str, dict], job_name: str) -> dict:
+    def _resolve(self, task: dict, scope: dict, done: dict[str, dict], run: RehearsedRun) -> dict:
         resolved: dict[str, dict] = {"parameters": {}, "artifacts": {}}
         for name, source in task.get("inputs", {}).get("parameters", {}).items():
             if "componentInputParameter" in source:
@@ -223,7 +278,7 @@ class VertexRehearsal:
                 ref = source["taskOutputParameter"]
                 value = _output(done, ref["producerTask"], "parameters", ref["outputParameterKey"])
             elif "runtimeValue" in source:
-                value = self._substitute(source["runtimeValue"]["constant"], job_name)
+                value = self._substitute(source["runtimeValue"]["constant"], run)
             else:
                 raise NotImplementedError(f"input parameter {name}: source {source} is not rehearsed yet")
             resolved["parameters"][name] = value
@@ -257,12 +312,17 @@ class VertexRehearsal:
             if name in inputs["parameters"]:
                 value = inputs["parameters"][name]
             elif "defaultValue" in definition:
-                value = self._substitute(definition["defaultValue"], run.job_name)
+                value = self._substitute(definition["defaultValue"], run)
             elif definition.get("isOptional"):
                 continue
             else:
                 raise ValueError(f"{task_name}: input parameter {name!r} has no value")
             parameters[name] = _typed(value, definition["parameterType"], f"{task_name}.{name}")
+        custom_job = None
+        if program.form == "Vertex Training CustomJob":
+            custom_job = custom_job_request(self.spec, task["componentRef"]["name"], {
+                name: parameters.get(name, _TYPE_DEFAULTS[definition["parameterType"]])
+                for name, definition in component["inputDefinitions"]["parameters"].items()})
         for artifact in inputs["artifacts"].values():
             if artifact["uri"].startswith("gs://"):  # a VertexModel's URI is an API address: nothing mounted
                 self.gcs.download_tree(artifact["uri"], mount)
@@ -306,14 +366,13 @@ class VertexRehearsal:
                     for name, artifact in inputs["artifacts"].items()},
             outputs={name: {"uri": artifact["uri"], "path": output_paths[name], "metadata": artifact["metadata"]}
                      for name, artifact in produced.items()},
-            output_parameters=result.get("parameterValues", {}), seconds=seconds)
+            output_parameters=result.get("parameterValues", {}), seconds=seconds, custom_job=custom_job)
         return {"parameters": result.get("parameterValues", {}), "artifacts": produced}
 
     def _run_container_op(self, task_name: str, component: dict, inputs: dict, run: RehearsedRun,
                           launcher: str) -> dict:
         bare = task_name.rsplit("/", 1)[-1]
-        parameters = {name: self._substitute(inputs["parameters"].get(name, definition.get("defaultValue")),
-                                             run.job_name)
+        parameters = {name: self._substitute(inputs["parameters"].get(name, definition.get("defaultValue")), run)
                       for name, definition in component.get("inputDefinitions", {}).get("parameters", {}).items()
                       if name in inputs["parameters"] or "defaultValue" in definition}
         started = time.perf_counter()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +13,18 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from serving_helpers import ChildProcess, http_call, post_many, start_server, try_status, wait_healthy, wait_until
+from serving_helpers import (
+    Answer,
+    ChildProcess,
+    http_call,
+    post_many,
+    start_server,
+    try_status,
+    wait_healthy,
+    wait_until,
+)
 
+from serving.faults import ALLOW_ENV, FAULTS_FILE
 from serving.instances import MAX_REQUEST_BYTES, Columns, InputSpec
 from serving.processes import free_loopback_port
 from serving.server import create_app
@@ -214,6 +226,45 @@ def test_workers_share_the_port_and_stop_together(demo_model_dir: Path, tmp_path
     finally:
         assert server.stop() == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_with_workers_health_waits_for_the_slowest_and_no_prediction_after_the_first_200_gets_503(
+        demo_model_dir: Path, tmp_path: Path) -> None:
+    # Vertex sends predictions from the first 200 of the health route on, and the kernel gives each new
+    # connection to any worker: a worker still loading would answer them 503. Worker 1 loads 5 s late here.
+    model = Path(shutil.copytree(demo_model_dir, tmp_path / "model"))
+    (model / FAULTS_FILE).write_text(json.dumps({"load_delay_ms_by_worker": {"1": 5000}}))
+    server = start_server(model, tmp_path / "server.log", {"SERVING_WORKERS": "2", ALLOW_ENV: "1"})
+    waiting_on_the_slow_one = []  # 503s answered while one worker had its model already
+
+    def healthy() -> bool:
+        assert server.process.poll() is None, server.log()[-3000:]
+        answer = _try_call("GET", server.url + "/health")
+        if answer is None or answer.status != 200:
+            if answer is not None and server.log().count("model ready in") == 1:
+                waiting_on_the_slow_one.append(answer.message)
+            return False
+        return True
+
+    try:
+        wait_until(healthy, 90, "the health route to answer 200", interval_s=0.02)
+        # Every worker had its model when health first said 200 (each logs before it marks itself ready).
+        assert re.findall(r"worker (\d): model ready", server.log()) in (["0", "1"], ["1", "0"]), server.log()
+        # ...and the loaded worker said 503 while the other loaded (where it used to say 200).
+        assert "the model is loaded here; 1 of 2 workers are ready" in waiting_on_the_slow_one, waiting_on_the_slow_one
+        # Fresh connections, so both workers get some; not one may answer 503.
+        statuses = [http_call("POST", server.url + PREDICT, {"instances": demo_instances(2, seed=seed)}).status
+                    for seed in range(60)]
+        assert statuses == [200] * 60, statuses
+    finally:
+        assert server.stop() == 0
+
+
+def _try_call(method: str, url: str) -> Answer | None:
+    try:
+        return http_call(method, url, timeout_s=2)
+    except (ConnectionError, OSError):
+        return None
 
 
 def _children(pid: int) -> list[int]:

@@ -12,7 +12,7 @@ from serving.processes import free_loopback_port
 from tests.gcs_emulator import GcsEmulator
 from triggers.submission import templates, transport
 from triggers.submission.errors import InvalidRequest, ParameterError, TemplateUnavailable, TransientError
-from triggers.submission.pipeline_jobs import RunRequest, VertexTarget, make_job_id, submit_run
+from triggers.submission.pipeline_jobs import JOB_ID_PATTERN, RunRequest, VertexTarget, make_job_id, submit_run
 
 PIPELINE_ROOT = "gs://pipeline-root/runs"
 DATA_URI = "gs://landing-data/data/processed/2014/03"
@@ -142,7 +142,16 @@ def test_job_ids_are_valid_and_long_ones_stay_unique() -> None:
     assert make_job_id("training-pipeline", "new-data", "201403010000") == "training-pipeline-new-data-201403010000"
     assert make_job_id("2014", "x").startswith("run-2014")
     long_a, long_b = make_job_id("m" * 200, "a"), make_job_id("m" * 200, "b")
-    assert len(long_a) <= 128 and len(long_b) <= 128 and long_a != long_b
+    # pipelineJobId "should be less than 128 characters" (aiplatform v1 discovery document, pipelineJobs.create).
+    assert len(long_a) == len(long_b) == 127 and long_a != long_b
+    assert all(JOB_ID_PATTERN.fullmatch(job_id) for job_id in (long_a, long_b))
+    assert JOB_ID_PATTERN.fullmatch("a" * 127) and not JOB_ID_PATTERN.fullmatch("a" * 128)
+
+
+def test_a_128_character_job_id_is_refused_locally(fake_vertex: FakeVertex) -> None:
+    with pytest.raises(InvalidRequest, match="127 characters at most"):
+        submit_run(run_request(job_id="a" * 128), target(fake_vertex.url))
+    assert fake_vertex.calls == []
 
 
 def test_template_is_read_from_cloud_storage(fake_vertex: FakeVertex, gcs: GcsEmulator) -> None:

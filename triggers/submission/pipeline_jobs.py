@@ -23,10 +23,16 @@ from urllib.parse import quote
 from triggers.config import VertexConfig
 from triggers.submission import transport
 from triggers.submission.errors import InvalidRequest
+from triggers.submission.images import ForeignImages, apply_policy, pulls_images
 from triggers.submission.templates import PipelineTemplate, load_template
 
-# Vertex's own rules (aiplatform checks the same pattern for job ids).
-JOB_ID_PATTERN = re.compile(r"[a-z][-a-z0-9]{0,127}")
+# Vertex's rule for job ids: `pipelineJobId` "should be less than 128 characters" (the v1 discovery
+# document's pipelineJobs.create parameter and aiplatform_v1 CreatePipelineJobRequest.pipeline_job_id), and
+# starts with a letter as aiplatform's own check wants (google/cloud/aiplatform/constants/pipeline.py
+# _VALID_NAME_PATTERN, whose {0,127} would allow 128). The local pipelines API applies the same rule.
+MAX_JOB_ID_LENGTH = 127
+JOB_ID_PATTERN = re.compile(rf"[a-z][-a-z0-9]{{0,{MAX_JOB_ID_LENGTH - 1}}}")
+_JOB_ID_DIGEST_LENGTH = 10
 LABEL_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE_PATTERN = re.compile(r"[a-z0-9_-]{0,63}")
 MAX_LABELS = 64
@@ -62,6 +68,9 @@ class RunRequest:
     display_name: str | None = None
     # aiplatform's `enable_caching`: None keeps each task's compiled option; True/False sets every task's.
     enable_caching: bool | None = None
+    # Images outside the target project (triggers/submission/images.py): the functions submit the release's
+    # own templates ("allow"); `runner.py --submit` refuses them, or rewrites them on request.
+    foreign_images: ForeignImages = "allow"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +87,12 @@ def slug(text: str, max_length: int = 63) -> str:
 
 def make_job_id(*parts: str) -> str:
     """Joins slugged parts into a valid job id; long ids keep a hash of the whole so they stay unique."""
-    joined = "-".join(s for s in (slug(part, 128) for part in parts) if s)
+    joined = "-".join(s for s in (slug(part, MAX_JOB_ID_LENGTH) for part in parts) if s)
     if not joined or not joined[0].isalpha():
         joined = f"run-{joined}"
-    if len(joined) > 128:
-        digest = hashlib.sha256(joined.encode()).hexdigest()[:10]
-        joined = f"{joined[:117].rstrip('-')}-{digest}"
+    if len(joined) > MAX_JOB_ID_LENGTH:
+        digest = hashlib.sha256(joined.encode()).hexdigest()[:_JOB_ID_DIGEST_LENGTH]
+        joined = f"{joined[:MAX_JOB_ID_LENGTH - _JOB_ID_DIGEST_LENGTH - 1].rstrip('-')}-{digest}"
     return joined
 
 
@@ -91,7 +100,8 @@ def check_request(run: RunRequest) -> None:
     """Local checks Vertex would otherwise answer with a 400."""
     problems = []
     if not JOB_ID_PATTERN.fullmatch(run.job_id):
-        problems.append(f"job id {run.job_id!r}: expected a lowercase letter then up to 127 of [-a-z0-9]")
+        problems.append(f"job id {run.job_id!r}: expected a lowercase letter then up to {MAX_JOB_ID_LENGTH - 1} "
+                        f"of [-a-z0-9] ({MAX_JOB_ID_LENGTH} characters at most)")
     if len(run.labels) > MAX_LABELS:
         problems.append(f"{len(run.labels)} labels: expected at most {MAX_LABELS}")
     for key, value in run.labels.items():
@@ -143,6 +153,8 @@ def create_url(target: VertexTarget, job_id: str) -> str:
 def prepare(run: RunRequest, target: VertexTarget) -> tuple[str, dict[str, Any]]:
     """URL and body of the create call, checked but not sent (the CLI's --dry-run shows them)."""
     template = load_template(run.template_uri, max_age_seconds=target.template_cache_seconds)
+    if pulls_images(target.api_endpoint):
+        template = apply_policy(template, run.parameter_values, target.project, run.foreign_images)
     return create_url(target, run.job_id), build_pipeline_job(template, run, target.pipeline_root)
 
 
