@@ -153,7 +153,8 @@ class DiscoveryApi:
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise Invalid(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {error}") from None
+            raise Invalid(400, "INVALID_ARGUMENT", f"Invalid JSON payload received: the body is not JSON ({error})"
+                          ) from None
         problem = next(self.problems(payload, {"$ref": method.request}, ""), None)
         if problem:
             raise Invalid(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {problem}")

@@ -35,7 +35,7 @@ from pathlib import Path
 import requests
 
 from contract.paths import LANDING_PREFIX, PROJECT_ROOT
-from pipelines.local_jobs_api import FAILED, SUCCEEDED
+from pipelines.local_jobs_api import FAILED, LOCAL_FIELD, SUCCEEDED, read_job
 from pipelines.settings import SETTINGS
 
 PROJECT, REGION = "local-project", "us-central1"
@@ -125,12 +125,13 @@ def run_demo(work_dir: Path) -> DemoResult:
                               {"trigger": "demo"}, None, "demo-train-2013"), target)
         job = _wait_job(api, "demo-train-2013")
         seconds["train 2013"] = time.perf_counter() - tick
+        run_log = read_job(local_dir / "pipeline_jobs", "demo-train-2013")[LOCAL_FIELD]["log"]
         if job["state"] != SUCCEEDED:
-            raise RuntimeError(f"training on 2013 failed: {job.get('error')}; log {job['localRun']['log']}")
+            raise RuntimeError(f"training on 2013 failed: {job.get('error')}; log {run_log}")
         registry = LocalModelRegistry(local_dir / "registry")
         champion = registry.get(config.model_name, CHAMPION)
         if champion is None:
-            raise RuntimeError(f"the 2013 run registered no champion; see {job['localRun']['log']}")
+            raise RuntimeError(f"the 2013 run registered no champion; see {run_log}")
         print(f"champion: version {champion.version} ({seconds['train 2013']:.0f} s)")
 
         _step("serve the local endpoint the run deployed the champion to (request log on)")

@@ -18,6 +18,11 @@ server. State lives on disk under `LOCAL_DIR/pipeline_jobs/ID/job.json` (atomic 
 list survives a restart; a run that was RUNNING when the server died (kill -9, a crash) is marked
 FAILED on the next start, never left running forever, and PENDING runs are started again.
 
+Every request is held to the aiplatform v1 discovery document (fidelity/discovery.py), as the stand-ins
+are: a field or parameter Vertex does not define gets Vertex's 400, and every reply is a PipelineJob (or a
+list of them) as Vertex defines it. What only this machine knows of a run (its pipeline, process and log)
+stays in the state file, under `localRun`, never on the wire.
+
 Where it differs from Vertex: `runtimeConfig.gcsOutputDirectory` is recorded but the run writes under
 `LOCAL_DIR/pipeline_root`; a run registers into the local registry `LOCAL_DIR/registry` unless its
 parameters name another folder (`registry_uri=vertex` fails the run with that reason); no auth
@@ -46,6 +51,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from contract.paths import PROJECT_ROOT
+from fidelity import discovery
 from pipelines.local_run import LOCAL_PIPELINES
 from pipelines.settings import SETTINGS
 from serving.processes import die_with_parent
@@ -60,6 +66,15 @@ _COLLECTION = re.compile(r"/v1/(projects/[^/]+/locations/[^/]+)/pipelineJobs")
 _RESOURCE = re.compile(r"/v1/(projects/[^/]+/locations/[^/]+)/pipelineJobs/([^/:]+)")
 # google.rpc.Code values Vertex puts in PipelineJob.error.
 _RPC_UNKNOWN, _RPC_ABORTED, _RPC_INVALID = 2, 10, 3
+
+
+# What only this machine knows of a run; kept in job.json, never sent (Vertex's PipelineJob has no such field).
+LOCAL_FIELD = "localRun"
+
+
+def public(job: Mapping) -> dict:
+    """A stored run as Vertex describes a PipelineJob."""
+    return {key: value for key, value in job.items() if key != LOCAL_FIELD}
 
 
 class AlreadyServing(RuntimeError):
@@ -190,8 +205,8 @@ class LocalPipelineJobs:
             raise ApiError(404, "NOT_FOUND", f"PipelineJob {parent}/pipelineJobs/{job_id} does not exist")
         return job
 
-    def list(self, parent: str) -> dict:
-        return {"pipelineJobs": [job for job in self.jobs() if job["name"].startswith(f"{parent}/")]}
+    def list(self, parent: str) -> list[dict]:
+        return [job for job in self.jobs() if job["name"].startswith(f"{parent}/")]
 
     # --- the worker ----------------------------------------------------------------------------
 
@@ -305,6 +320,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.command == "GET" and parts.path in ("/", "/health"):
             return 200, {"status": "ok"}
+        api = discovery.load("aiplatform.v1")
+        try:
+            api.check_request(discovery.route((api,), self.command, self.path), parts.query, body)
+        except discovery.Invalid as error:
+            raise ApiError(error.status, error.code, str(error)) from None
         if match := _COLLECTION.fullmatch(parts.path):
             if self.command == "POST":
                 try:
@@ -312,11 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     raise ApiError(400, "INVALID_ARGUMENT", "the request body is not JSON") from None
                 job_id = parse_qs(parts.query).get("pipelineJobId", [None])[0]
-                return 200, self.jobs.create(match.group(1), job_id, request)
+                return 200, public(self.jobs.create(match.group(1), job_id, request))
             if self.command == "GET":
-                return 200, self.jobs.list(match.group(1))
+                return 200, {"pipelineJobs": [public(job) for job in self.jobs.list(match.group(1))]}
         elif (match := _RESOURCE.fullmatch(parts.path)) and self.command == "GET":
-            return 200, self.jobs.get(match.group(1), match.group(2))
+            return 200, public(self.jobs.get(match.group(1), match.group(2)))
         raise ApiError(404, "NOT_FOUND", f"no route {self.command} {parts.path}: this local API serves "
                                          "pipelineJobs create, get and list")
 
@@ -335,6 +355,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve(port: int, local_dir: Path) -> int:
     """Serves on 127.0.0.1:port until SIGTERM or Ctrl-C."""
+    try:
+        discovery.load("aiplatform.v1")  # before listening: a missing document is named, not met per request
+    except discovery.DiscoveryNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     except OSError as error:

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from monitoring.local_chain import child
+from pipelines.local_jobs_api import LOCAL_FIELD, read_job
 from serving.processes import free_loopback_port
 
 PARENT = "projects/local-project/locations/us-central1"
@@ -32,6 +33,10 @@ class PipelinesApi:
 
     def job(self, job_id: str) -> dict:
         return requests.get(self.jobs_url(job_id), timeout=10).json()
+
+    def local_run(self, job_id: str) -> dict:
+        """What only this machine knows of a run (pipeline, pid, log): its state file, not the API."""
+        return read_job(self.local_dir / "pipeline_jobs", job_id)[LOCAL_FIELD]
 
     def stop(self, stop_signal: int = signal.SIGTERM) -> None:
         """The server process alone (a run it started leads a process group of its own)."""

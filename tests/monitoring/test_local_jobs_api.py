@@ -63,7 +63,9 @@ def test_bad_requests_are_refused_with_what_was_expected(pipelines_api) -> None:
         "unknown pipeline": (json.dumps({"pipelineSpec": {**spec, "pipelineInfo": {"name": "mystery"}}}).encode(),
                              400, "training-pipeline"),
         "parameters not an object": (json.dumps({"pipelineSpec": spec, "runtimeConfig": {"parameterValues": [1]}}
-                                                ).encode(), 400, "parameterValues"),
+                                                ).encode(), 400, "runtime_config.parameter_values"),
+        "a field Vertex does not define": (json.dumps({"pipelineSpec": spec, "runtimConfig": {}}).encode(), 400,
+                                           'Unknown name "runtimConfig"'),
     }
     for case, (body, status, named) in cases.items():
         response = requests.post(api.jobs_url() + "?pipelineJobId=bad-one", data=body, timeout=10)
@@ -96,9 +98,11 @@ def test_kill_9_mid_run_leaves_the_run_failed_on_restart_never_running(pipelines
     submit_run(request("run-queued", data_uri="data/processed/2014/04"), target(api.url))
     running = wait_for(lambda: (job := api.job("run-killed"))["state"] == RUNNING and job, 60, "the run to start")
     assert api.job("run-queued")["state"] == PENDING  # one run at a time
-    run_pid = running["localRun"]["pid"]
+    assert "localRun" not in running  # Vertex's PipelineJob has no such field: it stays in the state file
+    local = api.local_run("run-killed")
+    run_pid = local["pid"]
     # Killed while a step runs in its own process under the run's.
-    wait_for(lambda: "Executing task" in Path(running["localRun"]["log"]).read_text(), 60, "a step to start")
+    wait_for(lambda: "Executing task" in Path(local["log"]).read_text(), 60, "a step to start")
     assert _group(run_pid) - {run_pid}
 
     api.stop(signal.SIGKILL)
@@ -156,7 +160,8 @@ def test_a_landed_batch_runs_locally_through_the_new_data_function(pipelines_api
 
     (job,) = requests.get(api.jobs_url(), timeout=10).json()["pipelineJobs"]
     assert job["runtimeConfig"]["parameterValues"]["data_uri"] == f"gs://{bucket}/data/processed/2014/03/01/0000"
-    run_log, job_id = Path(job["localRun"]["log"]), job["name"].rsplit("/", 1)[-1]
+    job_id = job["name"].rsplit("/", 1)[-1]
+    run_log = Path(api.local_run(job_id)["log"])
     wait_for(lambda: re.search(r"validate-data\S* finished with status \S*SUCCESS", run_log.read_text()) or
              api.job(job_id)["state"] == FAILED, 120, "the run to ingest and validate the batch")
     assert api.job(job_id)["state"] == RUNNING, run_log.read_text()[-3000:]
