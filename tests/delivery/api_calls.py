@@ -16,6 +16,11 @@ What this scan sees (and nothing else):
 5. gcloud commands in shell scripts (GCLOUD_COMMANDS), attributed to the impersonated account when the
    command line says --impersonate-service-account.
 
+Which code an identity runs: a call graph by name from its entry points (`scan_entries`): a function reaches
+what it calls or passes on, resolved through the imports; a method called on a receiver the scan cannot type
+reaches that method of every repository class the reached code makes. So a function that never lists a
+bucket is not charged with another function's listing in the same module.
+
 What it cannot see is declared in the map as platform rows with their source: calls Google's services
 make for us (Vertex pulling images, Cloud Functions copying sources, Pub/Sub signing push tokens, the KFP
 launcher moving artifacts, Cloud Storage FUSE), and the permissions SQL needs inside a BigQuery job.
