@@ -19,3 +19,15 @@ resource "google_artifact_registry_repository" "repositories" {
   description   = each.value.description
   labels        = local.labels
 }
+
+# The repositories were single resources before; these keep an applied environment's repositories (and
+# every image and template in them) instead of replacing them.
+moved {
+  from = google_artifact_registry_repository.images
+  to   = google_artifact_registry_repository.repositories["images"]
+}
+
+moved {
+  from = google_artifact_registry_repository.templates
+  to   = google_artifact_registry_repository.repositories["templates"]
+}
