@@ -7,9 +7,13 @@
         # logs an anomaly entry (local/logging/) that a sink with the config's filter publishes to the topic
         # on the Pub/Sub emulator (PUBSUB_EMULATOR_HOST)
     python -m monitoring apply --config monitoring/chicago_taxi.yaml --project P --location L [--model-version V]
-        # creates or updates the Vertex AI ModelMonitor and its schedule (idempotent; Cloud Build calls this)
+        [--endpoint E] [--request-log-table bq://P.D.T] [--output-uri gs://B/P]
+        # creates or updates the Vertex AI ModelMonitor and its schedule (idempotent; Cloud Build calls this with
+        # the environment's values from Terraform: `terraform output` platform.monitoring); before the model's
+        # first version exists it says so and creates nothing
 
-Exit status: 0 done (drift or not: the result says which), 2 bad input or configuration.
+Exit status: 0 done (drift or not: the result says which; for apply, also nothing to monitor yet),
+2 bad input or configuration.
 """
 
 from __future__ import annotations
@@ -96,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("--location", required=True)
     apply.add_argument("--model-version", default=None,
                        help="Model Registry version to monitor (default: the model's default version)")
+    # The environment's own values (Terraform's platform.monitoring output); each replaces the config's.
+    apply.add_argument("--endpoint", default="", help="the endpoint whose request-response log is monitored "
+                                                      "(projects/P/locations/L/endpoints/ID or its id)")
+    apply.add_argument("--request-log-table", default="", help="that log's table, bq://PROJECT.DATASET.TABLE")
+    apply.add_argument("--output-uri", default="", help="gs:// folder for Vertex's monitoring results")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":

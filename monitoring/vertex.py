@@ -41,6 +41,10 @@ class ApplyError(RuntimeError):
     """The ModelMonitor cannot be applied as asked; the message says why."""
 
 
+class NothingToMonitorYet(ApplyError):
+    """The model has no version to monitor yet (a fresh environment): not a failure of the release."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Applied:
     monitor: str  # resource name
@@ -66,15 +70,40 @@ def _champion(config: MonitoringConfig, version: str | None):
 
     models = aiplatform.Model.list(filter=f'display_name="{config.model_name}"')
     if not models:
-        raise ApplyError(f"model {config.model_name!r} is not in the Model Registry: register a version first")
+        raise NothingToMonitorYet(f"model {config.model_name!r} is not in the Model Registry yet: nothing to "
+                                  "monitor; the first release after its first version is registered applies it")
     try:
         return aiplatform.Model(f"{models[0].resource_name}@{version or CHAMPION_ALIAS}")
     except exceptions.NotFound:
-        raise ApplyError(f"model {config.model_name!r} has no version {version or CHAMPION_ALIAS!r}") from None
+        if version is None:
+            raise NothingToMonitorYet(f"model {config.model_name!r} has no {CHAMPION_ALIAS!r} version yet: nothing "
+                                      "to monitor") from None
+        raise ApplyError(f"model {config.model_name!r} has no version {version!r}") from None
+
+
+def for_environment(config: MonitoringConfig, endpoint: str = "", request_log_table: str = "",
+                    output_uri: str = "") -> MonitoringConfig:
+    """The config with an environment's own values (Terraform's outputs) in place of its empty defaults."""
+    target = dataclasses.replace(config.target, endpoint=endpoint or config.target.endpoint,
+                                 request_log_table=request_log_table or config.target.request_log_table)
+    return dataclasses.replace(config, target=target, output_uri=output_uri or config.output_uri)
+
+
+def require_environment_values(config: MonitoringConfig) -> None:
+    """The per-environment values (`--endpoint`/`--request-log-table`, `--output-uri`) are there: checked before
+    anything is read, so that a misconfigured release fails even before the first model exists."""
+    if config.target.source != "batch_prediction_input" and not (config.target.endpoint
+                                                                 or config.target.request_log_table):
+        raise ApplyError(f"{config.source}: target.endpoint and target.request_log_table are empty; expected the "
+                         "endpoint (--endpoint) or its request-response log table bq://PROJECT.DATASET.TABLE "
+                         "(--request-log-table): Terraform's output platform.monitoring has both")
+    if not config.output_uri:
+        raise ApplyError(f"{config.source}: output_uri is empty; expected a gs:// folder for the monitoring results "
+                         "(--output-uri; Terraform's output platform.monitoring.output_uri)")
 
 
 def desired_specs(config: MonitoringConfig, data_uri: str, project: str, location: str) -> dict[str, Any]:
-    """The SDK spec objects the config asks for."""
+    """The SDK spec objects the config asks for (its environment values checked: require_environment_values)."""
     from vertexai.resources.preview.ml_monitoring.spec import notification, objective, output, schema
 
     numeric = [feature for feature in config.features if feature.kind == "numeric"]
@@ -97,14 +126,9 @@ def desired_specs(config: MonitoringConfig, data_uri: str, project: str, locatio
         if "/" not in endpoint:
             endpoint = f"projects/{project}/locations/{location}/endpoints/{endpoint}"
         target = objective.MonitoringInput(endpoints=[endpoint], window=f"{config.target.window_hours}h")
-    elif config.target.request_log_table:
+    else:
         target = objective.MonitoringInput(table_uri=config.target.request_log_table, timestamp_field="logging_time",
                                            window=f"{config.target.window_hours}h")
-    else:
-        raise ApplyError(f"{config.source}: target.endpoint and target.request_log_table are empty; expected the "
-                         "endpoint's id or its request-response log table bq://PROJECT.DATASET.TABLE")
-    if not config.output_uri:
-        raise ApplyError(f"{config.source}: output_uri is empty; expected a gs:// folder for the monitoring results")
     return {
         "training_dataset": objective.MonitoringInput(gcs_uri=training_data_uri(data_uri), data_format="csv"),
         "model_monitoring_schema": schema.ModelMonitoringSchema(
@@ -137,6 +161,7 @@ def apply(config: MonitoringConfig, project: str, location: str, model_version: 
     init: dict[str, Any] = {"project": project, "location": location}
     if endpoint := os.environ.get("MLOPS_VERTEX_API_ENDPOINT", "").strip():
         init |= {"api_endpoint": endpoint, "api_transport": "rest"}
+    require_environment_values(config)
     aiplatform.init(**init)
     champion = _champion(config, model_version)
     lineage = _DATA_URI.search(champion.gca_resource.version_description or "")
@@ -196,9 +221,13 @@ def apply_cli(args: argparse.Namespace) -> int:
     import google.auth.exceptions
     from google.api_core import exceptions
 
-    config = load_monitoring_config(args.config)
+    config = for_environment(load_monitoring_config(args.config), args.endpoint, args.request_log_table,
+                             args.output_uri)
     try:
         applied = apply(config, args.project, args.location, args.model_version)
+    except NothingToMonitorYet as reason:
+        print(f"model monitoring not applied: {reason}")
+        return 0
     except (ApplyError, exceptions.GoogleAPICallError, MonitoringConfigError,
             google.auth.exceptions.DefaultCredentialsError) as error:
         print(f"error: {error}", file=sys.stderr)

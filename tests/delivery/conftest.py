@@ -10,8 +10,9 @@ import subprocess
 import pytest
 
 from contract.paths import PROJECT_ROOT
+from release.permissions import GoogleIam, PermissionMap, Proof
+from release.terraform_model import TERRAFORM_DIR, Terraform
 from tests.conftest import require_or_skip
-from tests.delivery.terraform_model import TERRAFORM_DIR, Terraform
 
 # `make tools` builds checkov's own venv here (its pins conflict with requirements.lock).
 CHECKOV = PROJECT_ROOT / ".tools" / "checkov" / "bin" / "checkov"
@@ -20,6 +21,22 @@ CHECKOV = PROJECT_ROOT / ".tools" / "checkov" / "bin" / "checkov"
 @pytest.fixture(scope="session")
 def terraform() -> Terraform:
     return Terraform.load()
+
+
+@pytest.fixture(scope="session")
+def google_iam() -> GoogleIam:
+    """Google's IAM data (roles.json, methods.json): ../shared/data/gcp beside the clone, or release/gcp_data."""
+    return GoogleIam.load()
+
+
+@pytest.fixture(scope="session")
+def permission_map() -> PermissionMap:
+    return PermissionMap.load()
+
+
+@pytest.fixture(scope="session")
+def proof(permission_map: PermissionMap, google_iam: GoogleIam, terraform: Terraform) -> Proof:
+    return Proof(permission_map, google_iam, terraform.locals())
 
 
 @pytest.fixture(scope="session")

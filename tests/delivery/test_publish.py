@@ -21,7 +21,7 @@ import pytest
 
 from pipelines.compile import COMPILED_DIR
 from pipelines.publish import CURRENT_PREFIX, PublishError, main, publish
-from tests.delivery.terraform_model import Terraform
+from release.terraform_model import Terraform
 from tests.stand_in_http import StandInServer, google_error
 
 

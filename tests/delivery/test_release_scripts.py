@@ -18,7 +18,7 @@ import pytest
 
 from contract.paths import PROJECT_ROOT
 from release import impersonate
-from tests.delivery.terraform_model import Terraform
+from release.terraform_model import Terraform
 from triggers.package import FUNCTIONS, build
 
 SCRIPT = PROJECT_ROOT / "release" / "deploy_functions.sh"

@@ -8,12 +8,13 @@ the service accounts from terraform/modules/platform/config.tf.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-import pytest
-
-from contract.paths import PROJECT_ROOT
+from contract.dataset import load_dataset_config
+from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+from monitoring.config import load_monitoring_config
 from pipelines.compile import COMPILED_DIR
-from tests.delivery.terraform_model import ENVIRONMENTS, TERRAFORM_DIR, Terraform, literal
+from release.terraform_model import ENVIRONMENTS, PLATFORM_DIR, TERRAFORM_DIR, Terraform, literal
 from triggers import config as trigger_config
 from triggers.package import FUNCTIONS
 
@@ -54,7 +55,8 @@ def test_checkov_fails_nothing_and_every_skip_says_why(checkov_report: dict):
 
 
 def _variables_set(kind: dict, env_groups: dict) -> set[str]:
-    names = set(kind["env"]) | set(kind["schedule_env"])
+    # MLOPS_PIPELINE_PARAMETERS: every deployment's, from pipeline_parameters (config.tf, function_env)
+    names = set(kind["env"]) | set(kind["schedule_env"]) | {"MLOPS_PIPELINE_PARAMETERS"}
     for group in kind["env_groups"]:
         names |= set(env_groups[group])
     return names
@@ -90,13 +92,53 @@ def test_each_scheduled_run_fits_its_template(terraform: Terraform):
     from triggers.config import NO_PARTITION
     from triggers.submission.templates import load_template
 
-    for name, schedule in terraform.locals()["schedules"].items():
+    platform = terraform.locals()
+    for name, schedule in platform["schedules"].items():
         declared = load_template(str(COMPILED_DIR / schedule["template"]), max_age_seconds=0).parameters
-        given = set(schedule["parameters"]) | {"project", "location"}
+        given = set(schedule["parameters"]) | set(platform["pipeline_parameters"][schedule["template"]])
         if schedule["parameter"] != NO_PARTITION:
             given.add(schedule["parameter"])
         assert given <= set(declared), f"schedules.{name}: {sorted(given - set(declared))} are not parameters of " \
                                        f"{schedule['template']} (it declares {sorted(declared)})"
+
+
+def test_one_endpoint_name_reaches_terraform_the_runs_the_triggers_and_monitoring(terraform: Terraform):
+    """Defect 4: the pipelines deploy to `endpoint_display_name or model_name`; Terraform made `<model>-<env>`
+    and the schedules passed no name, so the endpoint that served was not Terraform's. Now the name is the
+    data set config's model_name (declared once there, read by Terraform too), Terraform's endpoint has it,
+    every run Terraform starts of a template that takes it is given it, and monitoring gets that endpoint."""
+    from triggers.submission.templates import load_template
+
+    platform = terraform.locals()
+    assert platform["model_name"] == "${yamldecode(file(var.dataset_config)).model_name}"
+    assert platform["endpoint_display_name"] == "${local.model_name}"
+    for env in ENVIRONMENTS:
+        main = terraform.files[TERRAFORM_DIR / "envs" / env / "main.tf"]
+        [module] = [block['"platform"'] for block in main["module"] if '"platform"' in block]
+        config = literal(module["dataset_config"]).replace("${path.root}", str(TERRAFORM_DIR / "envs" / env))
+        assert Path(config).resolve() == (PROJECT_ROOT / DEFAULT_DATASET_CONFIG).resolve(), (env, config)
+    assert load_dataset_config(DEFAULT_DATASET_CONFIG).model_name == load_monitoring_config().model_name
+
+    [endpoint] = terraform.resources("google_vertex_ai_endpoint")
+    assert literal(endpoint.body["display_name"]) == "${local.endpoint_display_name}"
+    [logging] = endpoint.body["predict_request_response_logging_config"]
+    assert literal(logging["enabled"]) is True and "serving_logs" in platform["datasets"]
+
+    takes_it = set()
+    for template, parameters in platform["pipeline_parameters"].items():
+        declared = load_template(str(COMPILED_DIR / template), max_age_seconds=0).parameters
+        if "endpoint_display_name" in declared:
+            takes_it.add(template)
+            assert parameters.get("endpoint_display_name") == "${local.endpoint_display_name}", template
+    assert takes_it == {"training_pipeline.json", "canary_decision_pipeline.json"}
+    # Every deployment sends its template's parameters (new data and drift submit training).
+    assert {kind["template"] for kind in platform["function_kinds"].values()} == {"training_pipeline.json", None}
+    assert "local.pipeline_parameters[local.deployment_template[name]]" in " ".join(
+        (PLATFORM_DIR / "config.tf").read_text().split())
+    assert platform["function_kinds"]["drift_alert"]["env"]["MLOPS_MODEL"] == "${local.model_name}"
+    # Monitoring: the release trigger hands Terraform's endpoint to `monitoring apply --endpoint`.
+    cloudbuild = " ".join((PLATFORM_DIR / "cloudbuild.tf").read_text().split())
+    assert "_ENDPOINT = google_vertex_ai_endpoint.serving.id" in cloudbuild
 
 
 def _code_files() -> list:
@@ -125,14 +167,6 @@ def test_no_primitive_roles_no_keys_no_public_members(terraform: Terraform):
     assert not [member for member in PUBLIC_MEMBERS if member in text]
 
 
-@pytest.mark.parametrize("family", ["roles/storage.", "roles/iam.serviceAccount", "roles/pubsub.", "roles/run."])
-def test_roles_on_resources_with_their_own_iam_are_never_granted_project_wide(terraform: Terraform, family: str):
-    project_roles = terraform.locals()["project_roles"]
-    assert project_roles, "iam.tf declares no project_roles"
-    wide = {account: role for account, roles in project_roles.items() for role in roles if role.startswith(family)}
-    assert not wide, f"grant these on the bucket, account, topic or service instead: {wide}"
-
-
 def test_each_function_runs_as_its_own_account_behind_internal_ingress(terraform: Terraform):
     platform = terraform.locals()
     accounts = [kind["account"] for kind in platform["function_kinds"].values()]
@@ -140,5 +174,8 @@ def test_each_function_runs_as_its_own_account_behind_internal_ingress(terraform
     [function] = terraform.resources("google_cloudfunctions2_function")
     [service] = function.body["service_config"]
     assert literal(service["ingress_settings"]) == "ALLOW_INTERNAL_ONLY"
-    members = [literal(grant.body["member"]) for grant in terraform.resources("google_cloud_run_v2_service_iam_member")]
-    assert members == ['${local.sa_member["fn-invoker"]}'], members
+    # Who may invoke them: iam.tf's function_roles alone feeds the Cloud Run invoker grants (and the
+    # permission map proves each is needed: tests/delivery/test_permission_map.py).
+    assert platform["function_roles"] == {"fn-invoker": {"all": "roles/run.invoker"}}
+    [grants] = terraform.resources("google_cloud_run_v2_service_iam_member")
+    assert literal(grants.body["for_each"]) == "${local.function_grants}"

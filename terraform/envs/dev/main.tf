@@ -43,8 +43,19 @@ variable "notification_channels" {
   default = []
 }
 
+variable "github" {
+  type        = object({ owner = string, repository = string })
+  description = "The GitHub repository connected to Cloud Build in this project."
+}
+
+module "services" {
+  source     = "../../modules/services"
+  project_id = var.project_id
+}
+
 module "platform" {
-  source = "../../modules/platform"
+  source     = "../../modules/platform"
+  depends_on = [module.services] # every API on before anything that calls it
 
   environment           = "dev"
   project_id            = var.project_id
@@ -54,6 +65,11 @@ module "platform" {
   budget_amount_units   = 200
   pause_schedules       = true
   functions_source_dir  = "${path.root}/../../../build/functions"
+  dataset_config        = "${path.root}/../../../data/datasets/chicago_taxi.yaml"
+  github                = var.github
+  # Every push to main is built, tested and released here; pull requests are checked here too.
+  release             = { branch = "^main$" }
+  pull_request_checks = true
 }
 
 output "platform" {

@@ -1,3 +1,4 @@
 # Your dev project and billing account (README, "Deploy to your project").
 project_id      = "my-mlops-dev"
 billing_account = "000000-000000-000000"
+github          = { owner = "my-github-org", repository = "vertex-mlops" }

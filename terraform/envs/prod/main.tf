@@ -43,8 +43,24 @@ variable "notification_channels" {
   default = []
 }
 
+variable "github" {
+  type        = object({ owner = string, repository = string })
+  description = "The GitHub repository connected to Cloud Build in this project."
+}
+
+variable "staging_project_id" {
+  type        = string
+  description = "The staging project, whose release of a tag this environment promotes."
+}
+
+module "services" {
+  source     = "../../modules/services"
+  project_id = var.project_id
+}
+
 module "platform" {
-  source = "../../modules/platform"
+  source     = "../../modules/platform"
+  depends_on = [module.services] # every API on before anything that calls it
 
   environment           = "prod"
   project_id            = var.project_id
@@ -54,6 +70,10 @@ module "platform" {
   budget_amount_units   = 2000
   pause_schedules       = false
   functions_source_dir  = "${path.root}/../../../build/functions"
+  dataset_config        = "${path.root}/../../../data/datasets/chicago_taxi.yaml"
+  github                = var.github
+  # The same tag, promoted from staging: no build, behind approval, only after staging's release passed.
+  release = { tag = "^v[0-9].*$", promote_from = { project_id = var.staging_project_id } }
 }
 
 output "platform" {

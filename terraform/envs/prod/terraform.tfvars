@@ -1,3 +1,5 @@
 # Your prod project and billing account (README, "Deploy to your project").
-project_id      = "my-mlops-prod"
-billing_account = "000000-000000-000000"
+project_id         = "my-mlops-prod"
+billing_account    = "000000-000000-000000"
+github             = { owner = "my-github-org", repository = "vertex-mlops" }
+staging_project_id = "my-mlops-staging"

@@ -43,8 +43,24 @@ variable "notification_channels" {
   default = []
 }
 
+variable "github" {
+  type        = object({ owner = string, repository = string })
+  description = "The GitHub repository connected to Cloud Build in this project."
+}
+
+variable "prod_project_id" {
+  type        = string
+  description = "The prod project, whose release build promotes this environment's releases."
+}
+
+module "services" {
+  source     = "../../modules/services"
+  project_id = var.project_id
+}
+
 module "platform" {
-  source = "../../modules/platform"
+  source     = "../../modules/platform"
+  depends_on = [module.services] # every API on before anything that calls it
 
   environment           = "staging"
   project_id            = var.project_id
@@ -54,6 +70,11 @@ module "platform" {
   budget_amount_units   = 500
   pause_schedules       = false
   functions_source_dir  = "${path.root}/../../../build/functions"
+  dataset_config        = "${path.root}/../../../data/datasets/chicago_taxi.yaml"
+  github                = var.github
+  # A release tag is built once, here; prod promotes this build (its release build reads it).
+  release          = { tag = "^v[0-9].*$" }
+  promotion_reader = "serviceAccount:release-build@${var.prod_project_id}.iam.gserviceaccount.com"
 }
 
 output "platform" {

@@ -28,6 +28,8 @@ resource "google_cloudfunctions2_function" "functions" {
     runtime         = "python311"
     entry_point     = local.function_kinds[each.value.kind].entry_point
     service_account = google_service_account.accounts["fn-builder"].id
+    # The built image goes to the functions' own repository, the only one fn-builder may write.
+    docker_repository = google_artifact_registry_repository.repositories["functions"].id
     source {
       storage_source {
         bucket = module.buckets["templates"].name
@@ -70,13 +72,14 @@ resource "google_cloudfunctions2_function" "functions" {
     # Cloud Build deploys every release's code; Terraform must not roll it back.
     ignore_changes = [build_config[0].source]
   }
-}
 
-resource "google_cloud_run_v2_service_iam_member" "invoker" {
-  for_each = local.deployments
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.functions[each.key].name
-  role     = "roles/run.invoker"
-  member   = local.sa_member["fn-invoker"]
+  # Created in parallel with these grants, the first apply fails: the build cannot fetch its source
+  # from gcf-v2-sources, write its logs or push its image; and Eventarc refuses the Cloud Storage
+  # trigger until the Cloud Storage agent may publish and fn-invoker may receive events (the
+  # provider's gen2 GCS example orders its trigger after both grants the same way).
+  depends_on = [
+    google_project_iam_member.project,
+    google_project_iam_member.conditional,
+    google_artifact_registry_repository_iam_member.repositories,
+  ]
 }

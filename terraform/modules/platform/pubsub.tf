@@ -12,7 +12,8 @@ resource "google_pubsub_topic" "triggers" {
   message_retention_duration = "86400s"
 }
 
-# One per function deployment, new-data's Eventarc subscription included (see functions.tf).
+# One per function deployment, new-data's Eventarc subscription included (see functions.tf). The Pub/Sub
+# agent publishes dead letters to it and acknowledges the originals (iam.tf, topic_roles and subscription_roles).
 resource "google_pubsub_topic" "dead_letter" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption; dead letters are undeliverable trigger events, no data
   for_each = local.deployments
@@ -62,21 +63,4 @@ resource "google_pubsub_subscription" "push" {
   expiration_policy {
     ttl = ""
   }
-}
-
-# The Pub/Sub service agent forwards dead letters and acknowledges the originals.
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  for_each = local.deployments
-  project  = var.project_id
-  topic    = google_pubsub_topic.dead_letter[each.key].name
-  role     = "roles/pubsub.publisher"
-  member   = local.pubsub_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  for_each     = local.pushed
-  project      = var.project_id
-  subscription = google_pubsub_subscription.push[each.key].name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_agent
 }

@@ -27,13 +27,6 @@ resource "google_storage_bucket" "access_logs" {
   }
 }
 
-# Cloud Storage writes access logs as this group (documented for usage and storage logs).
-resource "google_storage_bucket_iam_member" "access_log_writer" {
-  bucket = google_storage_bucket.access_logs.name
-  role   = "roles/storage.objectCreator"
-  member = "group:cloud-storage-analytics@google.com"
-}
-
 module "buckets" {
   source   = "../bucket"
   for_each = local.bucket_names

@@ -18,10 +18,9 @@ variable "region" {
   description = "Region of Vertex AI, the functions, the buckets and the repositories."
 }
 
-variable "model_name" {
+variable "dataset_config" {
   type        = string
-  default     = "chicago-taxi-big-tipper"
-  description = "Model whose drift alerts start retraining (the data set config's model_name)."
+  description = "The data set config (data/datasets/*.yaml): its model_name names the model and its endpoint."
 }
 
 variable "endpoint_id" {
@@ -32,6 +31,22 @@ variable "endpoint_id" {
     condition     = can(regex("^[1-9][0-9]{0,9}$", var.endpoint_id))
     error_message = "endpoint_id must be numeric, without a leading zero, at most 10 digits."
   }
+}
+
+variable "request_log_sampling_rate" {
+  type        = number
+  default     = 1
+  description = "Fraction of online predictions the endpoint logs to BigQuery (monitoring and the canary read them)."
+  validation {
+    condition     = var.request_log_sampling_rate > 0 && var.request_log_sampling_rate <= 1
+    error_message = "request_log_sampling_rate must be above 0 and at most 1."
+  }
+}
+
+variable "dataflow_subnetwork" {
+  type        = string
+  default     = ""
+  description = "Subnetwork for Dataflow workers (regions/REGION/subnetworks/NAME), needed where the project has no default VPC; empty: the default network."
 }
 
 variable "partition_timezone" {
@@ -88,4 +103,38 @@ variable "notification_channels" {
 variable "functions_source_dir" {
   type        = string
   description = "Where `make functions` wrote the deploy folders (build/functions); each is zipped as the functions' first source."
+}
+
+variable "github" {
+  type = object({
+    owner          = string
+    repository     = string
+    default_branch = optional(string, "^main$")
+  })
+  description = "The repository Cloud Build is connected to (README, \"Deploy to your project\"): triggers build from it."
+}
+
+variable "release" {
+  type = object({
+    branch       = optional(string)
+    tag          = optional(string)
+    promote_from = optional(object({ project_id = string }))
+  })
+  description = "When the release runs: on a push to `branch` or on a tag matching `tag` (regular expressions). With promote_from, it deploys what that project's release built for the same commit, behind approval, instead of building."
+  validation {
+    condition     = (var.release.branch == null) != (var.release.tag == null)
+    error_message = "release needs exactly one of branch or tag."
+  }
+}
+
+variable "pull_request_checks" {
+  type        = bool
+  default     = false
+  description = "Run cloudbuild-pr.yaml on pull requests in this project (one environment is enough)."
+}
+
+variable "promotion_reader" {
+  type        = string
+  default     = ""
+  description = "The next environment's release build (serviceAccount:release-build@NEXT.iam.gserviceaccount.com), allowed to read this one's release manifest and images to promote them; empty: none."
 }

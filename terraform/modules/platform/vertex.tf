@@ -1,5 +1,8 @@
 # The endpoint the deploy pipeline deploys models to (Terraform cannot deploy a model: deployed
-# models are output-only here, so deployment and traffic stay in the pipelines).
+# models are output-only here, so deployment and traffic stay in the pipelines). Its display name is
+# the one the pipelines look it up by (config.tf), so they find this endpoint instead of making one.
+# Request-response logging feeds Model Monitoring v2 (v1beta1 ModelMonitoringInput.VertexEndpointLogs:
+# "The endpoints must enable the logging") and the canary decision.
 resource "google_vertex_ai_endpoint" "serving" {
   #checkov:skip=CKV2_GCP_24:Google-managed encryption; add encryption_spec with a Cloud KMS key where policy requires CMEK
   #checkov:skip=CKV2_GCP_33:a private endpoint needs VPC peering, which this platform does not run; callers authenticate with IAM
@@ -7,7 +10,15 @@ resource "google_vertex_ai_endpoint" "serving" {
   location     = var.region
   region       = var.region
   name         = var.endpoint_id
-  display_name = "${var.model_name}-${var.environment}"
-  description  = "Online predictions of ${var.model_name}; champion and canary split by the deploy pipeline"
+  display_name = local.endpoint_display_name
+  description  = "Online predictions of ${local.model_name}; champion and canary split by the deploy pipeline"
   labels       = local.labels
+
+  predict_request_response_logging_config {
+    enabled       = true
+    sampling_rate = var.request_log_sampling_rate
+    bigquery_destination {
+      output_uri = local.request_log_dataset
+    }
+  }
 }
