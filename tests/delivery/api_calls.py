@@ -43,6 +43,8 @@ from fidelity import discovery
 # Discovery documents the REST paths are resolved against (the APIs the code calls directly).
 REST_APIS = ("aiplatform.v1", "aiplatform.v1beta1", "storage.v1", "monitoring.v3", "bigquery.v2")
 _API_PATH = re.compile(r"/(v1|v1beta1|v2|v3)/|/storage/v1/")
+# A path right after `googleapis.com/NAME` belongs to API NAME (compute/v1/...): not one of REST_APIS.
+_FOREIGN_API = re.compile(r"googleapis\\?\.com/(?P<api>[a-z]+)$")
 _VERBS = {"get": "GET", "post": "POST", "patch": "PATCH", "put": "PUT", "delete": "DELETE"}
 
 AI = "aiplatform.projects.locations."
@@ -171,6 +173,9 @@ def _sample_path(node: ast.JoinedStr | ast.Constant) -> str | None:
     match = _API_PATH.search(text)
     if not match:
         return None
+    foreign = _FOREIGN_API.search(text[:match.start()])
+    if foreign and foreign["api"] not in ("storage", "bigquery"):
+        return None  # another API's URL (a Compute Engine subnetwork in a message, say), never sent here
     return text[match.start() + 1:].split("?")[0]
 
 
