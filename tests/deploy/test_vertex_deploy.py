@@ -50,7 +50,7 @@ def test_first_deploy_then_canary_then_promote_then_rollback(vertex):
     assert fake.endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
     registry = backend.registry
     assert registry.get(NAME, CHAMPION).version == "2" and registry.get(NAME, PREVIOUS).version == "1"
-    labels = next(iter(fake.endpoints.values()))["labels"]
+    labels = fake.the_endpoint().labels
     assert LOCK_LABEL not in labels and JOURNAL_LABEL not in labels
 
     deploy_version(backend, "3")
@@ -144,4 +144,4 @@ def test_of_two_writers_that_read_the_same_endpoint_only_one_takes_the_lock(vert
     first._endpoint.update(labels={"mlops-deploy-lock": "9999999999-first", "mlops-managed": "true"})
     with pytest.raises(exceptions.Conflict, match="etag"):  # HTTP 409, status ABORTED
         second._endpoint.update(labels={"mlops-deploy-lock": "9999999999-second", "mlops-managed": "true"})
-    assert next(iter(fake.endpoints.values()))["labels"]["mlops-deploy-lock"].endswith("-first")
+    assert fake.the_endpoint().labels["mlops-deploy-lock"].endswith("-first")
