@@ -241,9 +241,9 @@ class FakeVertex(FakeModelRegistry):
         sent = self.types.Endpoint.from_json(json.dumps(payload))
         if "traffic_split" in fields:
             split = dict(sent.traffic_split)
-            problem = self._check_split(split, {m.id for m in endpoint.deployed_models})
-            if problem or "0" in split:
-                return 400, google_error(400, "INVALID_ARGUMENT", problem or '"0" is only allowed in a deploy')
+            problem = self._check_split(split, {m.id for m in endpoint.deployed_models})  # "0" only in a deploy
+            if problem:
+                return 400, google_error(400, "INVALID_ARGUMENT", problem)
         if "predict_request_response_logging_config" in fields:
             current = self.log_table(endpoint)
             candidate = self.types.Endpoint(endpoint)
