@@ -180,7 +180,7 @@ def _alert_to_run(scratch: Path) -> None:
                 "MLOPS_VERTEX_API_ENDPOINT": api, "MLOPS_TRAINING_TEMPLATE_URI": str(PROJECT_ROOT / "compiled" /
                                                                                      "training_pipeline.json"),
                 "MLOPS_DATA_BUCKET": "bench-landing", "MLOPS_MODEL": config.model_name,
-                "MLOPS_MONITORING_JOB": config.monitoring_job_id, "STORAGE_EMULATOR_HOST": gcs_url}))
+                "STORAGE_EMULATOR_HOST": gcs_url}))
             topic = local_chain.push_subscription(PROJECT, "drift-alerts", url)
             logging = LocalLogging(scratch / "logging", [PubSubSink(config.sink_filter.format(project=PROJECT),
                                                                     topic)])
@@ -213,13 +213,13 @@ def _alert_to_run(scratch: Path) -> None:
 
 def _entry(config, index: int) -> dict:
     from monitoring.drift import FeatureDrift
-    from monitoring.monitor import MonitoringResult, anomaly_log_entry
+    from monitoring.monitor import MonitoringResult, drift_alert_entry
 
     end = datetime.datetime(2016, 12, 1, tzinfo=datetime.UTC) + datetime.timedelta(days=index)
     drifted = FeatureDrift("trip_miles", "numeric", "jensen_shannon_divergence", 0.06, 0.03, (), (), ())
     result = MonitoringResult(config.model_name, "1", "bench", 1, "bench", end - datetime.timedelta(hours=24), end,
                               1, 1, 0, (drifted,))
-    return anomaly_log_entry(result, config, PROJECT, REGION, config.monitoring_job_id)
+    return drift_alert_entry(result, config, PROJECT)
 
 
 def _epoch(rfc3339: str) -> float:

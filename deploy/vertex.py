@@ -1,24 +1,31 @@
 """The Vertex AI backend: an endpoint and the Model Registry's aliases, through the aiplatform SDK.
 
-- The endpoint is found by display name, or created (`Endpoint.create`).
+- The endpoint is found by display name, or created (`Endpoint.create`) with request-response logging to
+  BigQuery on (`RequestLogging`: Model Monitoring v2 reads an endpoint's traffic only from that log,
+  v1beta1 `ModelMonitoringInput.VertexEndpointLogs`); an endpoint found without the configured logging is
+  brought to it (one etag-guarded PATCH of `predict_request_response_logging_config`, nothing if it holds).
 - Live state: the endpoint read afresh (`deployedModels` with `modelVersionId`, `trafficSplit`).
 - Deploy: `Endpoint.deploy(model@version, traffic_split={"0": p, champion_id: 100 - p}, machine type,
   replicas)`, a long-running operation the SDK polls; the whole split is given, so Vertex applies it
   atomically with the new model (which gets traffic only once deployed, i.e. ready).
 - Split: `Endpoint.update(traffic_split=...)` (PATCH, update mask traffic_split).
 - Undeploy: `Endpoint.undeploy(id)` only after its traffic was moved (Vertex refuses otherwise).
-- Two transitions never both act: the endpoint's `etag`. The lock is a label
-  (`mlops-deploy-lock`: expiry and owner) written with `Endpoint.update(labels=...)`, which sends the
-  endpoint as last read, etag included; Vertex refuses a write whose etag is stale, so of two
-  writers that read the same endpoint only one takes the lock. The journal of a transition is a
-  label too (`mlops-transition`), so it lives and dies with the endpoint.
+- Two transitions never both act: the endpoint's `etag`. The lock is a label (`mlops-deploy-lock`: expiry
+  and owner) written with `Endpoint.update(labels=...)`, which sends the endpoint as last read, etag
+  included; Vertex refuses a write whose etag is stale. The lock is taken with the etag of the very read
+  that found it free, so a writer that came in between makes our write fail, never the reverse. Every
+  later label write (journal, release) first checks the lock is still ours, and the release clears only
+  our own: a hold that expired and was taken by another writer is left to it, and `LockLost` says so.
+  The journal of a transition is a label too (`mlops-transition`), so it lives and dies with the endpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import secrets
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -31,10 +38,51 @@ JOURNAL_LABEL = "mlops-transition"
 MANAGED_LABEL = "mlops-managed"  # always set: the SDK skips an update whose labels are empty
 LOCK_SECONDS = 3600  # a holder killed mid-transition blocks others this long at most; the next run resumes
 LOCK_WAIT_SECONDS = 600
+LOCK_POLL_SECONDS = 2.0
+WRITE_ATTEMPTS = 5  # etag-guarded writes retried after a competing write (each re-reads first)
+BIGQUERY_DESTINATION = re.compile(r"bq://[a-z][a-z0-9-]{4,28}[a-z0-9](\.\w{1,1024}){0,2}")
 
 
 class LockNotTaken(RuntimeError):
     pass
+
+
+class LockLost(RuntimeError):
+    """Our hold on the endpoint is gone: it expired and another writer took it, or someone removed it."""
+
+
+class RequestLoggingError(ValueError):
+    """The request-response logging settings are unusable, or Vertex refused them; the message says which."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLogging:
+    """The endpoint's request-response logging (Endpoint.predict_request_response_logging_config).
+
+    `table`: `bq://PROJECT.DATASET.TABLE` (one per environment: the dataset must exist and the table must
+    not, Vertex creates it), `bq://PROJECT.DATASET` (table `request_response_logging` in it), or "" for
+    `bq://PROJECT` of the endpoint (Vertex creates dataset `logging_<display name>_<endpoint id>`).
+    `sampling_rate`: the share of requests logged, in (0, 1]."""
+
+    table: str = ""
+    sampling_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.table and not BIGQUERY_DESTINATION.fullmatch(self.table):
+            raise RequestLoggingError(f"request log table {self.table!r}: expected bq://PROJECT.DATASET.TABLE "
+                                      "(or bq://PROJECT.DATASET, or empty for a dataset Vertex creates)")
+        if not 0 < self.sampling_rate <= 1:
+            raise RequestLoggingError(f"request log sampling rate {self.sampling_rate}: expected a fraction in "
+                                      "(0, 1], e.g. 1.0 to log every request or 0.1 for one in ten")
+
+    def destination(self, project: str) -> str:
+        return self.table or f"bq://{project}"
+
+    def holds_on(self, config) -> bool:
+        """Whether an endpoint's PredictRequestResponseLoggingConfig already is this logging (no table given:
+        any destination it logs to will do)."""
+        return bool(config.enabled) and abs(config.sampling_rate - self.sampling_rate) < 1e-9 and (
+            not self.table or config.bigquery_destination.output_uri == self.table)
 
 
 def encode_transition(transition: Transition) -> str:
@@ -58,7 +106,9 @@ def decode_transition(value: str, model_name: str) -> Transition:
 class VertexBackend:
     def __init__(self, project: str, location: str, endpoint_display_name: str, model_name: str,
                  machine_type: str = "n1-standard-2", min_replica_count: int = 1, max_replica_count: int = 1,
-                 serving_image: str = "") -> None:
+                 serving_image: str = "", request_logging: RequestLogging | None = None) -> None:
+        """`request_logging`: what an endpoint found must be brought to (the deploy step gives it); None leaves
+        a found endpoint's logging as it is, and creates one with the default `RequestLogging()`."""
         self.registry = VertexModelRegistry(project, location, serving_image)
         self.project, self.location = project, location
         self.display_name = endpoint_display_name
@@ -66,20 +116,67 @@ class VertexBackend:
         self.machine_type, self.min_replica_count, self.max_replica_count = \
             machine_type, min_replica_count, max_replica_count
         self.where = f"Vertex AI endpoint {endpoint_display_name!r} ({project}/{location})"
+        self.request_logging = request_logging
         self._endpoint = None
+        self._held: str | None = None  # the lock label's value while we hold it
 
     def endpoint(self):
-        """The endpoint, found by display name or created, read afresh."""
+        """The endpoint, found by display name or created (with request-response logging), read afresh."""
         from google.cloud import aiplatform
 
         if self._endpoint is None:
             found = aiplatform.Endpoint.list(filter=f'display_name="{self.display_name}"', project=self.project,
                                              location=self.location)
-            self._endpoint = found[0] if found else aiplatform.Endpoint.create(
-                display_name=self.display_name, labels={MANAGED_LABEL: "true"}, project=self.project,
-                location=self.location)
+            if found:
+                self._endpoint = found[0]
+                if self.request_logging is not None:
+                    self._bring_logging_to(self.request_logging)
+            else:
+                logging = self.request_logging or RequestLogging()
+                self._endpoint = aiplatform.Endpoint.create(
+                    display_name=self.display_name, labels={MANAGED_LABEL: "true"}, project=self.project,
+                    location=self.location, enable_request_response_logging=True,
+                    request_response_logging_sampling_rate=logging.sampling_rate,
+                    request_response_logging_bq_destination_table=logging.destination(self.project))
         self._endpoint._sync_gca_resource()
         return self._endpoint
+
+    def _bring_logging_to(self, logging: RequestLogging) -> None:
+        """One etag-guarded PATCH of the endpoint's request-response logging, if it differs (Endpoint.update
+        takes no logging argument: the SDK's own GAPIC client is called as Endpoint.update calls it)."""
+        from google.api_core import exceptions
+        from google.cloud.aiplatform.compat.types import endpoint as gca_endpoint
+        from google.cloud.aiplatform.compat.types import io as gca_io
+        from google.protobuf import field_mask_pb2
+
+        for _ in range(WRITE_ATTEMPTS):
+            self._endpoint._sync_gca_resource()
+            current = self._endpoint.gca_resource
+            if logging.holds_on(current.predict_request_response_logging_config):
+                return
+            # No table asked for: keep the one it logs to (a new destination would start a new log).
+            destination = logging.table or (current.predict_request_response_logging_config.bigquery_destination
+                                            .output_uri if current.predict_request_response_logging_config.enabled
+                                            else logging.destination(self.project))
+            wanted = type(current)(current)
+            wanted.predict_request_response_logging_config = gca_endpoint.PredictRequestResponseLoggingConfig(
+                enabled=True, sampling_rate=logging.sampling_rate,
+                bigquery_destination=gca_io.BigQueryDestination(output_uri=destination))
+            try:
+                self._endpoint._gca_resource = self._endpoint.api_client.update_endpoint(
+                    endpoint=wanted,
+                    update_mask=field_mask_pb2.FieldMask(paths=["predict_request_response_logging_config"]))
+                return
+            except exceptions.Conflict:  # another writer changed the endpoint since our read: read again
+                continue
+            except exceptions.BadRequest as error:  # 400: INVALID_ARGUMENT, FAILED_PRECONDITION
+                raise RequestLoggingError(
+                    f"{self.where}: Vertex refused request-response logging to {destination} at sampling rate "
+                    f"{logging.sampling_rate}: {error.message}. The table must not exist yet (Vertex creates "
+                    "it) and its dataset must; an endpoint already logging elsewhere keeps its table unless "
+                    "request_log_table names it") from None
+        raise RequestLoggingError(f"{self.where}: its request-response logging could not be set: the endpoint "
+                                  f"changed under each of {WRITE_ATTEMPTS} attempts")
 
     def live(self) -> list[Deployed]:
         resource = self.endpoint().gca_resource
@@ -110,13 +207,37 @@ class VertexBackend:
         self.endpoint().undeploy(deployed_id)
 
     def _labels(self) -> dict[str, str]:
+        """The labels as read now; the next `_write_labels` sends this read's etag."""
         return dict(self.endpoint().gca_resource.labels)
 
-    def _write_labels(self, change: Mapping[str, str | None]) -> None:
-        """One etag-guarded write (the endpoint as just read): raises google.api_core Aborted if stale."""
-        labels = {key: value for key, value in ({**self._labels(), MANAGED_LABEL: "true", **change}).items()
+    def _write_labels(self, read: Mapping[str, str], change: Mapping[str, str | None]) -> None:
+        """One etag-guarded write of `read` (the labels of the last read, not re-read here) with `change`:
+        raises google.api_core Conflict (ABORTED) if anyone wrote the endpoint since that read."""
+        labels = {key: value for key, value in ({**read, MANAGED_LABEL: "true", **change}).items()
                   if value is not None}
         self._endpoint.update(labels=labels)
+
+    def _write_while_held(self, change: Mapping[str, str | None]) -> None:
+        """A label write under our lock: read, check the lock is still ours, write with that read's etag."""
+        from google.api_core import exceptions
+
+        for _ in range(WRITE_ATTEMPTS):
+            labels = self._labels()
+            if self._held is not None and labels.get(LOCK_LABEL) != self._held:
+                raise LockLost(self._lost_message(labels.get(LOCK_LABEL)))
+            try:
+                self._write_labels(labels, change)
+                return
+            except (exceptions.Conflict, exceptions.FailedPrecondition):
+                continue  # someone wrote between our read and our write: read again
+        raise LockLost(f"{self.where} changed under each of {WRITE_ATTEMPTS} attempts to write {sorted(change)}: "
+                       "another writer is acting on it")
+
+    def _lost_message(self, found: str | None) -> str:
+        return (f"the deploy lock on {self.where} is no longer ours ({self._held}): it holds {found or 'no lock'}. "
+                f"Our hold expired (after {LOCK_SECONDS} s) and another deploy or decision may have acted "
+                "meanwhile; the label is left as found. Its journal (label mlops-transition) makes the next run "
+                "finish whichever transition is unfinished")
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -125,31 +246,47 @@ class VertexBackend:
         owner = secrets.token_hex(4)
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
-            held = self._labels().get(LOCK_LABEL, "")
+            labels = self._labels()  # one read: it decides the lock is free AND its etag guards the take
+            held = labels.get(LOCK_LABEL, "")
             if not held or int(held.split("-")[0]) < time.time():
+                value = f"{int(time.time()) + LOCK_SECONDS}-{owner}"
                 try:
-                    self._write_labels({LOCK_LABEL: f"{int(time.time()) + LOCK_SECONDS}-{owner}"})
+                    self._write_labels(labels, {LOCK_LABEL: value})
+                    self._held = value
                     break
-                except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict):
-                    pass  # another writer changed the endpoint first: read again
+                except (exceptions.Conflict, exceptions.FailedPrecondition):
+                    pass  # another writer changed the endpoint after our read: read again
             if time.monotonic() > deadline:
                 raise LockNotTaken(f"{self.where} is held by another deploy or decision ({held}): gave up after "
                                    f"{LOCK_WAIT_SECONDS} s")
-            time.sleep(2.0)
+            time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
+        except BaseException:
+            self._release(quiet=True)  # the body's own error is the one to see
+            raise
+        self._release(quiet=False)
+
+    def _release(self, quiet: bool) -> None:
+        """Clears the lock if it is still ours; if not, leaves it and raises LockLost (`quiet`: prints instead)."""
+        try:
+            self._write_while_held({LOCK_LABEL: None})
+        except Exception as error:  # quiet: the body failed, and its error is the one that must surface
+            if not quiet:
+                raise
+            print(f"warning: the deploy lock on {self.where} was not released: {error}", file=sys.stderr)
         finally:
-            self._write_labels({LOCK_LABEL: None})
+            self._held = None
 
     def read_journal(self) -> dict[str, Any] | None:
         value = self._labels().get(JOURNAL_LABEL)
         return decode_transition(value, self.model_name).to_dict() if value else None
 
     def write_journal(self, transition: Mapping[str, Any]) -> None:
-        self._write_labels({JOURNAL_LABEL: encode_transition(Transition.from_dict(transition))})
+        self._write_while_held({JOURNAL_LABEL: encode_transition(Transition.from_dict(transition))})
 
     def clear_journal(self) -> None:
-        self._write_labels({JOURNAL_LABEL: None})
+        self._write_while_held({JOURNAL_LABEL: None})
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:

@@ -4,7 +4,7 @@
         [--window-end T] [--window-hours N] [--alert-time T] [--sink-topic projects/P/topics/T]
         # the local monitor: drift of the endpoint's request log (default local/endpoint/request_log) or of a
         # batch's input against the champion's training data; writes report.html and result.json; on drift,
-        # logs an anomaly entry (local/logging/) that a sink with the config's filter publishes to the topic
+        # logs a drift alert entry (local/logging/) that a sink with the config's filter publishes to the topic
         # on the Pub/Sub emulator (PUBSUB_EMULATOR_HOST)
     python -m monitoring apply --config monitoring/chicago_taxi.yaml --project P --location L [--model-version V]
         [--endpoint E] [--request-log-table bq://P.D.T] [--output-uri gs://B/P]
@@ -57,14 +57,14 @@ def _run(args: argparse.Namespace) -> int:
         run = monitor_once(config, args.registry, output, request_log_dir=request_log, batch_input_uri=args.batch_input,
                            window_end=args.window_end, window_hours=args.window_hours,
                            window_start=args.window_start, logging=logging,
-                           project=args.project, location=args.location, alert_time=args.alert_time)
+                           project=args.project, alert_time=args.alert_time)
     except MonitoringError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(run.result.summary())
     print(f"report: {run.report}")
     if run.anomaly_entry:
-        print(f"anomaly logged to {run.anomaly_entry['logName']} ({logging.entries_file})"
+        print(f"drift alert logged to {run.anomaly_entry['logName']} ({logging.entries_file})"
               + (f"; published to {args.sink_topic}: message {', '.join(run.published)}" if run.published else
                  "; no sink forwarded it" if sinks else ""))
     return 0
@@ -89,13 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--window-hours", type=int,
                      help="length of the window (default: the config's target.window_hours)")
     run.add_argument("--alert-time", type=_instant,
-                     help="the time an anomaly entry reports as its end (default: the window's end); a replay of "
+                     help="the time a drift alert reports as its end (default: the window's end); a replay of "
                           "past traffic passes that traffic's time, so retraining covers its partitions")
-    run.add_argument("--sink-topic", help="publish anomaly entries matching the config's sink filter to this "
+    run.add_argument("--sink-topic", help="publish drift alert entries matching the config's sink filter to this "
                                           "Pub/Sub topic (projects/P/topics/T, on PUBSUB_EMULATOR_HOST)")
     run.add_argument("--output", type=Path, help="folder for report.html and result.json")
-    run.add_argument("--project", default="local-project")
-    run.add_argument("--location", default="us-central1")
+    run.add_argument("--project", default="local-project", help="the project in the drift alert's log name")
     apply.add_argument("--project", required=True)
     apply.add_argument("--location", required=True)
     apply.add_argument("--model-version", default=None,

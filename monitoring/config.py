@@ -4,13 +4,12 @@ The monitored features and their kinds come from the data set config (declared
 once there): numeric and bucketized features are compared with Jensen-Shannon
 divergence, categorical ones with L-infinity distance, the metrics Vertex AI Model
 Monitoring v2 uses. The config adds thresholds, the schedule, the target data,
-notification, and the anomaly log entry's name and sink filter.
+notification, and the drift alert log's name and the Logging sink's filter.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +26,12 @@ L_INFINITY = "l_infinity"
 NUMERIC_KINDS = ("numeric", "bucketized")
 TARGET_SOURCES = ("endpoint_request_log", "batch_prediction_input")
 DEFAULT_CONFIG = "monitoring/chicago_taxi.yaml"
-# The documented Model Monitoring anomaly log (VERTEX_FACTS: the v2 entry's name is not confirmed anywhere,
-# so the name and the sink filter are settings, with the documented v1 name as the default).
-_ANOMALY_LOG = "projects/{project}/logs/aiplatform.googleapis.com%2Fmodel_monitoring_anomaly"
+# The log the local monitor writes its drift alerts to (our own payload, triggers.events.drift.DRIFT_ALERT_TYPE).
+_DRIFT_ALERT_LOG = "projects/{project}/logs/mlops-drift-alerts"
+# The sink forwards both kinds of alert the drift function takes: Vertex Model Monitoring's anomaly entries (the
+# documented anomaly log; its v2 name is confirmed nowhere, so the filter is a setting) and our own.
+_SINK_FILTER = ('logName="projects/{project}/logs/aiplatform.googleapis.com%2Fmodel_monitoring_anomaly" OR '
+                'jsonPayload."@type"="vertex-mlops.drift-alert.v1"')
 
 Kind = Literal["numeric", "categorical"]
 
@@ -88,16 +90,9 @@ class MonitoringConfig:
     target: Target
     notification: Notification
     output_uri: str  # ModelMonitor's OutputSpec gcs_base_dir
-    anomaly_log_name: str  # with {project}
-    sink_filter: str  # with {project}
+    anomaly_log_name: str  # the log the local monitor writes its drift alerts to, with {project}
+    sink_filter: str  # the Logging sink's filter, with {project}
     source: str
-
-    @property
-    def monitoring_job_id(self) -> str:
-        """The numeric id the local monitor's anomaly entries name as their monitoring job (Vertex's ids are
-        numbers): derived from the display name, so it is the same on every run and machine. The drift
-        function counts the entries for its model when MLOPS_MONITORING_JOB is this id."""
-        return str(int(hashlib.sha256(self.display_name.encode()).hexdigest()[:15], 16))
 
     def feature(self, name: str) -> MonitoredFeature:
         return next(feature for feature in self.features if feature.name == name)
@@ -219,12 +214,12 @@ def load_monitoring_config(location: str | Path = DEFAULT_CONFIG) -> MonitoringC
                                 _strings(notification_raw.get("notification_channels", []),
                                          "notification.notification_channels"))
     anomaly = _section(raw, "anomaly_log", where)
-    log_name = _text(anomaly, "log_name", where + ": anomaly_log", _ANOMALY_LOG)
+    log_name = _text(anomaly, "log_name", where + ": anomaly_log", _DRIFT_ALERT_LOG)
     model_name = _text(raw, "model_name", where, dataset.model_name)
     return MonitoringConfig(
         model_name=model_name, display_name=_text(raw, "display_name", where, f"{model_name}-monitor"),
         dataset=dataset, features=features, numeric_threshold=numeric_threshold,
         categorical_threshold=categorical_threshold, schedule=schedule, target=target, notification=notification,
         output_uri=_text(raw, "output_uri", where, ""), anomaly_log_name=log_name,
-        sink_filter=_text(anomaly, "sink_filter", where + ": anomaly_log", f'logName="{log_name}"'),
+        sink_filter=_text(anomaly, "sink_filter", where + ": anomaly_log", _SINK_FILTER),
         source=where)

@@ -5,7 +5,7 @@
 2. That run's nested deploy put the champion on the local endpoint at 100%; the endpoint serves and logs
    its requests.
 3. 2013 traffic is replayed through the endpoint: the monitor finds no drift (no false positive).
-4. 2016 traffic is replayed: the monitor finds drift and logs an anomaly entry; a Logging sink (its
+4. 2016 traffic is replayed: the monitor finds drift and logs a drift alert entry; a Logging sink (its
    filter from the monitoring config) publishes it to a topic on the Pub/Sub emulator.
 5. The topic pushes to the drift-alert function (its deploy folder, under functions-framework), which
    submits a retraining run over the recent partitions to the local pipelines API; a second alert within
@@ -14,7 +14,7 @@
    canary; more 2016 traffic (labelled: the replay records feedback) gives the canary decision its evidence,
    and the decision promotes, rolls back or waits.
 
-Replayed traffic is from the past: the anomaly entries report the replayed data's own time (the end of
+Replayed traffic is from the past: the drift alerts report the replayed data's own time (the end of
 2016) as their end, so the retraining window is the last MLOPS_DRIFT_WINDOW_PARTITIONS months up to it.
 Everything lives under `local/demo-drift/` (removed at the start of each demo).
 """
@@ -153,7 +153,6 @@ def run_demo(work_dir: Path) -> DemoResult:
             "MLOPS_SERVICE_ACCOUNT": f"pipelines@{PROJECT}.iam.gserviceaccount.com",
             "MLOPS_VERTEX_API_ENDPOINT": api, "MLOPS_TRAINING_TEMPLATE_URI": str(TEMPLATE),
             "MLOPS_DATA_BUCKET": BUCKET, "MLOPS_MODEL": config.model_name,
-            "MLOPS_MONITORING_JOB": config.monitoring_job_id,
             "MLOPS_DRIFT_WINDOW_PARTITIONS": str(RETRAINING_PARTITIONS), "STORAGE_EMULATOR_HOST": gcs_url}
         function_url = stack.enter_context(local_chain.drift_function(work_dir, function_env))
         local_chain.push_subscription(PROJECT, TOPIC, function_url)
@@ -173,7 +172,7 @@ def run_demo(work_dir: Path) -> DemoResult:
         begin, end = traffic("2013")
         clean = monitor_once(config, str(local_dir / "registry"), work_dir / "monitoring-2013",
                              request_log_dir=state_dir / "request_log", window_start=begin, window_end=end,
-                             logging=logging, project=PROJECT, location=REGION)
+                             logging=logging, project=PROJECT)
         print(clean.result.summary())
 
         _step("replay 2016 traffic and monitor it: drift expected, alert through Pub/Sub to the drift function")
@@ -182,7 +181,7 @@ def run_demo(work_dir: Path) -> DemoResult:
         for attempt in (1, 2):  # the second within the cooldown: no second run
             alerts.append(monitor_once(config, str(local_dir / "registry"), work_dir / f"monitoring-2016-{attempt}",
                                        request_log_dir=state_dir / "request_log", window_start=begin, window_end=end,
-                                       logging=logging, project=PROJECT, location=REGION,
+                                       logging=logging, project=PROJECT,
                                        alert_time=REPLAYED_2016_TIME))
             published.append(time.perf_counter())  # monitor_once returns once the sink has published
         print(alerts[0].result.summary())

@@ -5,8 +5,9 @@ lineage (the `examples` artifact its register step recorded). Current data: the
 requests the local endpoint logged in a time window (serving/request_log.py), or a
 batch prediction's input (JSONL instances or CSV). Output: a result (JSON), an HTML
 report per feature, and, when some feature is above its threshold and Cloud Logging
-is on, one anomaly log entry in the documented shape of Vertex's Model Monitoring
-anomaly entries (`anomaly_log_entry`).
+is on, one drift alert log entry whose payload is this project's own
+(`triggers.events.drift.DRIFT_ALERT_TYPE`, `drift_alert_entry`): the entry Vertex's Model
+Monitoring v2 writes has unpublished fields, so the local chain does not imitate it.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import pandas as pd
 
 from contract.artifacts import TRAIN_SPLIT
 from dataprep.ingest import load_split
-from monitoring.config import MonitoringConfig
+from monitoring.config import JENSEN_SHANNON, L_INFINITY, MonitoringConfig
 from monitoring.drift import FeatureDrift, feature_drift
 from registry.model_registry import CHAMPION, ModelVersion, RegistryError, open_registry
 from serving.request_log import read_rows
 from storage import uri as storage_uri
 
-VERTEX_ANOMALY_TYPE = "type.googleapis.com/google.cloud.aiplatform.logging.ModelMonitoringAnomaliesLogEntry"
-MONITORING_JOB_RESOURCE = "aiplatform.googleapis.com/ModelDeploymentMonitoringJob"
+# The monitoring config's metric names (Vertex's) -> the names this project's drift alert payload uses.
+_ALERT_METRICS = {JENSEN_SHANNON: "jensen_shannon", L_INFINITY: "l_infinity"}
 
 
 class MonitoringError(ValueError):
@@ -179,31 +180,24 @@ def compare(config: MonitoringConfig, baseline: pd.DataFrame, current: pd.DataFr
     return tuple(feature_drift(feature, baseline, current) for feature in config.features)
 
 
-def anomaly_log_entry(result: MonitoringResult, config: MonitoringConfig, project: str, location: str,
-                      monitoring_job: str, alert_time: datetime.datetime | None = None) -> dict[str, Any]:
-    """The LogEntry Model Monitoring writes for an anomaly (the documented shape: VERTEX_FACTS.md), with the
-    features above their thresholds. `alert_time` (default: the window's end) is the entry's endTime: a
-    replay of past traffic passes that traffic's own time, so the retraining window covers its partitions."""
+def drift_alert_entry(result: MonitoringResult, config: MonitoringConfig, project: str,
+                      alert_time: datetime.datetime | None = None) -> dict[str, Any]:
+    """The LogEntry of a drift alert: this project's payload (`drift_alert_payload`) with every compared feature,
+    in the config's log. `alert_time` (default: the window's end) is its window_end: a replay of past traffic
+    passes that traffic's own time, so the retraining window covers its partitions."""
+    from triggers.events.drift import FeatureDrift as AlertedFeature
+    from triggers.events.drift import drift_alert_payload
+
     end = alert_time or result.window_end
-    job = f"projects/{project}/locations/{location}/modelDeploymentMonitoringJobs/{monitoring_job}"
+    features = [AlertedFeature(feature.name, feature.value, feature.threshold, _ALERT_METRICS[feature.metric])
+                for feature in result.features if feature.value is not None]
     return {
         "logName": config.anomaly_log_name.format(project=project),
-        "resource": {"type": MONITORING_JOB_RESOURCE,
-                     "labels": {"resource_container": project, "location": location,
-                                "model_deployment_monitoring_job": monitoring_job}},
+        "resource": {"type": "global", "labels": {"project_id": project}},
         "severity": "WARNING",
         "timestamp": rfc3339(datetime.datetime.now(datetime.UTC)),
-        "jsonPayload": {
-            "@type": VERTEX_ANOMALY_TYPE,
-            "anomalyObjective": "RAW_FEATURE_DRIFT",
-            "modelDeploymentMonitoringJob": job,
-            "deployedModelId": result.champion_version,
-            "startTime": rfc3339(min(result.window_start, end)),
-            "endTime": rfc3339(end),
-            "featureAnomalies": [{"featureDisplayName": feature.name, "deviation": feature.value,
-                                  "threshold": feature.threshold} for feature in result.drifted],
-            "totalAnomaliesCount": len(result.drifted),
-        },
+        "jsonPayload": drift_alert_payload(config.model_name, min(result.window_start, end), end, features,
+                                           monitoring_job=config.display_name),
     }
 
 
@@ -212,7 +206,7 @@ class MonitorRun:
     result: MonitoringResult
     report: Path
     result_file: Path
-    anomaly_entry: dict[str, Any] | None  # written to Cloud Logging (locally: LocalLogging), None if no alert
+    anomaly_entry: dict[str, Any] | None  # the drift alert written to Cloud Logging (locally: LocalLogging), or None
     published: tuple[str, ...]  # Pub/Sub message ids of the sinks that forwarded it
 
 
@@ -220,9 +214,9 @@ def monitor_once(config: MonitoringConfig, registry_uri: str, output_dir: Path, 
                  request_log_dir: Path | None = None, batch_input_uri: str | None = None,
                  window_end: datetime.datetime | None = None, window_hours: int | None = None,
                  window_start: datetime.datetime | None = None,
-                 logging: Any = None, project: str = "local-project", location: str = "us-central1",
+                 logging: Any = None, project: str = "local-project",
                  alert_time: datetime.datetime | None = None) -> MonitorRun:
-    """One monitoring run: compare, write report.html and result.json to `output_dir`, and log an anomaly
+    """One monitoring run: compare, write report.html and result.json to `output_dir`, and log a drift alert
     entry (through `logging`, a LocalLogging) if some feature drifted and the config's Cloud Logging is on."""
     champion, baseline_uri, baseline = champion_baseline(config, registry_uri)
     end = window_end or datetime.datetime.now(datetime.UTC)
@@ -256,6 +250,6 @@ def monitor_once(config: MonitoringConfig, registry_uri: str, output_dir: Path, 
     result_file.write_text(json.dumps(result.to_json(), indent=1))
     entry, published = None, ()
     if result.drifted and config.notification.cloud_logging and logging is not None:
-        entry = anomaly_log_entry(result, config, project, location, config.monitoring_job_id, alert_time)
+        entry = drift_alert_entry(result, config, project, alert_time)
         published = tuple(logging.write(entry))
     return MonitorRun(result, report, result_file, entry, published)

@@ -12,7 +12,10 @@ Steps, in the order they run:
    same answers; if not, the version is rolled back (alias `rejected`) and the run fails.
 
 On Vertex (`registry_uri=vertex`) the endpoint is a Vertex AI endpoint (machine type and replica counts
-apply); with a local registry folder it is the local endpoint beside it (`local/endpoint`).
+apply), created with request-response logging to BigQuery (`request_log_table`, one per environment;
+empty: a dataset Vertex creates in the project) at `request_log_sampling_rate`, or brought to that logging
+if found without it: Model Monitoring reads the endpoint's traffic from that log. With a local registry
+folder it is the local endpoint beside it (`local/endpoint`, whose request log has its own settings).
 The training pipeline runs this same definition as a nested pipeline after registration.
 """
 
@@ -25,6 +28,7 @@ from registry.model_registry import CHALLENGER, VERTEX
 
 PIPELINE_NAME = "deploy-pipeline"
 DEFAULT_MACHINE_TYPE = "n1-standard-2"
+DEFAULT_REQUEST_LOG_SAMPLING_RATE = 1.0  # every request: drift on a day's traffic needs them all at this volume
 
 
 def build_deploy_pipeline():
@@ -42,11 +46,15 @@ def build_deploy_pipeline():
         registry_uri: str = VERTEX,
         project: str = "",
         location: str = "us-central1",
+        request_log_table: str = "",  # bq://PROJECT.DATASET.TABLE: the dataset must exist, the table must not
+        request_log_sampling_rate: float = DEFAULT_REQUEST_LOG_SAMPLING_RATE,
     ):
         deploy_model(model_name=model_name, version=version, endpoint_display_name=endpoint_display_name,
                      canary_percent=canary_percent, machine_type=machine_type, min_replica_count=min_replica_count,
                      max_replica_count=max_replica_count, registry_uri=registry_uri, project=project,
-                     location=location).set_display_name("1. Deploy (canary beside the champion) and smoke-test"
-                                                         ).set_caching_options(False)
+                     location=location, request_log_table=request_log_table,
+                     request_log_sampling_rate=request_log_sampling_rate,
+                     ).set_display_name("1. Deploy (canary beside the champion) and smoke-test"
+                                        ).set_caching_options(False)
 
     return deploy_pipeline

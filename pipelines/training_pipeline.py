@@ -27,7 +27,8 @@ Steps, in the order they run:
    for the deploy's smoke test.
 8. Deploy (only if blessed and `deploy` is true): the deploy pipeline (pipelines/deploy_pipeline.py),
    nested: the new version at 100% as champion on an empty endpoint, else as a `canary_percent` canary
-   beside the champion, then its smoke test. An unblessed model never reaches the endpoint.
+   beside the champion, then its smoke test. An unblessed model never reaches the endpoint. On Vertex the
+   endpoint logs requests to `request_log_table` (Model Monitoring's input).
 """
 
 
@@ -40,7 +41,7 @@ from components.register_model import register_model
 from components.transform_data import transform_data
 from components.validate_data import validate_data
 from contract.paths import DEFAULT_DATASET_CONFIG
-from pipelines.deploy_pipeline import DEFAULT_MACHINE_TYPE, build_deploy_pipeline
+from pipelines.deploy_pipeline import DEFAULT_MACHINE_TYPE, DEFAULT_REQUEST_LOG_SAMPLING_RATE, build_deploy_pipeline
 from pipelines.platform import Platform, train_step
 from pipelines.settings import SETTINGS
 from registry.model_registry import VERTEX
@@ -76,6 +77,8 @@ def build_training_pipeline(platform: Platform):
         machine_type: str = DEFAULT_MACHINE_TYPE,
         min_replica_count: int = 1,
         max_replica_count: int = 1,
+        request_log_table: str = "",
+        request_log_sampling_rate: float = DEFAULT_REQUEST_LOG_SAMPLING_RATE,
         beam_runner: str = "DirectRunner",
         beam_pipeline_args: list = [],  # noqa: B006 (KFP reads the default; it is never mutated)
     ):
@@ -114,6 +117,8 @@ def build_training_pipeline(platform: Platform):
                     endpoint_display_name=endpoint_display_name, canary_percent=canary_percent,
                     machine_type=machine_type, min_replica_count=min_replica_count,
                     max_replica_count=max_replica_count, registry_uri=registry_uri, project=project,
-                    location=location).set_display_name("8. Deploy (nested deploy pipeline)")
+                    location=location, request_log_table=request_log_table,
+                    request_log_sampling_rate=request_log_sampling_rate
+                    ).set_display_name("8. Deploy (nested deploy pipeline)")
 
     return training_pipeline

@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 from fidelity import discovery
@@ -27,6 +28,27 @@ Answer = Callable[[str, str, bytes, dict[str, str]], tuple[int, dict | bytes]]
 def google_error(status: int, code: str, message: str) -> dict:
     """The error body Google APIs answer with."""
     return {"error": {"code": status, "status": code, "message": message}}
+
+
+def message_json(message: Any) -> dict:
+    """A message of an official type (proto-plus, as in `google.cloud.aiplatform_v1.types`, or protobuf) as the
+    REST JSON Google sends: lowerCamelCase names, enums by name, int64 as text, default values left out
+    (the proto3 JSON mapping, https://protobuf.dev/programming-guides/json/)."""
+    from google.protobuf import json_format
+
+    pb = type(message).pb(message) if hasattr(type(message), "pb") else message
+    return json.loads(json.dumps(json_format.MessageToDict(pb)))
+
+
+def operation_json(name: str, response: Any = None) -> dict:
+    """A `google.longrunning.Operation`: not done without a response, done with it (packed as an `Any` whose
+    `@type` names the response's official type)."""
+    from google.longrunning import operations_pb2
+
+    operation = operations_pb2.Operation(name=name, done=response is not None)
+    if response is not None:
+        operation.response.Pack(type(response).pb(response) if hasattr(type(response), "pb") else response)
+    return message_json(operation)
 
 
 class StandInServer:

@@ -178,11 +178,13 @@ SCHEDULE_OFFSET = Setting("MLOPS_SCHEDULE_OFFSET", _int_between(0, 366),
 MODEL = Setting("MLOPS_MODEL", _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", "a model name such as "
                                          "chicago-taxi-big-tipper"),
                 "model whose drift alerts start retraining")
-MONITORING_JOB = Setting("MLOPS_MONITORING_JOB",
-                         _matching(r"(projects/[^/]+/locations/[^/]+/modelDeploymentMonitoringJobs/)?[0-9]+|",
-                                   "a ModelDeploymentMonitoringJob resource name or numeric id"),
-                         "Vertex monitoring job whose anomaly logs count for the model (empty: ignore them)",
-                         default="")
+MODEL_MONITOR = Setting("MLOPS_MODEL_MONITOR",
+                        _matching(r"(projects/[^/]+/locations/[^/]+/modelMonitors/)?[0-9]+|",
+                                  "a ModelMonitor resource name projects/P/locations/L/modelMonitors/ID or its "
+                                  "numeric id"),
+                        "Vertex Model Monitoring (v2) monitor whose anomaly entries start retraining of the model, "
+                        "read through its searchModelMonitoringAlerts (`python -m monitoring apply` prints it; "
+                        "empty: Vertex anomaly entries are ignored)", default="")
 DRIFT_COOLDOWN_HOURS = Setting("MLOPS_DRIFT_COOLDOWN_HOURS", _int_between(1, 8760),
                                "at most one retraining run per window of this many hours", default="24")
 DRIFT_WINDOW_GRANULARITY = Setting("MLOPS_DRIFT_WINDOW_GRANULARITY", _granularity,
@@ -287,23 +289,36 @@ class DriftConfig:
     data_prefix: str
     timezone: zoneinfo.ZoneInfo
     model: str
-    monitoring_job: str
+    model_monitor: str  # as configured: a resource name, a numeric id, or empty
     cooldown_hours: int
     window_granularity: str
     window_partitions: int
 
     SETTINGS = (*VertexConfig.SETTINGS, TRAINING_TEMPLATE_URI, DATA_BUCKET, DATA_PREFIX, PARTITION_TIMEZONE, MODEL,
-                MONITORING_JOB, DRIFT_COOLDOWN_HOURS, DRIFT_WINDOW_GRANULARITY, DRIFT_WINDOW_PARTITIONS)
+                MODEL_MONITOR, DRIFT_COOLDOWN_HOURS, DRIFT_WINDOW_GRANULARITY, DRIFT_WINDOW_PARTITIONS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DriftConfig:
         values = read(cls.SETTINGS, os.environ if environ is None else environ, scope="drift_alert trigger")
+        monitor_location = re.search(r"/locations/([^/]+)/", values[MODEL_MONITOR.env])
+        if monitor_location and monitor_location.group(1) != values[REGION.env]:
+            # Its alerts are read from this region's Vertex AI endpoint (MLOPS_VERTEX_API_ENDPOINT).
+            raise ConfigError(f"drift_alert trigger configuration is invalid:\n  - {MODEL_MONITOR.env}="
+                              f"{values[MODEL_MONITOR.env]!r} is in {monitor_location.group(1)}, expected a monitor "
+                              f"in {REGION.env}={values[REGION.env]}")
         return cls(vertex=VertexConfig.from_values(values), template_uri=values[TRAINING_TEMPLATE_URI.env],
                    data_bucket=values[DATA_BUCKET.env], data_prefix=values[DATA_PREFIX.env],
                    timezone=values[PARTITION_TIMEZONE.env], model=values[MODEL.env],
-                   monitoring_job=values[MONITORING_JOB.env], cooldown_hours=values[DRIFT_COOLDOWN_HOURS.env],
+                   model_monitor=values[MODEL_MONITOR.env], cooldown_hours=values[DRIFT_COOLDOWN_HOURS.env],
                    window_granularity=values[DRIFT_WINDOW_GRANULARITY.env],
                    window_partitions=values[DRIFT_WINDOW_PARTITIONS.env])
+
+    @property
+    def model_monitor_name(self) -> str:
+        """The monitor's resource name, in this function's project and region when only its id is set."""
+        if "/" in self.model_monitor or not self.model_monitor:
+            return self.model_monitor
+        return f"projects/{self.vertex.project}/locations/{self.vertex.region}/modelMonitors/{self.model_monitor}"
 
 
 CONFIGS: dict[str, type] = {"cli": VertexConfig, "new_data": NewDataConfig, "schedule": ScheduleConfig,

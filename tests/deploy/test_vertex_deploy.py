@@ -4,6 +4,8 @@ the client sent (recorded by the stand-in) are the sequence Vertex's REST API ex
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from deploy import deploy_version
@@ -50,7 +52,7 @@ def test_first_deploy_then_canary_then_promote_then_rollback(vertex):
     assert fake.endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
     registry = backend.registry
     assert registry.get(NAME, CHAMPION).version == "2" and registry.get(NAME, PREVIOUS).version == "1"
-    labels = next(iter(fake.endpoints.values()))["labels"]
+    labels = fake.the_endpoint().labels
     assert LOCK_LABEL not in labels and JOURNAL_LABEL not in labels
 
     deploy_version(backend, "3")
@@ -144,4 +146,132 @@ def test_of_two_writers_that_read_the_same_endpoint_only_one_takes_the_lock(vert
     first._endpoint.update(labels={"mlops-deploy-lock": "9999999999-first", "mlops-managed": "true"})
     with pytest.raises(exceptions.Conflict, match="etag"):  # HTTP 409, status ABORTED
         second._endpoint.update(labels={"mlops-deploy-lock": "9999999999-second", "mlops-managed": "true"})
-    assert next(iter(fake.endpoints.values()))["labels"]["mlops-deploy-lock"].endswith("-first")
+    assert fake.the_endpoint().labels["mlops-deploy-lock"].endswith("-first")
+
+
+@pytest.fixture
+def quick_lock(monkeypatch):
+    """A lock wait of a fraction of a second, so a writer that cannot take the lock gives up at once."""
+    import deploy.vertex as vertex_module
+
+    monkeypatch.setattr(vertex_module, "LOCK_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(vertex_module, "LOCK_POLL_SECONDS", 0.05, raising=False)
+    return vertex_module
+
+
+def test_a_writer_that_takes_the_lock_between_our_read_and_our_write_keeps_it(vertex, quick_lock):
+    """Defect 4: we read the endpoint and find no lock; before we write, another writer (a second real client)
+    takes it. Our take carries the etag of the read that found the lock free, so Vertex refuses it (ABORTED):
+    we wait and give up, and the other writer's lock stands. A take with the etag of a second read would
+    overwrite it, and both would act at once."""
+    fake, first = vertex
+    second = VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME)
+    first.endpoint()
+    second.endpoint()
+    second_holds = contextlib.ExitStack()
+    fake.after_next_read(lambda: second_holds.enter_context(second.exclusive()))
+    with pytest.raises(quick_lock.LockNotTaken, match="held by another deploy"), first.exclusive():
+        pytest.fail("two writers hold the endpoint's lock at once")
+    rival = fake.the_endpoint().labels[LOCK_LABEL]
+    assert rival == second._held  # untouched
+    second_holds.close()
+    assert LOCK_LABEL not in fake.the_endpoint().labels
+
+
+def test_a_holder_whose_lock_expired_and_was_taken_leaves_it_to_the_new_holder(vertex, quick_lock, monkeypatch,
+                                                                               capsys):
+    """Defect 4, the release: our hold expired (here: born expired) and another writer took the lock. Our journal
+    write and our release find the lock is no longer ours: they raise LockLost and leave the label as found."""
+    fake, first = vertex
+    second = VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME)
+    monkeypatch.setattr(quick_lock, "LOCK_SECONDS", -1)
+    second_holds = contextlib.ExitStack()
+    with pytest.raises(quick_lock.LockLost, match="no longer ours"), first.exclusive():
+        monkeypatch.setattr(quick_lock, "LOCK_SECONDS", 3600)
+        second_holds.enter_context(second.exclusive())  # sees our lock expired: takes it
+        with pytest.raises(quick_lock.LockLost, match="no longer ours"):
+            first.write_journal(plan_promote(NAME, "2", "1").to_dict())
+    labels = fake.the_endpoint().labels
+    assert labels[LOCK_LABEL] == second._held and JOURNAL_LABEL not in labels
+    second_holds.close()
+    assert LOCK_LABEL not in fake.the_endpoint().labels
+
+    # A body that fails keeps its own error; the lost lock is reported beside it.
+    monkeypatch.setattr(quick_lock, "LOCK_SECONDS", -1)
+    with pytest.raises(ZeroDivisionError), first.exclusive():
+        monkeypatch.setattr(quick_lock, "LOCK_SECONDS", 3600)
+        second_holds.enter_context(second.exclusive())
+        1 / 0  # noqa: B018
+    assert "no longer ours" in capsys.readouterr().err
+    assert fake.the_endpoint().labels[LOCK_LABEL] == second._held
+    second_holds.close()
+
+
+LOG_TABLE = f"bq://{PROJECT}.mlops_logs.requests_dev"
+
+
+def _logging_config(fake) -> dict:
+    from tests.stand_in_http import message_json
+
+    return message_json(fake.the_endpoint()).get("predictRequestResponseLoggingConfig", {})
+
+
+def _logging_patches(fake) -> list[dict]:
+    return [body for method, route, body in fake.requests
+            if method == "PATCH" and route.endswith("updateMask=predictRequestResponseLoggingConfig")]
+
+
+def test_the_endpoint_deploy_creates_logs_requests_to_the_configured_table(vertex):
+    """Defect 6: Model Monitoring v2 reads an endpoint's traffic only from its request-response log, so the
+    endpoint is created with it (Endpoint.create's request-response logging arguments)."""
+    from deploy.vertex import RequestLogging
+
+    fake, _ = vertex
+    backend = VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME, request_logging=RequestLogging(LOG_TABLE, 0.25))
+    deploy_version(backend, "1", report=lambda line: None)
+    [create] = [body for method, route, body in fake.requests if method == "POST" and route.endswith("/endpoints")]
+    assert create["predictRequestResponseLoggingConfig"] == {
+        "enabled": True, "samplingRate": 0.25, "bigqueryDestination": {"outputUri": LOG_TABLE}}
+    assert _logging_config(fake) == create["predictRequestResponseLoggingConfig"]  # kept on the endpoint
+    assert fake.log_table(fake.the_endpoint()) == LOG_TABLE.removeprefix("bq://") and not _logging_patches(fake)
+
+
+def test_an_endpoint_found_without_logging_is_brought_to_it_once(vertex):
+    """An endpoint made elsewhere without request-response logging (Terraform before it set it) gets it with
+    one etag-guarded PATCH; found again with it, nothing is sent; a new sampling rate is one more PATCH that
+    keeps the table."""
+    from google.cloud import aiplatform
+
+    from deploy.vertex import RequestLogging
+
+    fake, _ = vertex
+    aiplatform.Endpoint.create(display_name=ENDPOINT)
+    assert _logging_config(fake) == {}
+    VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME, request_logging=RequestLogging(LOG_TABLE, 0.5)).endpoint()
+    assert _logging_config(fake) == {"enabled": True, "samplingRate": 0.5,
+                                     "bigqueryDestination": {"outputUri": LOG_TABLE}}
+    assert [patch["etag"] for patch in _logging_patches(fake)] == ["etag-1"]  # the etag of the read it acted on
+
+    VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME, request_logging=RequestLogging(LOG_TABLE, 0.5)).endpoint()
+    VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME).endpoint()  # no logging asked for: left as found
+    assert len(_logging_patches(fake)) == 1
+    VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME, request_logging=RequestLogging("", 0.1)).endpoint()
+    assert _logging_config(fake)["samplingRate"] == 0.1
+    assert _logging_config(fake)["bigqueryDestination"] == {"outputUri": LOG_TABLE}
+
+
+def test_logging_settings_vertex_would_refuse_are_named(vertex):
+    from deploy.vertex import RequestLogging, RequestLoggingError
+
+    fake, _ = vertex
+    with pytest.raises(RequestLoggingError, match=r"sampling rate 0.*\(0, 1\]"):
+        RequestLogging(LOG_TABLE, 0)
+    with pytest.raises(RequestLoggingError, match="expected bq://PROJECT.DATASET.TABLE"):
+        RequestLogging("mlops_logs.requests", 1.0)
+    # The table exists already (another endpoint logs to it): Vertex creates the table, so it refuses.
+    from google.cloud import aiplatform
+
+    fake.bigquery_tables.add(LOG_TABLE.removeprefix("bq://"))
+    aiplatform.Endpoint.create(display_name=ENDPOINT)
+    with pytest.raises(RequestLoggingError, match="already exists.*must not exist yet"):
+        VertexBackend(PROJECT, LOCATION, ENDPOINT, NAME, request_logging=RequestLogging(LOG_TABLE)).endpoint()

@@ -1,13 +1,22 @@
 """A local stand-in for the Vertex AI Endpoints REST API (and the Model Registry calls deploy makes),
 for the real google-cloud-aiplatform client (REST transport). Mocked, because no Google Cloud is
-reachable here: only the server side of the API, with Vertex's rules enforced:
+reachable here: only the server side of the API. Requests and replies are held to aiplatform.v1's
+discovery document (tests/stand_in_http.StandInServer); the endpoints are kept as the official
+`google.cloud.aiplatform_v1.types.Endpoint` (a create or an update is parsed into it, so every field Vertex
+defines is accepted and kept, and nothing else), and every reply is built from the official types.
 
-- a traffic split's values sum to 100 and its keys are deployed model ids, `"0"` only in a deploy,
-  where it names the model being deployed;
-- undeploying a model that would keep traffic is refused (FAILED_PRECONDITION);
+Vertex's rules it enforces, each with its source (docs/fidelity.md, "Endpoints and Model Registry"):
+- a traffic split's values sum to 100 and its keys are deployed model ids, `"0"` only in a deploy, where it
+  names the model being deployed (`DeployModelRequest.traffic_split`, `Endpoint.traffic_split`);
+- undeploying a model that keeps traffic is refused, unless the request's split unassigns it or it is the
+  last deployed model (`UndeployModelRequest.traffic_split`);
 - deploy, undeploy and create are long-running operations, answered not done and finished when polled
   (`GET /ui/{operation}`, where the aiplatform REST transport polls);
-- an update carrying a stale `etag` is refused (ABORTED), as Vertex does for read-modify-write.
+- an update carrying a stale `etag` is refused with ABORTED (`Endpoint.etag`; AIP-154);
+- request-response logging (`predictRequestResponseLoggingConfig`): a sampling rate in (0, 1]; a full table
+  reference needs its dataset to exist and the table not to (`BigQueryDestination.output_uri`); a bare
+  project gets dataset `logging_<display name>_<id>`, a dataset a table `request_response_logging`
+  (`PredictRequestResponseLoggingConfig.bigquery_destination`).
 
 Every request is recorded (method, path, body) for the tests to compare with what Vertex expects.
 Predictions stand in for the serving container: a deployed version answers the instances its
@@ -20,29 +29,35 @@ versions in `failing`, and `latency_ms` per version, refusing a query of another
 from __future__ import annotations
 
 import contextlib
+import datetime
 import itertools
 import json
 import os
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from contract.artifacts import SMOKE_TEST_FILE
 from deploy.monitoring import MONITORING_API_ENV
 from storage import uri as storage_uri
 from tests.pipeline.model_registry_stand_in import LOCATION, PARENT, PROJECT, FakeModelRegistry
-from tests.stand_in_http import aiplatform_pointed_at, google_error
+from tests.stand_in_http import aiplatform_pointed_at, google_error, message_json, operation_json
 
-TYPES = "type.googleapis.com/google.cloud.aiplatform.v1."
+# The update masks a PATCH of an endpoint may name here, in either JSON form (FieldMask's JSON is camelCase).
+UPDATABLE = {"labels", "traffic_split", "display_name", "description", "predict_request_response_logging_config"}
+LOG_TABLE = "request_response_logging"  # PredictRequestResponseLoggingConfig: the table Vertex names itself
 
 
 class FakeVertex(FakeModelRegistry):
     APIS = ("aiplatform.v1", "monitoring.v3")
 
     def __init__(self) -> None:
+        from google.cloud.aiplatform_v1 import types
+
+        self.types = types
         self.requests: list[tuple[str, str, dict]] = []
-        self.endpoints: dict[str, dict] = {}
+        self.endpoints: dict[str, types.Endpoint] = {}
         self.operations: dict[str, dict] = {}
         self.polled: list[str] = []
         self.wrong_answers: set[str] = set()  # versions whose "container" answers differently
@@ -50,14 +65,28 @@ class FakeVertex(FakeModelRegistry):
         self.latency_ms: dict[str, float] = {}  # per version, as Cloud Monitoring reports it
         self.served: dict[str, dict[str, int]] = {}  # deployed id -> {"requests", "errors"}
         self.monitoring_queries: list[dict[str, str]] = []
+        # BigQuery as request-response logging sees it: datasets that exist (per environment, made by Terraform)
+        # and tables that exist (Vertex creates a logging table; it refuses one that exists).
+        self.bigquery_datasets: set[str] = {f"{PROJECT}.mlops_logs"}
+        self.bigquery_tables: set[str] = set()
+        # Run once, between answering the next read of an endpoint and sending that answer: a competing writer.
+        self._after_next_read: list[Callable[[], None]] = []
         self._ids = itertools.count(1001)
         self._etags = itertools.count(1)
         self._random = random.Random(3)
         super().__init__()
 
-    def model(self, version: dict) -> dict:
+    def model_message(self, version: dict):
         # A custom-container model, as Vertex describes one: it deploys on dedicated machines.
-        return {**super().model(version), "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"]}
+        model = super().model_message(version)
+        model.supported_deployment_resources_types = [
+            self.types.Model.DeploymentResourcesType.DEDICATED_RESOURCES]
+        return model
+
+    def after_next_read(self, action: Callable[[], None]) -> None:
+        """`action` runs once, after the next `GET` of an endpoint is answered and before the answer is sent:
+        a write another client makes between a reader's read and its write."""
+        self._after_next_read.append(action)
 
     # --- dispatch ------------------------------------------------------------------------------
     def _answer(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
@@ -78,8 +107,8 @@ class FakeVertex(FakeModelRegistry):
         base = f"/v1/{PARENT}/endpoints"
         if route == base and method == "GET":
             wanted = parse_qs(url.query).get("filter", [""])[0]
-            found = [e for e in self.endpoints.values() if f'display_name="{e["displayName"]}"' == wanted]
-            return 200, {"endpoints": found} if found else {}
+            found = [e for e in self.endpoints.values() if f'display_name="{e.display_name}"' == wanted]
+            return 200, message_json(self.types.ListEndpointsResponse(endpoints=found))
         if route == base and method == "POST":
             return self._create(payload)
         endpoint_id, _, verb = route.removeprefix(base + "/").partition(":")
@@ -87,7 +116,10 @@ class FakeVertex(FakeModelRegistry):
             return 404, google_error(404, "NOT_FOUND", f"endpoint {endpoint_id} not found")
         endpoint = self.endpoints[endpoint_id]
         if method == "GET" and not verb:
-            return 200, endpoint
+            reply = message_json(endpoint)
+            while self._after_next_read:
+                self._after_next_read.pop(0)()
+            return 200, reply
         if method == "PATCH" and not verb:
             return self._update(endpoint, payload, parse_qs(url.query).get("updateMask", [""])[0])
         if verb == "deployModel":
@@ -122,32 +154,75 @@ class FakeVertex(FakeModelRegistry):
         return shown
 
     # --- long-running operations ------------------------------------------------------------------
-    def _operation(self, resource: str, response: dict) -> tuple[int, dict]:
+    def _operation(self, resource: str, response) -> tuple[int, dict]:
+        # Answered not done, and done once polled, as on Vertex: the client must poll (create, deploy and
+        # undeploy return google.longrunning.Operation: EndpointService in aiplatform_v1).
         name = f"{resource}/operations/{next(self._ids)}"
-        self.operations[name] = {"name": name, "done": True, "response": response}
-        return 200, {"name": name, "done": False}  # polled before it is finished, as on Vertex
+        self.operations[name] = operation_json(name, response)
+        return 200, operation_json(name)
 
     def _poll(self, route: str) -> tuple[int, dict]:
-        # The aiplatform REST transport polls at /ui/{name} (its first http rule for operations.get).
+        # The aiplatform REST transport polls at /ui/{name} (its first http rule for operations.get:
+        # google/cloud/aiplatform_v1/services/endpoint_service/transports/rest_base.py).
         name = route.removeprefix("/v1/").removeprefix("/ui/")
         if name not in self.operations:
             return 404, google_error(404, "NOT_FOUND", f"operation {name} not found")
         self.polled.append(name)
         return 200, self.operations[name]
 
-    def _touch(self, endpoint: dict) -> None:
-        endpoint["etag"] = f"etag-{next(self._etags)}"
+    def _touch(self, endpoint) -> None:
+        # Endpoint.etag: "Used to perform consistent read-modify-write updates": every change makes a new one.
+        endpoint.etag = f"etag-{next(self._etags)}"
 
     # --- endpoints --------------------------------------------------------------------------------
     def _create(self, payload: dict) -> tuple[int, dict]:
+        endpoint = self.types.Endpoint.from_json(json.dumps(payload))
         endpoint_id = str(next(self._ids))
+        endpoint.name = f"{PARENT}/endpoints/{endpoint_id}"
         # createTime: without it the SDK takes the resource as partly read and re-reads it before each use.
-        endpoint = {"name": f"{PARENT}/endpoints/{endpoint_id}", "displayName": payload["displayName"],
-                    "createTime": "2026-11-23T00:00:00Z",
-                    "labels": payload.get("labels", {}), "deployedModels": [], "trafficSplit": {}}
+        endpoint.create_time = datetime.datetime(2026, 11, 23, tzinfo=datetime.UTC)
+        problem = self._claim_log_table(endpoint, endpoint_id, None)
+        if problem:
+            return 400, google_error(400, "INVALID_ARGUMENT", problem)
         self._touch(endpoint)
         self.endpoints[endpoint_id] = endpoint
-        return self._operation(endpoint["name"], {"@type": TYPES + "Endpoint", **endpoint})
+        return self._operation(endpoint.name, endpoint)
+
+    def _claim_log_table(self, endpoint, endpoint_id: str, current_table: str | None) -> str | None:
+        """Vertex's rules for the logging destination (BigQueryDestination.output_uri: "When only the project is
+        specified, the Dataset and Table is created. When the full table reference is specified, the Dataset must
+        exist and table must not exist"); records the table it now logs to. A problem as Vertex would name it."""
+        config = endpoint.predict_request_response_logging_config
+        if not config.enabled:
+            return None
+        if not 0 < config.sampling_rate <= 1:  # PredictRequestResponseLoggingConfig.sampling_rate: range(0,1]
+            return f"request-response logging sampling rate {config.sampling_rate} is not in (0, 1]"
+        uri = config.bigquery_destination.output_uri
+        parts = uri.removeprefix("bq://").split(".") if uri.startswith("bq://") else []
+        if not 1 <= len(parts) <= 3 or not all(parts):
+            return f"BigQuery destination {uri!r} is not bq://PROJECT[.DATASET[.TABLE]]"
+        if len(parts) == 1:
+            dataset = f"{parts[0]}.logging_{re.sub(r'[^A-Za-z0-9_]', '_', endpoint.display_name)}_{endpoint_id}"
+            self.bigquery_datasets.add(dataset)
+            parts = dataset.split(".")
+        table = ".".join(parts) if len(parts) == 3 else f"{'.'.join(parts)}.{LOG_TABLE}"
+        if table.rsplit(".", 1)[0] not in self.bigquery_datasets:
+            return f"BigQuery dataset {table.rsplit('.', 1)[0]} not found: create it before logging to it"
+        if table in self.bigquery_tables and table != current_table:
+            return f"BigQuery table {table} already exists: request-response logging creates its table"
+        self.bigquery_tables.add(table)
+        return None
+
+    def log_table(self, endpoint) -> str | None:
+        """The table an endpoint logs to (as the rules above name it), or None."""
+        config = endpoint.predict_request_response_logging_config
+        if not config.enabled:
+            return None
+        parts = config.bigquery_destination.output_uri.removeprefix("bq://").split(".")
+        if len(parts) == 1:
+            endpoint_id = endpoint.name.rsplit("/", 1)[1]
+            parts = [parts[0], f"logging_{re.sub(r'[^A-Za-z0-9_]', '_', endpoint.display_name)}_{endpoint_id}"]
+        return ".".join(parts) if len(parts) == 3 else f"{'.'.join(parts)}.{LOG_TABLE}"
 
     def _check_split(self, split: dict, allowed: set[str]) -> str | None:
         if any(key not in allowed for key in split):
@@ -156,81 +231,95 @@ class FakeVertex(FakeModelRegistry):
             return f"traffic split {split} does not sum to 100"
         return None
 
-    def _update(self, endpoint: dict, payload: dict, mask: str) -> tuple[int, dict]:
-        if payload.get("etag") and payload["etag"] != endpoint["etag"]:
-            return 409, google_error(409, "ABORTED", f"etag {payload['etag']} is stale (now {endpoint['etag']})")
-        fields = set(mask.split(",")) if mask else set()
-        if not fields or not fields <= {"labels", "trafficSplit", "traffic_split", "displayName", "display_name"}:
+    def _update(self, endpoint, payload: dict, mask: str) -> tuple[int, dict]:
+        if payload.get("etag") and payload["etag"] != endpoint.etag:
+            # AIP-154 (resource freshness): a stale etag is refused with ABORTED (HTTP 409).
+            return 409, google_error(409, "ABORTED", f"etag {payload['etag']} is stale (now {endpoint.etag})")
+        fields = {_snake(field) for field in mask.split(",")} if mask else set()
+        if not fields or not fields <= UPDATABLE:
             return 400, google_error(400, "INVALID_ARGUMENT", f"update mask {mask!r} is not stood in for")
-        if fields & {"trafficSplit", "traffic_split"}:
-            split = {k: int(v) for k, v in payload.get("trafficSplit", {}).items()}
-            problem = self._check_split(split, {m["id"] for m in endpoint["deployedModels"]})
-            if problem or "0" in split:
-                return 400, google_error(400, "INVALID_ARGUMENT", problem or '"0" is only allowed in a deploy')
-            endpoint["trafficSplit"] = split
-        if "labels" in fields:
-            endpoint["labels"] = payload.get("labels", {})
+        sent = self.types.Endpoint.from_json(json.dumps(payload))
+        if "traffic_split" in fields:
+            split = dict(sent.traffic_split)
+            problem = self._check_split(split, {m.id for m in endpoint.deployed_models})  # "0" only in a deploy
+            if problem:
+                return 400, google_error(400, "INVALID_ARGUMENT", problem)
+        if "predict_request_response_logging_config" in fields:
+            current = self.log_table(endpoint)
+            candidate = self.types.Endpoint(endpoint)
+            candidate.predict_request_response_logging_config = sent.predict_request_response_logging_config
+            problem = self._claim_log_table(candidate, endpoint.name.rsplit("/", 1)[1], current)
+            if problem:
+                return 400, google_error(400, "INVALID_ARGUMENT", problem)
+        for field in fields:  # a field in the mask is replaced by the request's, absent meaning empty
+            setattr(endpoint, field, getattr(sent, field))
         self._touch(endpoint)
-        return 200, endpoint
+        return 200, message_json(endpoint)
 
-    def _deploy(self, endpoint: dict, payload: dict) -> tuple[int, dict]:
+    def _deploy(self, endpoint, payload: dict) -> tuple[int, dict]:
         split = {k: int(v) for k, v in payload.get("trafficSplit", {}).items()}
-        problem = self._check_split(split, {m["id"] for m in endpoint["deployedModels"]} | {"0"})
+        problem = self._check_split(split, {m.id for m in endpoint.deployed_models} | {"0"})
         if problem:
             return 400, google_error(400, "INVALID_ARGUMENT", problem)
-        deployed_id = str(next(self._ids))
-        spec = payload["deployedModel"]
-        model, _, version = spec["model"].partition("@")
-        deployed = {"id": deployed_id, "model": model, "modelVersionId": version or "1",
-                    "displayName": spec.get("displayName", ""), "dedicatedResources": spec.get("dedicatedResources")}
-        endpoint["deployedModels"].append(deployed)
-        if split:
-            endpoint["trafficSplit"] = {(deployed_id if k == "0" else k): v for k, v in split.items()}
-        elif len(endpoint["deployedModels"]) == 1:
-            endpoint["trafficSplit"] = {deployed_id: 100}
+        deployed = self.types.DeployedModel.from_json(json.dumps(payload["deployedModel"]))
+        model, _, version = deployed.model.partition("@")
+        deployed.id, deployed.model, deployed.model_version_id = str(next(self._ids)), model, version or "1"
+        endpoint.deployed_models.append(deployed)
+        if split:  # "0" is the model this call deploys: its id is filled in
+            endpoint.traffic_split = {(deployed.id if k == "0" else k): v for k, v in split.items()}
+        elif len(endpoint.deployed_models) == 1:
+            endpoint.traffic_split = {deployed.id: 100}
         self._touch(endpoint)
-        return self._operation(endpoint["name"], {"@type": TYPES + "DeployModelResponse", "deployedModel": deployed})
+        return self._operation(endpoint.name, self.types.DeployModelResponse(deployed_model=deployed))
 
-    def _undeploy(self, endpoint: dict, payload: dict) -> tuple[int, dict]:
+    def _undeploy(self, endpoint, payload: dict) -> tuple[int, dict]:
         deployed_id = payload["deployedModelId"]
-        remaining = [m for m in endpoint["deployedModels"] if m["id"] != deployed_id]
-        if len(remaining) == len(endpoint["deployedModels"]):
+        remaining = [m for m in endpoint.deployed_models if m.id != deployed_id]
+        if len(remaining) == len(endpoint.deployed_models):
             return 404, google_error(404, "NOT_FOUND", f"deployed model {deployed_id} not found")
-        split = {k: int(v) for k, v in payload.get("trafficSplit", {}).items()} or \
-            {k: v for k, v in endpoint["trafficSplit"].items() if k != deployed_id}
-        if endpoint["trafficSplit"].get(deployed_id, 0) and remaining:
+        given = {k: int(v) for k, v in payload.get("trafficSplit", {}).items()}
+        current = dict(endpoint.traffic_split)
+        # UndeployModelRequest.traffic_split: "A DeployedModel will be successfully undeployed only if it doesn't
+        # have any traffic assigned to it when this method executes, or if this field unassigns any traffic to
+        # it"; "If last DeployedModel is being undeployed ... the traffic_split will always end up empty".
+        if remaining and current.get(deployed_id, 0) and (not given or given.get(deployed_id, 0)):
             return 400, google_error(400, "FAILED_PRECONDITION",
-                                     f"deployed model {deployed_id} has {endpoint['trafficSplit'][deployed_id]}% of "
-                                     "the traffic: move it before undeploying")
-        problem = self._check_split(split, {m["id"] for m in remaining}) if remaining else None
+                                     f"deployed model {deployed_id} has {current[deployed_id]}% of the traffic: "
+                                     "move it before undeploying")
+        split = given or {k: v for k, v in current.items() if k != deployed_id}
+        problem = self._check_split(split, {m.id for m in remaining}) if remaining else None
         if problem:
             return 400, google_error(400, "INVALID_ARGUMENT", problem)
-        endpoint["deployedModels"], endpoint["trafficSplit"] = remaining, split if remaining else {}
+        endpoint.deployed_models = remaining
+        endpoint.traffic_split = split if remaining else {}
         self._touch(endpoint)
-        return self._operation(endpoint["name"], {"@type": TYPES + "UndeployModelResponse"})
+        return self._operation(endpoint.name, self.types.UndeployModelResponse())
 
-    def _predict(self, endpoint: dict, payload: dict) -> tuple[int, dict]:
-        table = [k for k, v in endpoint["trafficSplit"].items() for _ in range(int(v))]
+    def _predict(self, endpoint, payload: dict) -> tuple[int, dict]:
+        table = [k for k, v in endpoint.traffic_split.items() for _ in range(int(v))]
         if not table:
             return 400, google_error(400, "FAILED_PRECONDITION", "the endpoint has no deployed model with traffic")
-        deployed_id = self._random.choice(table)
-        deployed = next(m for m in endpoint["deployedModels"] if m["id"] == deployed_id)
-        version = next(v for v in self.versions if v["versionId"] == deployed["modelVersionId"])
+        deployed_id = self._random.choice(sorted(table))
+        deployed = next(m for m in endpoint.deployed_models if m.id == deployed_id)
+        version = next(v for v in self.versions if v["versionId"] == deployed.model_version_id)
         counts = self.served.setdefault(deployed_id, {"requests": 0, "errors": 0})
         counts["requests"] += 1
-        if deployed["modelVersionId"] in self.failing:
+        if deployed.model_version_id in self.failing:
             counts["errors"] += 1
             return 500, google_error(500, "INTERNAL", "the model server failed")
         record = json.loads(storage_uri.read_text(storage_uri.join(version["artifactUri"], SMOKE_TEST_FILE)))
         recorded = record["predictions"] if payload["instances"] == record["instances"] else \
             [0.5] * len(payload["instances"])
-        shift = 0.5 if deployed["modelVersionId"] in self.wrong_answers else 0.0
-        return 200, {"predictions": [{"probability": p + shift} for p in recorded],
-                     "deployedModelId": deployed_id, "model": deployed["model"],
-                     "modelVersionId": deployed["modelVersionId"]}
+        shift = 0.5 if deployed.model_version_id in self.wrong_answers else 0.0
+        reply = self.types.PredictResponse(deployed_model_id=deployed_id, model=deployed.model,
+                                           model_version_id=deployed.model_version_id)
+        reply.predictions.extend([{"probability": p + shift} for p in recorded])
+        return 200, message_json(reply)
 
     # --- Cloud Monitoring ----------------------------------------------------------------------------
     def _time_series(self, query: dict[str, str]) -> tuple[int, dict]:
+        from google.cloud.monitoring_v3 import types as monitoring
+
         self.monitoring_queries.append(query)
         match = re.fullmatch(r'metric\.type = "aiplatform\.googleapis\.com/prediction/online/(\w+)" AND '
                              r'resource\.type = "aiplatform\.googleapis\.com/Endpoint" AND '
@@ -245,41 +334,53 @@ class FakeVertex(FakeModelRegistry):
                            for edge in ("start", "end")):
             return 400, google_error(400, "INVALID_ARGUMENT", f"query not in the shape Cloud Monitoring takes: {query}")
         endpoint = self.endpoints.get(match[2])
-        versions = {m["id"]: m["modelVersionId"] for m in (endpoint or {}).get("deployedModels", [])}
+        versions = {m.id: m.model_version_id for m in (endpoint.deployed_models if endpoint else [])}
+        end = datetime.datetime.fromisoformat(query["interval.endTime"])
         series = []
         for deployed_id, counts in sorted(self.served.items()):
             if match[1] == "prediction_latencies":
-                value = {"doubleValue": self.latency_ms.get(versions.get(deployed_id, ""), 5.0)}
+                value = monitoring.TypedValue(double_value=self.latency_ms.get(versions.get(deployed_id, ""), 5.0))
             else:
-                value = {"int64Value": str(counts["requests" if match[1] == "prediction_count" else "errors"])}
-            series.append({"metric": {"labels": {"deployed_model_id": deployed_id}},
-                           "points": [{"interval": {"endTime": query["interval.endTime"]}, "value": value}]})
+                value = monitoring.TypedValue(
+                    int64_value=counts["requests" if match[1] == "prediction_count" else "errors"])
+            series.append(monitoring.TimeSeries(
+                metric={"labels": {"deployed_model_id": deployed_id}},
+                points=[monitoring.Point(interval=monitoring.TimeInterval(end_time=end), value=value)]))
+        page = monitoring.ListTimeSeriesResponse(time_series=series)
         if match[1] == "prediction_count" and not query.get("pageToken") and len(series) > 1:
-            return 200, {"timeSeries": series[:1], "nextPageToken": "page-2"}  # paged, as the API may
-        if query.get("pageToken"):
-            series = series[1:]
-        return 200, {"timeSeries": series}
+            page = monitoring.ListTimeSeriesResponse(time_series=series[:1], next_page_token="page-2")  # paged
+        elif query.get("pageToken"):
+            page = monitoring.ListTimeSeriesResponse(time_series=series[1:])
+        return 200, message_json(page)
 
     # --- Model Registry: aliases --------------------------------------------------------------------
     def _merge_aliases(self, route: str, payload: dict) -> tuple[int, dict]:
         key = route.removesuffix(":mergeVersionAliases").rsplit("@", 1)[1]
-        target = next((v for v in self.versions if key in (v["versionId"], *v["versionAliases"])), None)
+        # MergeVersionAliasesRequest.name: "The name of the model version ..., with a version ID explicitly
+        # included" (an alias there names no version).
+        target = next((v for v in self.versions if key == v["versionId"]), None)
         if target is None:
-            return 404, google_error(404, "NOT_FOUND", f"model version {key} not found")
+            return 404, google_error(404, "NOT_FOUND", f"model version {key} not found (a version id is needed)")
         for alias in payload.get("versionAliases", []):
-            if alias.startswith("-"):
+            if alias.startswith("-"):  # MergeVersionAliasesRequest: "-golden" removes the alias golden
                 target["versionAliases"] = [a for a in target["versionAliases"] if a != alias[1:]]
                 continue
-            for version in self.versions:
-                version["versionAliases"] = [a for a in version["versionAliases"] if a != alias]
-            target["versionAliases"].append(alias)
-        return 200, self.model(target)
+            self.move_alias(alias, target)
+        return 200, message_json(self.model_message(target))
 
     def endpoint_state(self) -> dict:
         [endpoint] = self.endpoints.values()
-        return {"split": {next(m["modelVersionId"] for m in endpoint["deployedModels"] if m["id"] == k): v
-                          for k, v in endpoint["trafficSplit"].items()},
-                "deployed": sorted(m["modelVersionId"] for m in endpoint["deployedModels"])}
+        return {"split": {next(m.model_version_id for m in endpoint.deployed_models if m.id == k): v
+                          for k, v in endpoint.traffic_split.items()},
+                "deployed": sorted(m.model_version_id for m in endpoint.deployed_models)}
+
+    def the_endpoint(self):
+        [endpoint] = self.endpoints.values()
+        return endpoint
+
+
+def _snake(field: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", lambda m: "_" + m.group(1).lower(), field)
 
 
 def _split_shape(split: dict) -> str:

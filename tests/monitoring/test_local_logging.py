@@ -11,10 +11,16 @@ ENTRY = {"logName": "projects/p/logs/aiplatform.googleapis.com%2Fmodel_monitorin
          "jsonPayload": {"@type": "vertex-mlops.drift-alert.v1", "model": "m"}}
 
 
-def test_the_configured_filter_matches_the_monitors_entries_only() -> None:
+def test_the_configured_filter_matches_the_drift_alerts_only() -> None:
+    """Our own drift alerts in any log, and Vertex Model Monitoring's anomaly log; nothing else."""
     log_filter = LogFilter(load_monitoring_config().sink_filter.format(project="p"))
     assert log_filter.matches(ENTRY)
-    assert not log_filter.matches(ENTRY | {"logName": "projects/other/logs/x"})
+    assert log_filter.matches(ENTRY | {"logName": "projects/p/logs/mlops-drift-alerts"})
+    vertex = {"logName": "projects/p/logs/aiplatform.googleapis.com%2Fmodel_monitoring_anomaly", "jsonPayload": {}}
+    assert log_filter.matches(vertex)
+    assert not log_filter.matches(vertex | {"logName": "projects/other/logs/aiplatform.googleapis.com%2Fmodel_"
+                                                        "monitoring_anomaly"})
+    assert not log_filter.matches({"logName": "projects/p/logs/x", "jsonPayload": {"@type": "other"}})
 
 
 @pytest.mark.parametrize(("text", "matches"), [

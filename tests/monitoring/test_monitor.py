@@ -66,6 +66,11 @@ def test_2013_traffic_against_the_2013_champion_does_not_alert(registry, config,
 
 
 def test_2016_traffic_alerts_with_an_entry_the_drift_function_accepts(registry, config, tmp_path) -> None:
+    """The local chain's alert is this project's own payload (not an imitation of Vertex's unpublished one), in
+    a LogEntry valid against logging.v2, that the configured sink forwards and the drift function accepts."""
+    from fidelity import discovery
+    from monitoring.local_logging import LogFilter
+
     log_traffic(tmp_path / "log", year_instances("2016"))
     logging = Recorder()
 
@@ -76,14 +81,17 @@ def test_2016_traffic_alerts_with_an_entry_the_drift_function_accepts(registry, 
     drifted = {feature.name for feature in run.result.drifted}
     assert {"trip_miles", "payment_type"} <= drifted, run.result.summary()
     (entry,) = logging.entries
-    assert entry["logName"] == "projects/my-project/logs/aiplatform.googleapis.com%2Fmodel_monitoring_anomaly"
+    assert not list(discovery.load("logging.v2").problems(entry, {"$ref": "LogEntry"}, ""))
+    assert entry["logName"] == "projects/my-project/logs/mlops-drift-alerts"
+    assert LogFilter(config.sink_filter.format(project="my-project")).matches(entry)
     payload = entry["jsonPayload"]
-    assert payload["totalAnomaliesCount"] == len(drifted) == len(payload["featureAnomalies"])
-    assert payload["endTime"] == "2016-12-31T00:00:00Z"
+    assert payload["@type"] == drift_events.DRIFT_ALERT_TYPE and payload["model"] == MODEL
+    assert {f["name"] for f in payload["features"] if f["value"] > f["threshold"]} == drifted
+    assert payload["window_end"] == "2016-12-31T00:00:00Z"
     drift_config = DriftConfig.from_env({
         "MLOPS_PROJECT": "my-project", "MLOPS_REGION": "us-central1", "MLOPS_PIPELINE_ROOT": "gs://pipeline-root/runs",
         "MLOPS_SERVICE_ACCOUNT": "sa@my-project.iam.gserviceaccount.com", "MLOPS_TRAINING_TEMPLATE_URI": "t.json",
-        "MLOPS_DATA_BUCKET": "landing", "MLOPS_MODEL": MODEL, "MLOPS_MONITORING_JOB": config.monitoring_job_id})
+        "MLOPS_DATA_BUCKET": "landing", "MLOPS_MODEL": MODEL})
     alert = drift_events.parse_log_entry(entry, drift_config)
     assert {feature.name for feature in alert.drifted} == drifted
 

@@ -39,6 +39,7 @@ TRAINING_TEMPLATE = COMPILED_DIR / "training_pipeline.json"
 DEPLOY_TEMPLATE = COMPILED_DIR / "deploy_pipeline.json"
 DECISION_TEMPLATE = COMPILED_DIR / "canary_decision_pipeline.json"
 EVALUATION_TEMPLATE = COMPILED_DIR / "evaluation_pipeline.json"
+REQUEST_LOG_TABLE = f"bq://{PROJECT}.mlops_logs.requests"
 # batch_prediction_pipeline: tests/batch_prediction/test_batch_vertex_rehearsal.py
 # The PipelineJob's serviceAccount (what the triggers set from MLOPS_SERVICE_ACCOUNT).
 RUN_SERVICE_ACCOUNT = f"pipelines@{PROJECT}.iam.gserviceaccount.com"
@@ -72,11 +73,15 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                       "project": PROJECT, "location": LOCATION, **SMALL_DATA_HYPERPARAMETERS}
         first = runner.run("training-pipeline-rehearsal-1", parameters, service_account=RUN_SERVICE_ACCOUNT)
         second = runner.run("training-pipeline-rehearsal-2", parameters) if not first.failure else None
-        # The deploy template on its own, after both: the canary (version 2) is deployed already.
+        logging = {"after_training": _request_logging(model_registry)}
+        # The deploy template on its own, after both: the canary (version 2) is deployed already; the endpoint
+        # is brought to the environment's request log table.
         deploy = VertexRehearsal(DEPLOY_TEMPLATE, f"gs://{bucket}/pipeline_root", tmp_path_factory.mktemp("deploy"),
                                  gcs_emulator, PROJECT, LOCATION).run(
             "deploy-pipeline-rehearsal", {"model_name": NAME, "version": "2", "project": PROJECT,
-                                          "location": LOCATION}) if second and not second.failure else None
+                                          "location": LOCATION, "request_log_table": REQUEST_LOG_TABLE,
+                                          "request_log_sampling_rate": 0.5}) if second and not second.failure else None
+        logging["after_deploy"] = _request_logging(model_registry)
         # Then traffic through the endpoint, and the canary decision: promote on Cloud Monitoring's evidence.
         decision, champion_after_training, endpoint_after_training = None, None, None
         if deploy and not deploy.failure:
@@ -101,7 +106,14 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
         yield {"evaluation": evaluation, "bucket": bucket, "config": config_uri, "runs": [first, second],
                "registry": model_registry,
                "spec": runner.spec, "deploy": deploy, "decision": decision,
-               "champion_after_training": champion_after_training, "endpoint_after_training": endpoint_after_training}
+               "champion_after_training": champion_after_training, "endpoint_after_training": endpoint_after_training,
+               "request_logging": logging}
+
+
+def _request_logging(fake) -> dict | None:
+    from tests.stand_in_http import message_json
+
+    return message_json(fake.the_endpoint()).get("predictRequestResponseLoggingConfig") if fake.endpoints else None
 
 
 def _succeeded(run: RehearsedRun | None) -> RehearsedRun:
@@ -217,6 +229,16 @@ def test_the_deploy_template_alone_is_a_no_op_for_a_deployed_version(rehearsal):
     deploy = _succeeded(rehearsal["deploy"])
     assert deploy.steps["deploy-model"].output_parameters["transition"] == "no-op"
     assert deploy.steps["deploy-model"].program.image == SETTINGS.pipeline_image
+
+
+def test_the_endpoint_logs_requests_as_the_templates_parameters_say(rehearsal):
+    """Defect 6 through the compiled templates: training's nested deploy creates the endpoint with request-response
+    logging (no table given: the project, Vertex makes the dataset), and the deploy template's parameters bring it
+    to the environment's table and sampling rate."""
+    _succeeded(rehearsal["deploy"])
+    assert rehearsal["request_logging"] == {
+        "after_training": {"enabled": True, "samplingRate": 1.0, "bigqueryDestination": {"outputUri": f"bq://{PROJECT}"}},
+        "after_deploy": {"enabled": True, "samplingRate": 0.5, "bigqueryDestination": {"outputUri": REQUEST_LOG_TABLE}}}
 
 
 def test_the_canary_decision_template_promotes_on_cloud_monitoring_evidence(rehearsal):

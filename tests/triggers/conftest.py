@@ -25,7 +25,7 @@ import pytest
 from trigger_helpers import (
     DATA_BUCKET,
     MODEL,
-    MONITORING_JOB,
+    MODEL_MONITOR,
     PROJECT,
     PROJECT_ROOT,
     REGION,
@@ -94,7 +94,7 @@ def trigger_env(fake_vertex: FakeVertex, gcs: GcsEmulator, monkeypatch: pytest.M
         "MLOPS_SCHEDULE_TEMPLATE_URI": str(TRAINING_TEMPLATE),
         "MLOPS_DATA_BUCKET": DATA_BUCKET,
         "MLOPS_MODEL": MODEL,
-        "MLOPS_MONITORING_JOB": MONITORING_JOB,
+        "MLOPS_MODEL_MONITOR": MODEL_MONITOR,
         # Each test reads the template afresh: no test depends on another's cache.
         "MLOPS_TEMPLATE_CACHE_SECONDS": "0",
     }

@@ -39,7 +39,8 @@ def test_every_missing_required_variable_is_named_at_once() -> None:
     ("MLOPS_DATA_PREFIX", "/data/processed", "without leading/trailing '/'"),
     ("MLOPS_PARTITION_TIMEZONE", "Mars/Olympus_Mons", "expected an IANA time zone"),
     ("MLOPS_MODEL", "a model", "expected a model name"),
-    ("MLOPS_MONITORING_JOB", "my-monitoring-job", "expected a ModelDeploymentMonitoringJob resource name"),
+    ("MLOPS_MODEL_MONITOR", "my-monitor", "expected a ModelMonitor resource name"),
+    ("MLOPS_MODEL_MONITOR", "projects/p/locations/l/modelDeploymentMonitoringJobs/1", "expected a ModelMonitor"),
     ("MLOPS_DRIFT_COOLDOWN_HOURS", "0", "expected a whole number from 1 to 8760"),
     ("MLOPS_DRIFT_WINDOW_GRANULARITY", "week", "expected one of day, month"),
     ("MLOPS_DRIFT_WINDOW_PARTITIONS", "three", "expected a whole number"),
@@ -62,6 +63,16 @@ def test_defaults_apply_and_the_endpoint_follows_the_region(trigger_env: dict) -
     assert config.vertex.api_endpoint == "https://europe-west4-aiplatform.googleapis.com"
     assert (config.granularity, config.offset, config.parameter, str(config.timezone)) == ("day", 1, "data_uri", "UTC")
     assert config.data_prefix == "data/processed" and config.vertex.pipeline_parameters == {}
+
+
+def test_a_model_monitor_is_named_in_the_functions_region(trigger_env: dict) -> None:
+    """Its alerts are read from the function's regional Vertex AI endpoint: an id is completed with the project
+    and region; a monitor in another region is refused."""
+    config = settings.DriftConfig.from_env({**trigger_env, "MLOPS_MODEL_MONITOR": "123"})
+    assert config.model_monitor_name == "projects/test-project/locations/us-central1/modelMonitors/123"
+    with pytest.raises(ConfigError, match="is in europe-west4, expected a monitor in MLOPS_REGION=us-central1"):
+        settings.DriftConfig.from_env({**trigger_env,
+                                       "MLOPS_MODEL_MONITOR": "projects/p/locations/europe-west4/modelMonitors/1"})
 
 
 def test_an_empty_optional_variable_means_its_default(trigger_env: dict) -> None:

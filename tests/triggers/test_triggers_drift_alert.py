@@ -1,44 +1,38 @@
-"""The drift-alert function: LogEntries from a Logging sink, base64 JSON in a Pub/Sub message."""
+"""The drift-alert function: LogEntries from a Logging sink, base64 JSON in a Pub/Sub message. Vertex Model
+Monitoring (v2) entries are signals read back through searchModelMonitoringAlerts (the stand-in in
+tests/monitoring/model_monitor_stand_in.py); every entry fed to the function is a LogEntry valid against
+logging.v2's discovery schema."""
 
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 import json
 
 import pytest
 from cloudevents.http import CloudEvent, to_binary, to_structured
-from trigger_helpers import DATA_BUCKET, MODEL, MONITORING_JOB, FakeVertex, log_lines
+from trigger_helpers import DATA_BUCKET, MODEL, MODEL_MONITOR, MONITORING_JOB, FakeVertex, log_lines
 
+from fidelity import discovery
 from tests.gcs_emulator import GcsEmulator
+from tests.monitoring.model_monitor_stand_in import anomaly_log_entry
 from triggers.events.drift import FeatureDrift, drift_alert_payload
 from triggers.submission.data_version import listing_version
 
-# The documented Model Monitoring (v1) anomaly entry, with a drift objective and our job.
-VERTEX_ENTRY = {
-    "insertId": "b0e9c0e9-0979-4aff-a5d3-4c0912469f9a@a1",
-    "jsonPayload": {
-        "anomalyObjective": "RAW_FEATURE_DRIFT",
-        "endTime": "2022-02-03T19:00:00Z",
-        "featureAnomalies": [
-            {"featureDisplayName": "fare", "deviation": 0.9, "threshold": 0.7},
-            {"featureDisplayName": "company", "deviation": 0.6, "threshold": 0.3},
-        ],
-        "totalAnomaliesCount": 2,
-        "@type": "type.googleapis.com/google.cloud.aiplatform.logging.ModelMonitoringAnomaliesLogEntry",
-        "startTime": "2022-02-03T18:00:00Z",
-        "modelDeploymentMonitoringJob": MONITORING_JOB,
-        "deployedModelId": "1645828169292316672",
-    },
-    "resource": {"type": "aiplatform.googleapis.com/ModelDeploymentMonitoringJob",
-                 "labels": {"model_deployment_monitoring_job": MONITORING_JOB.rsplit("/", 1)[-1],
-                            "location": "us-central1", "resource_container": "projects/677687165274"}},
-    "timestamp": "2022-02-03T19:00:00Z",
-    "severity": "WARNING",
-    "logName": "projects/test-project/logs/aiplatform.googleapis.com%2Fmodel_monitoring_anomaly",
-    "receiveTimestamp": "2022-02-03T19:59:52.121398388Z",
-}
+LOGGED = datetime.datetime(2022, 2, 3, 19, 0, 2, tzinfo=datetime.UTC)  # when the monitor's run logged
+
+
+def vertex_entry(**names: str) -> dict:
+    """A v2 anomaly entry (its payload's fields are not published: `names` puts resource names under
+    placeholder keys, which the function reads by no name)."""
+    return anomaly_log_entry("test-project", LOGGED, names=names)
+
+
+def alerts_of_our_run(fake_vertex: FakeVertex, job: str = MONITORING_JOB) -> None:
+    """The alerts the run raised: fare and company above their thresholds, seconds before it logged."""
+    fake_vertex.alerts.add_drift_alert(MODEL_MONITOR, job, "fare", 0.7, LOGGED - datetime.timedelta(seconds=2))
+    fake_vertex.alerts.add_drift_alert(MODEL_MONITOR, job, "company", 0.3, LOGGED - datetime.timedelta(seconds=1),
+                                       algorithm="l_infinity")
 
 
 def own_entry(window_end: str = "2026-11-08T06:00:00Z", model: str = MODEL, fare_value: float = 0.31,
@@ -48,8 +42,10 @@ def own_entry(window_end: str = "2026-11-08T06:00:00Z", model: str = MODEL, fare
         model, end - datetime.timedelta(days=7), end,
         [FeatureDrift("fare", fare_value, 0.1, "jensen_shannon"), FeatureDrift("company", 0.05, 0.1, "l_infinity")],
         monitoring_job="local")
-    return {"insertId": insert_id, "jsonPayload": payload, "severity": "WARNING", "timestamp": window_end,
-            "logName": "projects/test-project/logs/vertex-mlops-drift", "resource": {"type": "global"}}
+    entry = {"insertId": insert_id, "jsonPayload": payload, "severity": "WARNING", "timestamp": window_end,
+             "logName": "projects/test-project/logs/mlops-drift-alerts", "resource": {"type": "global"}}
+    assert not list(discovery.load("logging.v2").problems(entry, {"$ref": "LogEntry"}, ""))
+    return entry
 
 
 def sink_message(entry: object, message_id: str = "9001", raw: bytes | None = None) -> CloudEvent:
@@ -75,9 +71,16 @@ def post(client, event: CloudEvent, mode: str = "binary") -> int:
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_a_vertex_anomaly_entry_submits_retraining_on_the_recent_window(client, fake_vertex: FakeVertex,
-                                                                         mode: str) -> None:
-    assert post(client, sink_message(VERTEX_ENTRY), mode) == 200
+def test_a_vertex_anomaly_entry_submits_retraining_from_the_monitors_alerts(client, fake_vertex: FakeVertex,
+                                                                             mode: str) -> None:
+    """Defect 5: a Model Monitoring v2 run's entry starts the chain. It names a job of our monitor, so the
+    function reads that job's raw-feature-drift alerts around the entry's time, and retrains on the window
+    ending at the newest alert."""
+    alerts_of_our_run(fake_vertex)
+    assert post(client, sink_message(vertex_entry(job=MONITORING_JOB)), mode) == 200
+    (search,) = fake_vertex.alerts.searches
+    assert search == {"objectiveType": "raw-feature-drift", "pageSize": 100, "modelMonitoringJob": MONITORING_JOB,
+                      "alertTimeInterval": {"startTime": "2022-02-03T18:00:02Z", "endTime": "2022-02-03T20:00:02Z"}}
     (call,) = fake_vertex.calls
     window = ",".join(f"gs://{DATA_BUCKET}/data/processed/{month}" for month in ("2021/12", "2022/01", "2022/02"))
     assert call["body"]["runtimeConfig"]["parameterValues"] == {"data_uri": window,
@@ -85,6 +88,65 @@ def test_a_vertex_anomaly_entry_submits_retraining_on_the_recent_window(client, 
     assert call["body"]["labels"] == {"trigger": "drift-alert", "model": MODEL, "partition": "2022-02",
                                       "cooldown-window": "202202030000"}
     assert call["job_id"] == f"training-pipeline-drift-{MODEL}-202202030000"
+
+
+@pytest.mark.parametrize("entry", [
+    anomaly_log_entry("test-project", LOGGED),  # names nothing: a signal for our monitor
+    anomaly_log_entry("test-project", LOGGED, with_type=False),  # known by its log name alone
+    anomaly_log_entry("test-project", LOGGED, names={"monitor": MODEL_MONITOR}),
+], ids=["type-only", "log-name-only", "names-our-monitor"])
+def test_an_entry_that_names_no_other_monitor_reads_all_of_ours_alerts(client, fake_vertex: FakeVertex,
+                                                                       entry: dict) -> None:
+    alerts_of_our_run(fake_vertex)
+    assert post(client, sink_message(entry)) == 200
+    (search,) = fake_vertex.alerts.searches
+    assert "modelMonitoringJob" not in search
+    assert [call["job_id"] for call in fake_vertex.calls] == [f"training-pipeline-drift-{MODEL}-202202030000"]
+
+
+def test_the_monitor_may_be_configured_by_its_id_and_alerts_are_read_page_by_page(
+        function_app, trigger_env, fake_vertex: FakeVertex, monkeypatch) -> None:
+    monkeypatch.setenv("MLOPS_MODEL_MONITOR", MODEL_MONITOR.rsplit("/", 1)[-1])
+    for second in range(101):  # one more than a page
+        fake_vertex.alerts.add_drift_alert(MODEL_MONITOR, MONITORING_JOB, f"feature_{second}", 0.1,
+                                           LOGGED - datetime.timedelta(minutes=30, seconds=second))
+    client = function_app("drift_alert", "on_drift_log_entry").test_client()
+    assert post(client, sink_message(vertex_entry())) == 200
+    assert [search.get("pageToken") for search in fake_vertex.alerts.searches] == [None, "100"]
+    assert len(fake_vertex.jobs) == 1
+
+
+def test_an_entry_of_another_monitor_is_acknowledged_without_a_search(client, fake_vertex: FakeVertex,
+                                                                       capsys) -> None:
+    alerts_of_our_run(fake_vertex)
+    other = "projects/677687165274/locations/us-central1/modelMonitors/42"
+    assert post(client, sink_message(vertex_entry(job=f"{other}/modelMonitoringJobs/7"))) == 200
+    assert fake_vertex.alerts.searches == [] and fake_vertex.calls == []
+    (logged,) = [e for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
+    assert logged["outcome"] == "ignored" and "model monitor 42, not 4127362941937680384" in logged["message"]
+
+
+def test_an_entry_without_drift_alerts_is_retried_while_fresh_then_acknowledged(client, fake_vertex: FakeVertex,
+                                                                                capsys) -> None:
+    # Only alerts of another objective: the search for raw-feature-drift finds none.
+    fake_vertex.alerts.add_drift_alert(MODEL_MONITOR, MONITORING_JOB, "probability", 0.2, LOGGED,
+                                       objective="prediction-output-drift")
+    assert post(client, sink_message(vertex_entry())) == 200
+    fresh = anomaly_log_entry("test-project", datetime.datetime.now(datetime.UTC))
+    assert post(client, sink_message(fresh)) == 500  # alerts may not be searchable yet: Pub/Sub redelivers
+    assert fake_vertex.calls == [] and len(fake_vertex.alerts.searches) == 2
+    old, new = [e for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
+    assert old["outcome"] == "ignored" and "no raw-feature-drift alert" in old["message"]
+    assert new["outcome"] == "retry" and "retried until it can be read" in new["message"]
+
+
+def test_a_monitor_vertex_does_not_know_is_an_error_not_a_retry(function_app, trigger_env, fake_vertex: FakeVertex,
+                                                                monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MLOPS_MODEL_MONITOR", "999")
+    assert post(function_app("drift_alert", "on_drift_log_entry").test_client(), sink_message(vertex_entry())) == 200
+    (logged,) = [e for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
+    assert (logged["severity"], logged["outcome"]) == ("ERROR", "invalid")
+    assert "HTTP 404" in logged["message"] and "modelMonitors/999" in logged["message"]
 
 
 def test_our_own_monitoring_format_submits_retraining(client, fake_vertex: FakeVertex) -> None:
@@ -135,25 +197,7 @@ def test_cooldown_and_window_are_configurable(function_app, trigger_env, fake_ve
         f"gs://{DATA_BUCKET}/data/processed/2026/11/07,gs://{DATA_BUCKET}/data/processed/2026/11/08")
 
 
-def test_a_monitoring_job_id_alone_identifies_the_job(function_app, trigger_env, fake_vertex: FakeVertex,
-                                                      monkeypatch) -> None:
-    monkeypatch.setenv("MLOPS_MONITORING_JOB", MONITORING_JOB.rsplit("/", 1)[-1])
-    assert post(function_app("drift_alert", "on_drift_log_entry").test_client(), sink_message(VERTEX_ENTRY)) == 200
-    assert len(fake_vertex.jobs) == 1
-
-
-def _vertex_entry(**payload_changes: object) -> dict:
-    entry = copy.deepcopy(VERTEX_ENTRY)
-    entry["jsonPayload"].update(payload_changes)
-    return entry
-
-
 @pytest.mark.parametrize(("entry", "reason"), [
-    (_vertex_entry(anomalyObjective="RAW_FEATURE_SKEW"), "is not drift"),
-    (_vertex_entry(modelDeploymentMonitoringJob="projects/1/locations/us-central1/modelDeploymentMonitoringJobs/42"),
-     "not " + MONITORING_JOB),
-    (_vertex_entry(featureAnomalies=[{"featureDisplayName": "fare", "deviation": 0.7, "threshold": 0.7}]),
-     "no feature deviates above its threshold"),
     (own_entry(model="another-model"), "this function retrains " + MODEL),
     (own_entry(fare_value=0.1), "no feature deviates above its threshold"),
     ({"jsonPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog"}}, "is neither"),
@@ -166,24 +210,26 @@ def test_alerts_that_do_not_ask_for_retraining_are_acknowledged(client, fake_ver
     assert logged["outcome"] == "ignored" and logged["severity"] == "INFO" and reason in logged["message"]
 
 
-def test_vertex_entries_are_ignored_when_no_monitoring_job_is_configured(function_app, trigger_env,
-                                                                          fake_vertex: FakeVertex, monkeypatch,
-                                                                          capsys) -> None:
-    monkeypatch.delenv("MLOPS_MONITORING_JOB")
-    assert post(function_app("drift_alert", "on_drift_log_entry").test_client(), sink_message(VERTEX_ENTRY)) == 200
-    assert fake_vertex.calls == []
-    assert "MLOPS_MONITORING_JOB is not set" in capsys.readouterr().out
+def test_vertex_entries_are_ignored_when_no_model_monitor_is_configured(function_app, trigger_env,
+                                                                         fake_vertex: FakeVertex, monkeypatch,
+                                                                         capsys) -> None:
+    alerts_of_our_run(fake_vertex)
+    monkeypatch.delenv("MLOPS_MODEL_MONITOR")
+    assert post(function_app("drift_alert", "on_drift_log_entry").test_client(), sink_message(vertex_entry())) == 200
+    assert fake_vertex.calls == [] and fake_vertex.alerts.searches == []
+    assert "MLOPS_MODEL_MONITOR is not set" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("event", "reason"), [
     (sink_message(None, raw=b"\x00\x01 not json"), "not a JSON LogEntry"),
     (sink_message(["a", "list"]), "not a LogEntry with a jsonPayload"),
     (sink_message({"textPayload": "drift!"}), "not a LogEntry with a jsonPayload"),
-    (sink_message(_vertex_entry(featureAnomalies=[{"featureDisplayName": "fare", "deviation": "high",
-                                                   "threshold": 0.1}])), "deviation of fare is 'high'"),
-    (sink_message(_vertex_entry(featureAnomalies=[{"featureDisplayName": "fare", "deviation": True,
-                                                   "threshold": 0.1}])), "expected a finite number"),
-    (sink_message(_vertex_entry(endTime="yesterday"), ), "expected an RFC 3339 timestamp"),
+    (sink_message({"jsonPayload": {**own_entry()["jsonPayload"], "features": [
+        {"name": "fare", "metric": "jensen_shannon", "value": "high", "threshold": 0.1}]}}), "value of fare is 'high'"),
+    (sink_message({"jsonPayload": {**own_entry()["jsonPayload"], "features": [
+        {"name": "fare", "metric": "jensen_shannon", "value": True, "threshold": 0.1}]}}), "expected a finite number"),
+    (sink_message({"jsonPayload": {**own_entry()["jsonPayload"], "window_end": "yesterday"}}),
+     "expected an RFC 3339 timestamp"),
     (sink_message({"jsonPayload": {**own_entry()["jsonPayload"], "features": [
         {"name": "fare", "metric": "psi", "value": 0.3, "threshold": 0.1}]}}), "metric 'psi'"),
     (CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub.googleapis.com/x"},
@@ -223,10 +269,12 @@ def _own_entry_ending(window_end: str) -> dict:
     (_own_entry_ending("0001-01-01T01:00:00Z"), {"MLOPS_DRIFT_WINDOW_GRANULARITY": "day",
                                                  "MLOPS_DRIFT_WINDOW_PARTITIONS": "1",
                                                  "MLOPS_DRIFT_COOLDOWN_HOURS": "8760"}),  # cooldown window < year 1
-    (_vertex_entry(endTime="0001-01-01T00:00:00+01:00"), {}),
+    (anomaly_log_entry("test-project", datetime.datetime(1, 1, 1, 5, tzinfo=datetime.UTC)), {}),  # 3 months back
 ])
 def test_timestamps_at_the_calendars_limits_are_malformed(function_app, trigger_env, fake_vertex: FakeVertex,
                                                           monkeypatch, capsys, entry: dict, environment: dict) -> None:
+    fake_vertex.alerts.add_drift_alert(MODEL_MONITOR, MONITORING_JOB, "fare", 0.1,
+                                       datetime.datetime(1, 1, 1, 5, tzinfo=datetime.UTC))
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert post(function_app("drift_alert", "on_drift_log_entry").test_client(), sink_message(entry)) == 200

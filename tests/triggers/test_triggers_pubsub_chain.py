@@ -12,8 +12,8 @@ import json
 import uuid
 
 import pytest
-from test_triggers_drift_alert import own_entry
-from trigger_helpers import MODEL, TRAINING_TEMPLATE, FakeVertex, log_lines, wait_until
+from test_triggers_drift_alert import alerts_of_our_run, own_entry, vertex_entry
+from trigger_helpers import MODEL, MONITORING_JOB, TRAINING_TEMPLATE, FakeVertex, log_lines, wait_until
 
 from tests.gcs_emulator import GcsEmulator
 
@@ -64,6 +64,17 @@ def test_one_alert_then_the_same_alert_again_start_exactly_one_retraining_run(ch
     assert list(fake_vertex.jobs) == [call["job_id"]]
     wait_until(lambda: sum(e.get("outcome") == "already-submitted" for e in log_lines(serve_function.logs())) == 1,
                10, "the function to log the redelivery")
+
+
+def test_a_vertex_model_monitoring_entry_starts_retraining_from_the_deploy_folder(chain,
+                                                                                  fake_vertex: FakeVertex) -> None:
+    """The v2 anomaly entry through the emulator to the function as deployed: it reads the monitor's alerts
+    (searchModelMonitoringAlerts, plain HTTP) and submits the run."""
+    alerts_of_our_run(fake_vertex)
+    chain(vertex_entry(job=MONITORING_JOB))
+    (call,) = fake_vertex.wait_for_calls(1)
+    assert call["status"] == 200 and call["job_id"] == f"training-pipeline-drift-{MODEL}-202202030000"
+    assert [search["modelMonitoringJob"] for search in fake_vertex.alerts.searches] == [MONITORING_JOB]
 
 
 def test_a_transient_vertex_error_is_retried_by_pubsub(chain, fake_vertex: FakeVertex) -> None:

@@ -23,7 +23,9 @@ REGION = "us-central1"
 SERVICE_ACCOUNT = "pipelines@test-project.iam.gserviceaccount.com"
 DATA_BUCKET = "landing-data"
 MODEL = "chicago-taxi-big-tipper"
-MONITORING_JOB = "projects/677687165274/locations/us-central1/modelDeploymentMonitoringJobs/6680511704087920640"
+# A Model Monitoring v2 monitor as Vertex names it (project number, server-assigned id), and a run of it.
+MODEL_MONITOR = "projects/677687165274/locations/us-central1/modelMonitors/4127362941937680384"
+MONITORING_JOB = f"{MODEL_MONITOR}/modelMonitoringJobs/6680511704087920640"
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
@@ -56,18 +58,25 @@ def process_group(args: list[str], stop_signal: int = signal.SIGTERM, **popen_kw
 
 
 class FakeVertex:
-    """Stands in for `POST /v1/projects/P/locations/L/pipelineJobs?pipelineJobId=ID` of the Vertex AI API."""
+    """Stands in for `POST /v1/projects/P/locations/L/pipelineJobs?pipelineJobId=ID` of the Vertex AI API, and
+    for the model monitors' `searchModelMonitoringAlerts` (v1beta1) the drift function reads."""
 
     def __init__(self) -> None:
+        from tests.monitoring.model_monitor_stand_in import ModelMonitoringAlerts
+
         self.calls: list[dict] = []  # every create attempt, with the status answered
         self.jobs: dict[str, dict] = {}  # job id -> body of the create that succeeded
+        self.alerts = ModelMonitoringAlerts()
         self._failures: list[tuple[int, str]] = []
         self._lock = threading.Condition()
-        self._server = StandInServer(self._answer, ("aiplatform.v1",))
+        self._server = StandInServer(self._answer, ("aiplatform.v1", "aiplatform.v1beta1"))
         self.url = self._server.url
 
     def _answer(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
         parts = urlsplit(path)
+        if self.alerts.answers(parts.path):
+            with self._lock:
+                return self.alerts.search(parts.path, json.loads(body or b"{}"))
         if method != "POST":
             return 405, google_error(405, "METHOD_NOT_ALLOWED", f"{method} {parts.path}: only create is stood in for")
         segments = parts.path.strip("/").split("/")
@@ -99,10 +108,13 @@ class FakeVertex:
             self._failures.extend([(status, message)] * times)
 
     def reset(self) -> None:
+        from tests.monitoring.model_monitor_stand_in import ModelMonitoringAlerts
+
         with self._lock:
             self.calls.clear()
             self.jobs.clear()
             self._failures.clear()
+            self.alerts = ModelMonitoringAlerts()
 
     def wait_for_calls(self, count: int, timeout: float = 20.0) -> list[dict]:
         with self._lock:

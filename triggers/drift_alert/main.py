@@ -1,7 +1,9 @@
 """Cloud Function (2nd gen): a drift alert logged by model monitoring submits a retraining run.
 
 Trigger: Eventarc `google.cloud.pubsub.topic.v1.messagePublished` on the topic a
-Logging sink writes the alerts to. Entry point: `on_drift_log_entry`. See docs/triggers.md.
+Logging sink writes the alerts to. Entry point: `on_drift_log_entry`. A Vertex Model
+Monitoring entry is a signal for MLOPS_MODEL_MONITOR: its alerts are read with
+searchModelMonitoringAlerts (plain HTTP, as the submission). See docs/triggers.md.
 """
 
 import functions_framework

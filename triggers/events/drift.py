@@ -1,20 +1,25 @@
 """Drift alert: a Cloud Logging entry (via a Logging sink to Pub/Sub) asks for one retraining run.
 
-Two payload formats are accepted, told apart by `jsonPayload["@type"]`:
+Two kinds of entry are accepted:
 
-1. Vertex AI Model Monitoring (v1) anomaly entries, as documented:
-   logName `projects/P/logs/aiplatform.googleapis.com%2Fmodel_monitoring_anomaly`, jsonPayload
-   `{"@type": VERTEX_ANOMALY_TYPE, "anomalyObjective": "RAW_FEATURE_DRIFT", "modelDeploymentMonitoringJob":
-   "projects/N/locations/L/modelDeploymentMonitoringJobs/ID", "deployedModelId": ..., "startTime": ...,
-   "endTime": ..., "featureAnomalies": [{"featureDisplayName", "deviation", "threshold"}]}`.
-   The entry names the monitoring job, not the model: it counts for the configured
-   model when the job is `MLOPS_MONITORING_JOB`. Skew objectives are not drift and are ignored.
-2. This project's own monitoring output, `DRIFT_ALERT_TYPE` (built by `drift_alert_payload`):
-   `{"@type": "vertex-mlops.drift-alert.v1", "model": "chicago-taxi-big-tipper", "monitoring_job": "...",
-   "window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-08T00:00:00Z",
+1. Vertex AI Model Monitoring (v2) anomaly entries: with `NotificationSpec.enable_cloud_logging`, a monitor's
+   scheduled runs (`modelMonitors/M/modelMonitoringJobs/J`, server-assigned ids) log their anomalies as a JSON
+   payload encoded from `google.cloud.aiplatform.logging.ModelMonitoringAnomaliesLogEntry`, whose fields are
+   not published. So the entry is only a signal: recognised by that `@type` or by the anomaly log's name, it
+   counts for the monitor of `MLOPS_MODEL_MONITOR` unless it recognisably names another monitor (a
+   `.../modelMonitors/ID` anywhere in it, or a resource label naming one). The alerts themselves are read
+   through the documented API, `modelMonitors.searchModelMonitoringAlerts` (v1beta1): the monitor's
+   raw-feature-drift alerts created within `ALERT_SEARCH_MARGIN` of the entry's timestamp (of the job the
+   entry names, if it names one of ours). Each alert is a feature whose drift Vertex found above its
+   threshold (`statsName`, `anomaly.tabularAnomaly.condition.threshold`); the newest `alertTime` is the
+   alert's end. An entry that finds no alert yet is retried while it is fresh (alerts may become searchable
+   after the entry is written), then acknowledged.
+2. This project's own monitoring output, `DRIFT_ALERT_TYPE` (built by `drift_alert_payload`; the local
+   monitor writes it): `{"@type": "vertex-mlops.drift-alert.v1", "model": "chicago-taxi-big-tipper",
+   "monitoring_job": "...", "window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-08T00:00:00Z",
    "features": [{"name": "fare", "metric": "jensen_shannon", "value": 0.31, "threshold": 0.1}]}`.
 
-Either way the alert is drift only if some feature's deviation is above its own threshold.
+Either way the alert is drift only if some feature is above its own threshold.
 
 Cooldown: the job id is (template, model, start of the cooldown window holding the
 alert's window end). Every alert of a burst asks for the same id; Vertex answers
@@ -27,19 +32,28 @@ import dataclasses
 import datetime
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from triggers.config import DriftConfig
+from triggers.config import MODEL_MONITOR, DriftConfig
 from triggers.events.partitions import local_date, parse_instant, period_label, period_prefix, shift
 from triggers.submission.data_version import data_version_value, listing_version
-from triggers.submission.errors import IgnoredEvent
+from triggers.submission.errors import IgnoredEvent, TransientError
+from triggers.submission.model_monitoring import search_alerts
 from triggers.submission.pipeline_jobs import RunRequest, make_job_id, slug
 from triggers.submission.templates import load_template
 
 TRIGGER = "drift-alert"
 VERTEX_ANOMALY_TYPE = "type.googleapis.com/google.cloud.aiplatform.logging.ModelMonitoringAnomaliesLogEntry"
-VERTEX_DRIFT_OBJECTIVES = ("RAW_FEATURE_DRIFT", "FEATURE_ATTRIBUTION_DRIFT")
+# The documented Model Monitoring anomaly log (its v2 name is confirmed nowhere: the @type also recognises it).
+VERTEX_ANOMALY_LOG = "aiplatform.googleapis.com%2Fmodel_monitoring_anomaly"
+# Alerts of the run that logged the entry: created about when it was written (Unconfirmed in docs/fidelity.md).
+ALERT_SEARCH_MARGIN = datetime.timedelta(hours=1)
+# An entry younger than this that finds no alert is retried: the alerts may not be searchable yet.
+ALERT_VISIBILITY_WAIT = datetime.timedelta(minutes=10)
+_MONITOR = re.compile(r"projects/[^/\s\"]+/locations/[^/\s\"]+/modelMonitors/([^/\s\":@]+)"
+                      r"(?:/modelMonitoringJobs/([^/\s\":@]+))?")
 DRIFT_ALERT_TYPE = "vertex-mlops.drift-alert.v1"
 # Jensen-Shannon divergence for numeric features, L-infinity distance for categorical ones.
 DRIFT_METRICS = ("jensen_shannon", "l_infinity")
@@ -48,9 +62,13 @@ DRIFT_METRICS = ("jensen_shannon", "l_infinity")
 @dataclasses.dataclass(frozen=True)
 class FeatureDrift:
     name: str
-    value: float
+    value: float | None  # None: above its threshold by Vertex's own alert condition, the value not published
     threshold: float
     metric: str | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return self.value is None or self.value > self.threshold
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,35 +91,85 @@ def _instant(value: Any, what: str) -> datetime.datetime:
         raise IgnoredEvent(str(error), malformed=True) from None
 
 
-def _job_matches(configured: str, reported: Any) -> bool:
-    # The configured value may be the full resource name or just its numeric id;
-    # the entry carries the project *number*, so ids are compared.
-    return isinstance(reported, str) and bool(reported) and reported.rsplit("/", 1)[-1] == configured.rsplit("/", 1)[-1]
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
-def _vertex_alert(entry: Mapping[str, Any], payload: Mapping[str, Any], config: DriftConfig) -> DriftAlert:
-    if not config.monitoring_job:
-        raise IgnoredEvent("Vertex monitoring anomaly ignored: MLOPS_MONITORING_JOB is not set for this function")
+def named_monitors(entry: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The monitors an entry recognisably names (monitor id -> job names of it it names): a resource name
+    `projects/P/locations/L/modelMonitors/ID[/modelMonitoringJobs/J]` anywhere in it, or a resource label
+    whose key names a model monitor (`model_monitor`, `model_monitor_id`)."""
+    named: dict[str, set[str]] = {}
+    for text in _strings(entry):
+        for match in _MONITOR.finditer(text):
+            jobs = named.setdefault(match.group(1), set())
+            if match.group(2):
+                jobs.add(match.group(0))
     resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else {}
     labels = resource.get("labels") if isinstance(resource.get("labels"), dict) else {}
-    job = payload.get("modelDeploymentMonitoringJob") or labels.get("model_deployment_monitoring_job")
-    if not _job_matches(config.monitoring_job, job):
-        raise IgnoredEvent(f"anomaly from monitoring job {job!r}, not {config.monitoring_job} of model {config.model}")
-    objective = payload.get("anomalyObjective")
-    if objective not in VERTEX_DRIFT_OBJECTIVES:
-        raise IgnoredEvent(f"anomaly objective {objective!r} is not drift ({', '.join(VERTEX_DRIFT_OBJECTIVES)})")
-    anomalies = payload.get("featureAnomalies")
-    if not isinstance(anomalies, list):
-        raise IgnoredEvent("featureAnomalies is missing or not a list", malformed=True)
-    features = []
-    for anomaly in anomalies:
-        if not isinstance(anomaly, dict) or not isinstance(anomaly.get("featureDisplayName"), str):
-            raise IgnoredEvent(f"feature anomaly {anomaly!r} has no featureDisplayName", malformed=True)
-        name = anomaly["featureDisplayName"]
-        features.append(FeatureDrift(name, _number(anomaly.get("deviation"), f"deviation of {name}"),
-                                     _number(anomaly.get("threshold"), f"threshold of {name}")))
-    window_end = _instant(payload.get("endTime") or entry.get("timestamp"), "endTime")
-    return DriftAlert(VERTEX_ANOMALY_TYPE, window_end, tuple(f for f in features if f.value > f.threshold))
+    for key, value in labels.items():
+        if key in ("model_monitor", "model_monitor_id") and isinstance(value, str) and value:
+            named.setdefault(value.rsplit("/", 1)[-1], set())
+    return named
+
+
+def is_vertex_anomaly_entry(entry: Mapping[str, Any]) -> bool:
+    payload = entry.get("jsonPayload") if isinstance(entry.get("jsonPayload"), dict) else {}
+    log_name = entry.get("logName") if isinstance(entry.get("logName"), str) else ""
+    return payload.get("@type") == VERTEX_ANOMALY_TYPE or log_name.endswith(f"/logs/{VERTEX_ANOMALY_LOG}")
+
+
+AlertSearch = Callable[[str, datetime.datetime, datetime.datetime, str], Iterable[Mapping[str, Any]]]
+
+
+def _alert_feature(alert: Mapping[str, Any]) -> tuple[FeatureDrift, datetime.datetime]:
+    name = alert.get("statsName")
+    anomaly = alert.get("anomaly") if isinstance(alert.get("anomaly"), dict) else {}
+    tabular = anomaly.get("tabularAnomaly") if isinstance(anomaly.get("tabularAnomaly"), dict) else {}
+    condition = tabular.get("condition") if isinstance(tabular.get("condition"), dict) else {}
+    if not isinstance(name, str) or not name:
+        raise IgnoredEvent(f"model monitoring alert {dict(alert)!r:.200} has no statsName (its feature)",
+                           malformed=True)
+    threshold = _number(condition.get("threshold"), f"threshold of the {name} alert")
+    algorithm = anomaly.get("algorithm") if isinstance(anomaly.get("algorithm"), str) else None
+    # The measured value sits in tabularAnomaly.anomaly, a Value whose shape is not published: not read. The
+    # alert itself says the value is above the threshold (ModelMonitoringAlertCondition).
+    return FeatureDrift(name, None, threshold, algorithm), _instant(alert.get("alertTime"), f"alertTime of {name}")
+
+
+def _vertex_alert(entry: Mapping[str, Any], config: DriftConfig, search: AlertSearch,
+                  now: datetime.datetime) -> DriftAlert:
+    monitor = config.model_monitor_name
+    if not monitor:
+        raise IgnoredEvent(f"Vertex model monitoring entry ignored: {MODEL_MONITOR.env} is not set for this function")
+    ours = monitor.rsplit("/", 1)[-1]
+    named = named_monitors(entry)
+    if named and ours not in named:
+        raise IgnoredEvent(f"anomaly entry of model monitor {', '.join(sorted(named))}, not {ours} of model "
+                           f"{config.model}")
+    logged = _instant(entry.get("timestamp"), "timestamp")
+    jobs = named.get(ours, set())
+    job = next(iter(jobs)) if len(jobs) == 1 else ""
+    features, times = [], []
+    for alert in search(monitor, logged - ALERT_SEARCH_MARGIN, logged + ALERT_SEARCH_MARGIN, job):
+        feature, alerted = _alert_feature(alert)
+        features.append(feature)
+        times.append(alerted)
+    if not features:
+        where = f"job {job}" if job else f"model monitor {monitor}"
+        if now - logged < ALERT_VISIBILITY_WAIT:
+            raise TransientError(f"{where} has no raw-feature-drift alert within {ALERT_SEARCH_MARGIN} of the "
+                                 f"entry logged at {logged.isoformat()} yet: retried until it can be read")
+        raise IgnoredEvent(f"{where} has no raw-feature-drift alert within {ALERT_SEARCH_MARGIN} of the entry "
+                           f"logged at {logged.isoformat()}: nothing to retrain on")
+    return DriftAlert(f"{VERTEX_ANOMALY_TYPE} ({monitor})", max(times), tuple(features))
 
 
 def _own_alert(payload: Mapping[str, Any], config: DriftConfig) -> DriftAlert:
@@ -124,21 +192,35 @@ def _own_alert(payload: Mapping[str, Any], config: DriftConfig) -> DriftAlert:
                                malformed=True)
         features.append(FeatureDrift(name, _number(feature.get("value"), f"value of {name}"),
                                      _number(feature.get("threshold"), f"threshold of {name}"), metric))
-    return DriftAlert(DRIFT_ALERT_TYPE, window_end, tuple(f for f in features if f.value > f.threshold))
+    return DriftAlert(DRIFT_ALERT_TYPE, window_end, tuple(f for f in features if f.drifted))
 
 
-def parse_log_entry(entry: Any, config: DriftConfig) -> DriftAlert:
-    """The drift alert in a LogEntry, checked against the configured model; IgnoredEvent if it is none."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("jsonPayload"), dict):
+def vertex_alert_search(config: DriftConfig) -> AlertSearch:
+    """searchModelMonitoringAlerts through this function's Vertex AI endpoint: raw-feature-drift alerts only
+    (the drift our monitors are configured for: monitoring/vertex.py)."""
+    def search(monitor: str, start: datetime.datetime, end: datetime.datetime, job: str):
+        return search_alerts(config.vertex.api_endpoint, monitor, start, end, job=job)
+
+    return search
+
+
+def parse_log_entry(entry: Any, config: DriftConfig, search: AlertSearch | None = None,
+                    now: datetime.datetime | None = None) -> DriftAlert:
+    """The drift alert a LogEntry stands for, checked against the configured model (our own entries) or monitor
+    (Vertex's, read through `search`: default searchModelMonitoringAlerts); IgnoredEvent if it is none."""
+    if not isinstance(entry, dict):
         raise IgnoredEvent("message is not a LogEntry with a jsonPayload", malformed=True)
-    payload = entry["jsonPayload"]
-    kind = payload.get("@type")
-    if kind == VERTEX_ANOMALY_TYPE:
-        alert = _vertex_alert(entry, payload, config)
-    elif kind == DRIFT_ALERT_TYPE:
+    payload = entry.get("jsonPayload")
+    if isinstance(payload, dict) and payload.get("@type") == DRIFT_ALERT_TYPE:
         alert = _own_alert(payload, config)
+    elif is_vertex_anomaly_entry(entry):
+        alert = _vertex_alert(entry, config, search or vertex_alert_search(config),
+                              now or datetime.datetime.now(datetime.UTC))
+    elif not isinstance(payload, dict):
+        raise IgnoredEvent("message is not a LogEntry with a jsonPayload", malformed=True)
     else:
-        raise IgnoredEvent(f"log entry @type {kind!r} is neither {VERTEX_ANOMALY_TYPE} nor {DRIFT_ALERT_TYPE}")
+        raise IgnoredEvent(f"log entry @type {payload.get('@type')!r} is neither {VERTEX_ANOMALY_TYPE} nor "
+                           f"{DRIFT_ALERT_TYPE}")
     if not alert.drifted:
         raise IgnoredEvent("no feature deviates above its threshold")
     return alert
@@ -162,8 +244,8 @@ def window_data_uri(alert: DriftAlert, config: DriftConfig) -> str:
                     for period in periods)
 
 
-def run_for_log_entry(entry: Any, config: DriftConfig) -> RunRequest:
-    alert = parse_log_entry(entry, config)
+def run_for_log_entry(entry: Any, config: DriftConfig, search: AlertSearch | None = None) -> RunRequest:
+    alert = parse_log_entry(entry, config, search)
     try:
         window = cooldown_start(alert.window_end, config.cooldown_hours)
         end = local_date(alert.window_end, config.timezone)

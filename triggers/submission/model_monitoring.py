@@ -1,0 +1,55 @@
+"""Reading a Model Monitoring (v2) monitor's alerts: `modelMonitors.searchModelMonitoringAlerts` (aiplatform
+v1beta1), over the same light transport as the pipeline-job submission (requests + google-auth), so the drift
+function never imports google.cloud.aiplatform (seconds and hundreds of MB on each cold start).
+
+Request and reply as the v1beta1 discovery document defines them (`SearchModelMonitoringAlertsRequest`:
+`objectiveType`, `modelMonitoringJob`, `alertTimeInterval {startTime, endTime}`, `pageSize`, `pageToken`;
+`SearchModelMonitoringAlertsResponse`: `modelMonitoringAlerts[]`, `nextPageToken`). An alert
+(`ModelMonitoringAlert`) names its feature in `statsName` (the SDK's `ModelMonitor.search_alerts`: "For tabular
+models, provide the name of the feature"), its objective, `alertTime`, and its `anomaly`: the algorithm, the job
+that found it, and `tabularAnomaly.condition.threshold` ("Alert will be triggered if value above the threshold").
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+from triggers.submission import transport
+from triggers.submission.errors import InvalidRequest
+
+RAW_FEATURE_DRIFT = "raw-feature-drift"  # ModelMonitoringAlert.objective_type: feature drift
+PAGE_SIZE = 100
+MAX_PAGES = 20  # a runaway nextPageToken stops here: 2,000 alerts in one search is already not a drift burst
+
+
+def _rfc3339(instant: datetime.datetime) -> str:
+    return instant.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def search_alerts(api_endpoint: str, monitor: str, start: datetime.datetime, end: datetime.datetime,
+                  objective_type: str = RAW_FEATURE_DRIFT, job: str = "") -> Iterator[dict[str, Any]]:
+    """The monitor's alerts of `objective_type` created in [start, end) (of `job` only, if given), page by page.
+    HTTP failures are classified by transport.raise_for_status (429/5xx: retried; 403/404: not)."""
+    url = f"{api_endpoint}/v1beta1/{monitor}:searchModelMonitoringAlerts"
+    body: dict[str, Any] = {"objectiveType": objective_type, "pageSize": PAGE_SIZE,
+                            "alertTimeInterval": {"startTime": _rfc3339(start), "endTime": _rfc3339(end)}}
+    if job:
+        body["modelMonitoringJob"] = job
+    for _ in range(MAX_PAGES):
+        response = transport.send("POST", url, json_body=body)
+        transport.raise_for_status(response, f"searching the alerts of model monitor {monitor}")
+        try:
+            page = response.json()
+        except ValueError:
+            raise InvalidRequest(f"searching the alerts of model monitor {monitor}: the reply is not JSON: "
+                                 f"{response.text[:200]!r}") from None
+        alerts = page.get("modelMonitoringAlerts", []) if isinstance(page, dict) else None
+        if not isinstance(alerts, list):
+            raise InvalidRequest(f"searching the alerts of model monitor {monitor}: modelMonitoringAlerts is "
+                                 f"{type(alerts).__name__}, expected a list")
+        yield from (alert for alert in alerts if isinstance(alert, dict))
+        if not page.get("nextPageToken"):
+            return
+        body["pageToken"] = page["nextPageToken"]
