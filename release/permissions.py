@@ -334,14 +334,37 @@ def load_proof(gcp_data: Path | None = None) -> Proof:
     return Proof(PermissionMap.load(), GoogleIam.load(gcp_data), Terraform.load().locals())
 
 
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "delivery.md"
+
+
+def write_docs(proof: Proof, docs: Path = DOCS) -> None:
+    """Replaces the two tables in docs/delivery.md (each the run of `|` lines under its header) with the
+    current ones."""
+    lines = docs.read_text().splitlines(keepends=True)
+    for table in (render(proof), render_excess(proof)):
+        header = table.splitlines(keepends=True)[0]
+        start = lines.index(header)
+        end = next((index for index in range(start, len(lines)) if not lines[index].startswith("|")), len(lines))
+        lines[start:end] = [table]
+    docs.write_text("".join(lines))
+
+
 def main(argv: Iterable[str] | None = None) -> int:
-    list(argv or ())
+    """Prints the permission map as tables; `--write-docs` puts them into docs/delivery.md instead."""
+    args = list(argv or ())
     try:
         proof = load_proof()
     except FileNotFoundError as error:
         print(f"error: {error} (Google's IAM data: ../shared/data/gcp, or {GCP_DATA_ENV})", file=sys.stderr)
         return 2
-    sys.stdout.write(render(proof) + "\n" + render_excess(proof))
+    if args == ["--write-docs"]:
+        write_docs(proof)
+        print(f"{DOCS}: permission tables written")
+    elif args:
+        print(f"error: unknown arguments {args}; expected none (print) or --write-docs", file=sys.stderr)
+        return 2
+    else:
+        sys.stdout.write(render(proof) + "\n" + render_excess(proof))
     return 0
 
 

@@ -179,12 +179,14 @@ MODEL = Setting("MLOPS_MODEL", _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", "a
                                          "chicago-taxi-big-tipper"),
                 "model whose drift alerts start retraining")
 MODEL_MONITOR = Setting("MLOPS_MODEL_MONITOR",
-                        _matching(r"(projects/[^/]+/locations/[^/]+/modelMonitors/)?[0-9]+|",
-                                  "a ModelMonitor resource name projects/P/locations/L/modelMonitors/ID or its "
-                                  "numeric id"),
+                        _matching(r"(projects/[^/]+/locations/[^/]+/modelMonitors/)?[0-9]+|[A-Za-z][A-Za-z0-9_.-]{0,127}|",
+                                  "a ModelMonitor resource name projects/P/locations/L/modelMonitors/ID, its "
+                                  "numeric id, or its display name such as chicago-taxi-big-tipper-monitor"),
                         "Vertex Model Monitoring (v2) monitor whose anomaly entries start retraining of the model, "
-                        "read through its searchModelMonitoringAlerts (`python -m monitoring apply` prints it; "
-                        "empty: Vertex anomaly entries are ignored)", default="")
+                        "read through its searchModelMonitoringAlerts: its display name (found in the function's "
+                        "region; Terraform sets the monitoring config's, so no id is needed before the monitor "
+                        "exists), or its id as `python -m monitoring apply` prints it; empty: Vertex anomaly "
+                        "entries are ignored", default="")
 DRIFT_COOLDOWN_HOURS = Setting("MLOPS_DRIFT_COOLDOWN_HOURS", _int_between(1, 8760),
                                "at most one retraining run per window of this many hours", default="24")
 DRIFT_WINDOW_GRANULARITY = Setting("MLOPS_DRIFT_WINDOW_GRANULARITY", _granularity,
@@ -241,6 +243,10 @@ class VertexConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> VertexConfig:
         return cls.from_values(read(cls.SETTINGS, os.environ if environ is None else environ, scope="Vertex AI"))
 
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
+
 
 @dataclasses.dataclass(frozen=True)
 class NewDataConfig:
@@ -289,7 +295,7 @@ class DriftConfig:
     data_prefix: str
     timezone: zoneinfo.ZoneInfo
     model: str
-    model_monitor: str  # as configured: a resource name, a numeric id, or empty
+    model_monitor: str  # as configured: a resource name, a numeric id, a display name, or empty
     cooldown_hours: int
     window_granularity: str
     window_partitions: int
@@ -315,10 +321,15 @@ class DriftConfig:
 
     @property
     def model_monitor_name(self) -> str:
-        """The monitor's resource name, in this function's project and region when only its id is set."""
-        if "/" in self.model_monitor or not self.model_monitor:
-            return self.model_monitor
-        return f"projects/{self.vertex.project}/locations/{self.vertex.region}/modelMonitors/{self.model_monitor}"
+        """The monitor's resource name, in this function's project and region when only its id is set; empty
+        when it is configured by display name (found at run time) or not at all."""
+        if "/" in self.model_monitor or not self.model_monitor.isdigit():
+            return self.model_monitor if "/" in self.model_monitor else ""
+        return f"{self.vertex.parent}/modelMonitors/{self.model_monitor}"
+
+    @property
+    def model_monitor_display_name(self) -> str:
+        return "" if "/" in self.model_monitor or self.model_monitor.isdigit() else self.model_monitor
 
 
 CONFIGS: dict[str, type] = {"cli": VertexConfig, "new_data": NewDataConfig, "schedule": ScheduleConfig,

@@ -350,7 +350,7 @@ def test_the_docs_show_the_map_as_it_is(proof: Proof):
     table, excess = render(proof), render_excess(proof)
     assert "**missing**" not in table and table.count("\n") > 100
     assert table in docs and excess in docs, \
-        "docs/delivery.md's permission tables are stale: paste `python -m release.permissions`"
+        "docs/delivery.md's permission tables are stale: `python -m release.permissions --write-docs`"
 
 
 def test_the_release_command_prints_the_table(capsys):

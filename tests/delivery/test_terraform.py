@@ -123,6 +123,16 @@ def test_one_endpoint_name_reaches_terraform_the_runs_the_triggers_and_monitorin
     assert literal(endpoint.body["display_name"]) == "${local.endpoint_display_name}"
     [logging] = endpoint.body["predict_request_response_logging_config"]
     assert literal(logging["enabled"]) is True and "serving_logs" in platform["datasets"]
+    # The deploy step brings an endpoint to the logging it is given: the runs get the endpoint's own, or the
+    # first deploy would re-point Terraform's endpoint (and the next apply point it back).
+    [destination] = logging["bigquery_destination"]
+    training = platform["pipeline_parameters"]["training_pipeline.json"]
+    assert training["request_log_table"] == literal(destination["output_uri"]) == "${local.request_log_dataset}"
+    assert training["request_log_sampling_rate"] == literal(logging["sampling_rate"])
+    # The drift function finds the monitor `monitoring apply` creates by the monitoring config's display name.
+    assert platform["monitor_display_name"] == "${local.model_name}-monitor"
+    assert load_monitoring_config().display_name == f"{load_monitoring_config().model_name}-monitor"
+    assert platform["function_kinds"]["drift_alert"]["env"]["MLOPS_MODEL_MONITOR"] == "${local.monitor_display_name}"
 
     takes_it = set()
     for template, parameters in platform["pipeline_parameters"].items():

@@ -33,6 +33,9 @@ PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 ANOMALY_TYPE = "type.googleapis.com/google.cloud.aiplatform.logging.ModelMonitoringAnomaliesLogEntry"
 ANOMALY_LOG = "aiplatform.googleapis.com%2Fmodel_monitoring_anomaly"
 _SEARCH = re.compile(r"/v1beta1/projects/([^/]+)/locations/([^/]+)/modelMonitors/([^/:]+):searchModelMonitoringAlerts")
+_LIST = re.compile(r"/v1beta1/(projects/[^/]+/locations/[^/]+)/modelMonitors")
+# The one filter the drift function sends (AIP-160 equality on display_name, as the SDK's ModelMonitor.list).
+_DISPLAY_NAME_FILTER = re.compile(r'display_name="([^"]*)"')
 
 
 class ModelMonitoringAlerts:
@@ -43,8 +46,10 @@ class ModelMonitoringAlerts:
 
         self.types = types
         self.monitors: set[str] = set()  # ids of the monitors that exist
+        self.display_names: dict[str, str] = {}  # monitor id -> its display name, for modelMonitors.list
         self.alerts: dict[str, list] = {}  # monitor id -> its ModelMonitoringAlert messages
         self.searches: list[dict] = []  # each search request, as sent
+        self.searched_monitors: list[str] = []  # the monitor id of each search
 
     def add_drift_alert(self, monitor: str, job: str, feature: str, threshold: float, alert_time: datetime.datetime,
                         algorithm: str = "jensen_shannon_divergence", objective: str = "raw-feature-drift") -> None:
@@ -62,13 +67,33 @@ class ModelMonitoringAlerts:
         self.alerts.setdefault(monitor_id, []).append(types.ModelMonitoringAlert(
             stats_name=feature, objective_type=objective, alert_time=alert_time, anomaly=anomaly))
 
+    def add_monitor(self, monitor: str, display_name: str) -> None:
+        """A monitor (`.../modelMonitors/ID`) that modelMonitors.list finds by its display name."""
+        self.monitors.add(monitor.rsplit("/", 1)[-1])
+        self.display_names[monitor.rsplit("/", 1)[-1]] = display_name
+
     def answers(self, route: str) -> bool:
         return bool(_SEARCH.fullmatch(route))
+
+    def list_monitors(self, route: str, query: dict[str, list[str]]) -> tuple[int, dict] | None:
+        """modelMonitors.list with a display_name filter, over the monitors added; None for another route."""
+        match = _LIST.fullmatch(route)
+        if not match:
+            return None
+        wanted = _DISPLAY_NAME_FILTER.fullmatch(query.get("filter", [""])[0])
+        if query.get("filter") and not wanted:
+            return 400, google_error(400, "INVALID_ARGUMENT", f"filter {query['filter'][0]!r} is not stood in for "
+                                                              '(display_name="NAME" is)')
+        found = [self.types.ModelMonitor(name=f"{match[1]}/modelMonitors/{monitor_id}", display_name=name)
+                 for monitor_id, name in sorted(self.display_names.items())
+                 if match[1] == PARENT and (not wanted or name == wanted[1])]
+        return 200, message_json(self.types.ListModelMonitorsResponse(model_monitors=found))
 
     def search(self, route: str, payload: dict) -> tuple[int, dict]:
         types = self.types
         project, location, monitor_id = _SEARCH.fullmatch(route).groups()
         self.searches.append(payload)
+        self.searched_monitors.append(monitor_id)
         if location != LOCATION or monitor_id not in self.monitors:
             return 404, google_error(404, "NOT_FOUND", f"ModelMonitor projects/{project}/locations/{location}/"
                                                        f"modelMonitors/{monitor_id} not found")

@@ -39,7 +39,7 @@ def test_every_missing_required_variable_is_named_at_once() -> None:
     ("MLOPS_DATA_PREFIX", "/data/processed", "without leading/trailing '/'"),
     ("MLOPS_PARTITION_TIMEZONE", "Mars/Olympus_Mons", "expected an IANA time zone"),
     ("MLOPS_MODEL", "a model", "expected a model name"),
-    ("MLOPS_MODEL_MONITOR", "my-monitor", "expected a ModelMonitor resource name"),
+    ("MLOPS_MODEL_MONITOR", "my monitor!", "expected a ModelMonitor resource name"),
     ("MLOPS_MODEL_MONITOR", "projects/p/locations/l/modelDeploymentMonitoringJobs/1", "expected a ModelMonitor"),
     ("MLOPS_DRIFT_COOLDOWN_HOURS", "0", "expected a whole number from 1 to 8760"),
     ("MLOPS_DRIFT_WINDOW_GRANULARITY", "week", "expected one of day, month"),

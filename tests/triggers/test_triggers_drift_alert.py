@@ -116,6 +116,26 @@ def test_the_monitor_may_be_configured_by_its_id_and_alerts_are_read_page_by_pag
     assert len(fake_vertex.jobs) == 1
 
 
+def test_the_monitor_may_be_configured_by_display_name_as_terraform_does(
+        function_app, trigger_env, fake_vertex: FakeVertex, monkeypatch, capsys) -> None:
+    """Terraform cannot know a monitor's id (`monitoring apply` creates it after the function exists): it sets
+    the monitoring config's display name, which the function looks up once with modelMonitors.list."""
+    monkeypatch.setenv("MLOPS_MODEL_MONITOR", "chicago-taxi-big-tipper-monitor")
+    client = function_app("drift_alert", "on_drift_log_entry").test_client()
+    assert post(client, sink_message(vertex_entry(), message_id="1")) == 200  # no such monitor yet: acknowledged
+    (logged,) = [e for e in log_lines(capsys.readouterr().out) if e.get("trigger") == "drift-alert"]
+    assert logged["outcome"] == "ignored" and "no model monitor is named 'chicago-taxi-big-tipper-monitor'" in \
+        logged["message"] and not fake_vertex.alerts.searches and not fake_vertex.calls
+
+    fake_vertex.alerts.add_monitor(f"{MODEL_MONITOR.rsplit('/', 1)[0]}/555", "another-monitor")
+    fake_vertex.alerts.add_monitor(MODEL_MONITOR, "chicago-taxi-big-tipper-monitor")
+    alerts_of_our_run(fake_vertex)
+    assert post(client, sink_message(vertex_entry(), message_id="2")) == 200
+    (search,) = fake_vertex.alerts.searches  # of the monitor so named, not the other one
+    assert len(fake_vertex.jobs) == 1 and search["objectiveType"] == "raw-feature-drift"
+    assert fake_vertex.alerts.searched_monitors == [MODEL_MONITOR.rsplit("/", 1)[-1]]
+
+
 def test_an_entry_of_another_monitor_is_acknowledged_without_a_search(client, fake_vertex: FakeVertex,
                                                                        capsys) -> None:
     alerts_of_our_run(fake_vertex)

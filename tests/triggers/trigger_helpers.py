@@ -77,6 +77,8 @@ class FakeVertex:
         if self.alerts.answers(parts.path):
             with self._lock:
                 return self.alerts.search(parts.path, json.loads(body or b"{}"))
+        if method == "GET" and (listed := self.alerts.list_monitors(parts.path, parse_qs(parts.query))):
+            return listed
         if method != "POST":
             return 405, google_error(405, "METHOD_NOT_ALLOWED", f"{method} {parts.path}: only create is stood in for")
         segments = parts.path.strip("/").split("/")

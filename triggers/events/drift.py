@@ -40,7 +40,7 @@ from triggers.config import MODEL_MONITOR, DriftConfig
 from triggers.events.partitions import local_date, parse_instant, period_label, period_prefix, shift
 from triggers.submission.data_version import data_version_value, listing_version
 from triggers.submission.errors import IgnoredEvent, TransientError
-from triggers.submission.model_monitoring import search_alerts
+from triggers.submission.model_monitoring import find_monitor, search_alerts
 from triggers.submission.pipeline_jobs import RunRequest, make_job_id, slug
 from triggers.submission.templates import load_template
 
@@ -127,6 +127,7 @@ def is_vertex_anomaly_entry(entry: Mapping[str, Any]) -> bool:
 
 
 AlertSearch = Callable[[str, datetime.datetime, datetime.datetime, str], Iterable[Mapping[str, Any]]]
+MonitorFind = Callable[[str], str | None]  # a monitor's display name -> its resource name, if it exists
 
 
 def _alert_feature(alert: Mapping[str, Any]) -> tuple[FeatureDrift, datetime.datetime]:
@@ -144,9 +145,15 @@ def _alert_feature(alert: Mapping[str, Any]) -> tuple[FeatureDrift, datetime.dat
     return FeatureDrift(name, None, threshold, algorithm), _instant(alert.get("alertTime"), f"alertTime of {name}")
 
 
-def _vertex_alert(entry: Mapping[str, Any], config: DriftConfig, search: AlertSearch,
+def _vertex_alert(entry: Mapping[str, Any], config: DriftConfig, search: AlertSearch, find: MonitorFind,
                   now: datetime.datetime) -> DriftAlert:
     monitor = config.model_monitor_name
+    if config.model_monitor_display_name:
+        monitor = find(config.model_monitor_display_name) or ""
+        if not monitor:
+            raise IgnoredEvent(f"Vertex model monitoring entry ignored: no model monitor is named "
+                               f"{config.model_monitor_display_name!r} in {config.vertex.parent} "
+                               f"({MODEL_MONITOR.env}; `python -m monitoring apply` creates it)")
     if not monitor:
         raise IgnoredEvent(f"Vertex model monitoring entry ignored: {MODEL_MONITOR.env} is not set for this function")
     ours = monitor.rsplit("/", 1)[-1]
@@ -204,8 +211,13 @@ def vertex_alert_search(config: DriftConfig) -> AlertSearch:
     return search
 
 
+def vertex_monitor_find(config: DriftConfig) -> MonitorFind:
+    """modelMonitors.list (by display name) in this function's project and region."""
+    return lambda display_name: find_monitor(config.vertex.api_endpoint, config.vertex.parent, display_name)
+
+
 def parse_log_entry(entry: Any, config: DriftConfig, search: AlertSearch | None = None,
-                    now: datetime.datetime | None = None) -> DriftAlert:
+                    now: datetime.datetime | None = None, find: MonitorFind | None = None) -> DriftAlert:
     """The drift alert a LogEntry stands for, checked against the configured model (our own entries) or monitor
     (Vertex's, read through `search`: default searchModelMonitoringAlerts); IgnoredEvent if it is none."""
     if not isinstance(entry, dict):
@@ -215,7 +227,7 @@ def parse_log_entry(entry: Any, config: DriftConfig, search: AlertSearch | None 
         alert = _own_alert(payload, config)
     elif is_vertex_anomaly_entry(entry):
         alert = _vertex_alert(entry, config, search or vertex_alert_search(config),
-                              now or datetime.datetime.now(datetime.UTC))
+                              find or vertex_monitor_find(config), now or datetime.datetime.now(datetime.UTC))
     elif not isinstance(payload, dict):
         raise IgnoredEvent("message is not a LogEntry with a jsonPayload", malformed=True)
     else:

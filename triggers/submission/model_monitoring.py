@@ -13,6 +13,7 @@ that found it, and `tabularAnomaly.condition.threshold` ("Alert will be triggere
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,41 @@ from triggers.submission.errors import InvalidRequest
 RAW_FEATURE_DRIFT = "raw-feature-drift"  # ModelMonitoringAlert.objective_type: feature drift
 PAGE_SIZE = 100
 MAX_PAGES = 20  # a runaway nextPageToken stops here: 2,000 alerts in one search is already not a drift burst
+
+
+# Display name -> (resource name, when found): a function instance looks its monitor up once, not per event; a
+# monitor recreated under the same name (a new id) is found again after this long.
+MONITOR_CACHE_SECONDS = 600
+_found: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+
+def find_monitor(api_endpoint: str, parent: str, display_name: str) -> str | None:
+    """The resource name of the model monitor named `display_name` in `parent` (projects/P/locations/L), or
+    None: `modelMonitors.list` with the filter the SDK's `ModelMonitor.list` sends (display_name="...")."""
+    key = (api_endpoint, parent, display_name)
+    cached = _found.get(key)
+    if cached and time.monotonic() - cached[1] < MONITOR_CACHE_SECONDS:
+        return cached[0]
+    url = f"{api_endpoint}/v1beta1/{parent}/modelMonitors"
+    params = {"filter": f'display_name="{display_name}"', "pageSize": PAGE_SIZE}
+    for _ in range(MAX_PAGES):
+        response = transport.send("GET", url, params=params)
+        transport.raise_for_status(response, f"looking up model monitor {display_name!r} in {parent}")
+        try:
+            page = response.json()
+        except ValueError:
+            raise InvalidRequest(f"looking up model monitor {display_name!r} in {parent}: the reply is not JSON: "
+                                 f"{response.text[:200]!r}") from None
+        monitors = page.get("modelMonitors", []) if isinstance(page, dict) else []
+        for monitor in monitors if isinstance(monitors, list) else []:
+            # The filter is the server's; the name is checked here too (a filter it ignored must not match all).
+            if isinstance(monitor, dict) and monitor.get("displayName") == display_name and monitor.get("name"):
+                _found[key] = (monitor["name"], time.monotonic())
+                return monitor["name"]
+        if not page.get("nextPageToken"):
+            return None
+        params["pageToken"] = page["nextPageToken"]
+    return None
 
 
 def _rfc3339(instant: datetime.datetime) -> str:

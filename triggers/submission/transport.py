@@ -55,10 +55,11 @@ def session_for(url: str) -> requests.Session:
     return _sessions[scheme]
 
 
-def send(method: str, url: str, *, json_body: Any = None) -> requests.Response:
+def send(method: str, url: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+         ) -> requests.Response:
     """Sends one request; connection problems and timeouts are transient."""
     try:
-        return session_for(url).request(method, url, json=json_body, timeout=TIMEOUT_SECONDS)
+        return session_for(url).request(method, url, json=json_body, params=params, timeout=TIMEOUT_SECONDS)
     except (requests.ConnectionError, requests.Timeout) as error:
         raise TransientError(f"{method} {url} failed: {error}") from None
     except google.auth.exceptions.TransportError as error:

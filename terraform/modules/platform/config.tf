@@ -11,6 +11,10 @@ locals {
   # (the release trigger's substitutions, cloudbuild.tf).
   model_name            = yamldecode(file(var.dataset_config)).model_name
   endpoint_display_name = local.model_name
+  # The Model Monitoring (v2) monitor `monitoring apply` creates after this apply, under the monitoring
+  # config's display name (monitoring/config.py: `<model_name>-monitor` by default): the drift function
+  # finds it by that name, since its id is assigned by Vertex later (tests/delivery check the two agree).
+  monitor_display_name = "${local.model_name}-monitor"
 
   bucket_names = {
     landing       = "${var.project_id}-landing"       # data/processed/YYYY/MM/DD/HHMM/batch.csv
@@ -65,7 +69,11 @@ locals {
   # What every run Terraform starts is given, by template: project and location always, and the
   # endpoint's name to every template that deploys to it or decides on it.
   pipeline_parameters = {
-    "training_pipeline.json"         = { project = var.project_id, location = var.region, endpoint_display_name = local.endpoint_display_name }
+    # The nested deploy brings the endpoint to the logging Terraform gave it, so it must be given the same.
+    "training_pipeline.json" = {
+      project           = var.project_id, location = var.region, endpoint_display_name = local.endpoint_display_name,
+      request_log_table = local.request_log_dataset, request_log_sampling_rate = var.request_log_sampling_rate
+    }
     "batch_prediction_pipeline.json" = { project = var.project_id, location = var.region }
     "canary_decision_pipeline.json"  = { project = var.project_id, location = var.region, endpoint_display_name = local.endpoint_display_name }
   }
@@ -105,7 +113,7 @@ locals {
       env = {
         MLOPS_TRAINING_TEMPLATE_URI    = local.template_uri["training_pipeline.json"]
         MLOPS_MODEL                    = local.model_name
-        MLOPS_MONITORING_JOB           = var.monitoring_job
+        MLOPS_MODEL_MONITOR            = local.monitor_display_name
         MLOPS_DRIFT_COOLDOWN_HOURS     = "24"
         MLOPS_DRIFT_WINDOW_GRANULARITY = "month"
         MLOPS_DRIFT_WINDOW_PARTITIONS  = "3"

@@ -35,7 +35,7 @@ locals {
     }
     mlopsDriftAlertReader = {
       title       = "mlops: read the model monitor's alerts"
-      permissions = ["aiplatform.modelMonitors.searchModelMonitoringAlerts"]
+      permissions = ["aiplatform.modelMonitors.list", "aiplatform.modelMonitors.searchModelMonitoringAlerts"]
     }
     mlopsMonitoringApply = {
       title = "mlops: apply the model monitoring config"

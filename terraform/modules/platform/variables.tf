@@ -67,12 +67,6 @@ variable "pause_schedules" {
   description = "Create the Scheduler jobs paused (dev: run on demand only)."
 }
 
-variable "monitoring_job" {
-  type        = string
-  default     = ""
-  description = "ModelDeploymentMonitoringJob whose anomaly logs count for the model (MLOPS_MONITORING_JOB; empty: ignore them)."
-}
-
 variable "drift_log_filter" {
   type        = string
   default     = ""
