@@ -123,6 +123,9 @@ def test_one_endpoint_name_reaches_terraform_the_runs_the_triggers_and_monitorin
     assert literal(endpoint.body["display_name"]) == "${local.endpoint_display_name}"
     [logging] = endpoint.body["predict_request_response_logging_config"]
     assert literal(logging["enabled"]) is True and "serving_logs" in platform["datasets"]
+    # The deploy step's lock and journal are endpoint labels: an apply must not reset them.
+    [lifecycle] = endpoint.body["lifecycle"]
+    assert "labels" in str(lifecycle["ignore_changes"])
     # The deploy step brings an endpoint to the logging it is given: the runs get the endpoint's own, or the
     # first deploy would re-point Terraform's endpoint (and the next apply point it back).
     [destination] = logging["bigquery_destination"]

@@ -21,4 +21,10 @@ resource "google_vertex_ai_endpoint" "serving" {
       output_uri = local.request_log_dataset
     }
   }
+
+  # The deploy pipeline keeps its lock and journal in labels (mlops-deploy-lock, mlops-transition;
+  # deploy/vertex.py): an apply that reset them mid-transition would take the lock from its holder.
+  lifecycle {
+    ignore_changes = [labels]
+  }
 }
