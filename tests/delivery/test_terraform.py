@@ -192,3 +192,25 @@ def test_each_function_runs_as_its_own_account_behind_internal_ingress(terraform
     assert platform["function_roles"] == {"fn-invoker": {"all": "roles/run.invoker"}}
     [grants] = terraform.resources("google_cloud_run_v2_service_iam_member")
     assert literal(grants.body["for_each"]) == "${local.function_grants}"
+
+
+def test_the_dataflow_flags_terraform_outputs_pass_the_runs_beam_checks(terraform: Terraform):
+    """The Beam steps refuse a DataflowRunner run that names no network or subnetwork (a project without a
+    default VPC): what Terraform hands over for beam_pipeline_args must pass that check either way."""
+    from dataprep.beam_options import beam_options
+
+    [output] = [block['"dataflow_pipeline_args"'] for file in terraform.files.values() for block in
+                file.get("output", []) if '"dataflow_pipeline_args"' in block]
+    expression = literal(output["value"])
+    fixed, choice = re.fullmatch(r"\$\{concat\(\[(.*)\], (var\.dataflow_subnetwork.*)\)\}", expression, re.S).groups()
+    flags = re.findall(r'"(--[a-z_]+=[^"]*)"', fixed)
+    values = {"var.project_id": "my-project", "var.region": "us-central1",
+              "local.bucket_names.pipeline_root": "my-project-pipeline-root",
+              'google_service_account.accounts["dataflow-worker"].email':
+                  "dataflow-worker@my-project.iam.gserviceaccount.com"}
+    branches = re.fullmatch(r'var\.dataflow_subnetwork == "" \? \[(.*?)\] : \[(.*?)\]', choice)
+    assert branches, f"expected a choice between the default network and the subnetwork: {choice}"
+    for branch in branches.groups():  # without a subnetwork variable, and with one
+        args = [re.sub(r"\$\{([^}]+)\}", lambda m: values.get(m[1], "regions/us-central1/subnetworks/dataflow"),
+                       flag) for flag in (*flags, *re.findall(r'"([^"]*)"', branch))]
+        assert beam_options("DataflowRunner", args).runner == "DataflowRunner", args

@@ -45,5 +45,5 @@ output "dataflow_pipeline_args" {
     "--temp_location=gs://${local.bucket_names.pipeline_root}/dataflow/tmp",
     "--staging_location=gs://${local.bucket_names.pipeline_root}/dataflow/staging",
     "--service_account_email=${google_service_account.accounts["dataflow-worker"].email}",
-  ], var.dataflow_subnetwork == "" ? [] : ["--subnetwork=${var.dataflow_subnetwork}"])
+  ], var.dataflow_subnetwork == "" ? ["--network=default"] : ["--subnetwork=${var.dataflow_subnetwork}"])
 }

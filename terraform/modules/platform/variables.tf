@@ -46,7 +46,7 @@ variable "request_log_sampling_rate" {
 variable "dataflow_subnetwork" {
   type        = string
   default     = ""
-  description = "Subnetwork for Dataflow workers (regions/REGION/subnetworks/NAME), needed where the project has no default VPC; empty: the default network."
+  description = "Subnetwork for Dataflow workers (regions/REGION/subnetworks/NAME), needed where the project has no default VPC; empty: --network=default (the runs' Beam options name one or the other)."
 }
 
 variable "partition_timezone" {
