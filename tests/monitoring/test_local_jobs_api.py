@@ -95,7 +95,8 @@ def test_kill_9_mid_run_leaves_the_run_failed_on_restart_never_running(pipelines
     assert api.job("run-queued")["state"] == PENDING  # one run at a time
     run_pid = running["localRun"]["pid"]
     # Killed while a step runs in its own process under the run's.
-    wait_for(lambda: "Executing task" in Path(running["localRun"]["log"]).read_text(), 60, "a step to start")
+    wait_for(lambda: re.search(r"^\d\d:\d\d:\d\d [a-z-]+ +started$", Path(running["localRun"]["log"]).read_text(),
+                               re.M), 60, "a step to start")
     assert _group(run_pid) - {run_pid}
 
     api.stop(signal.SIGKILL)
@@ -154,7 +155,7 @@ def test_a_landed_batch_runs_locally_through_the_new_data_function(pipelines_api
     (job,) = requests.get(api.jobs_url(), timeout=10).json()["pipelineJobs"]
     assert job["runtimeConfig"]["parameterValues"]["data_uri"] == f"gs://{bucket}/data/processed/2014/03/01/0000"
     run_log, job_id = Path(job["localRun"]["log"]), job["name"].rsplit("/", 1)[-1]
-    wait_for(lambda: re.search(r"validate-data\S* finished with status \S*SUCCESS", run_log.read_text()) or
+    wait_for(lambda: re.search(r"validate-data +succeeded in", run_log.read_text()) or
              api.job(job_id)["state"] == FAILED, 120, "the run to ingest and validate the batch")
     assert api.job(job_id)["state"] == RUNNING, run_log.read_text()[-3000:]
     assert f"gs://{bucket}/data/processed/2014/03/01/0000" in run_log.read_text()
