@@ -18,7 +18,7 @@ def serving_url(local_dir: Path) -> str | None:
     """The URL of the console serving `local_dir`, if one answers."""
     try:
         url = json.loads((Path(local_dir) / ADDRESS_FILE).read_text())["url"]
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+        with urllib.request.urlopen(f"{url}/health", timeout=3) as response:
             return url if response.status == 200 else None
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -99,7 +99,7 @@ def build_app(local_dir: Path) -> Starlette:
         async def guarded_page(request: Request) -> Response:
             try:
                 return await handler(request)
-            except Exception as error:  # noqa: BLE001 (the page says what broke instead of a 500)
+            except Exception as error:  # the page says what broke, instead of a 500
                 log.error("%s failed:\n%s", request.url.path, traceback.format_exc())
                 return templates.TemplateResponse(request, "note.html", {
                     "title": "This page could not be built", "section": "",
@@ -250,6 +250,7 @@ def serve(port: int, local_dir: Path) -> int:
     import uvicorn
 
     local_dir = Path(local_dir).resolve()
+    app = build_app(local_dir)  # before the address is told: it answers as soon as it is
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -265,7 +266,7 @@ def serve(port: int, local_dir: Path) -> int:
     if local_dir.is_dir():
         write_json_atomically(address_file, {"url": url, "pid": os.getpid()})
     print(f"local console on {url} (read-only, state in {local_dir}); Ctrl-C stops it", flush=True)
-    config = uvicorn.Config(build_app(local_dir), log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     # uvicorn stops on SIGTERM or Ctrl-C, then raises the signal again with the handlers it found: these let the
     # address file go before the process does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from console.dag import step_order
+from contract.paths import PROJECT_ROOT
 from pipelines.local_run import LOCAL_PIPELINES, step_error
 from pipelines.run_record import (
     FAILED,
@@ -62,7 +63,7 @@ def guarded(notes: list[str], what: str, read: Callable[[], Any], default: Any =
     """`read()`, or `default` with a note: one unreadable part never takes the page down with it."""
     try:
         return read()
-    except Exception as error:  # noqa: BLE001 (any surprise in the state becomes a note, never a 500)
+    except Exception as error:  # any surprise in the state becomes a note, never a 500
         notes.append(f"{what} could not be read: {type(error).__name__}: {error}")
         return default
 
@@ -205,8 +206,8 @@ class LocalState:
         if not location or "://" in str(location):
             return None
         path = Path(location)
-        if not path.is_absolute():
-            path = (self.local_dir.parent / path)
+        if not path.is_absolute():  # as a run recorded it: relative to where runs start, the project's root
+            path = PROJECT_ROOT / path
         try:
             relative = path.resolve().relative_to(self.local_dir)
         except (ValueError, OSError):
@@ -555,6 +556,17 @@ class EndpointView:
     @property
     def champion(self) -> DeployedView | None:
         return next((model for model in self.deployed if model.role == "champion"), None)
+
+    def rollout(self) -> tuple[list[int], int | None] | None:
+        """The canary's declared steps (the newest deploy or decision run's `step_weights`, then 100) and which
+        of them it is at now (by its share of traffic); None when no run declared steps (a fixed canary)."""
+        for event in self.history:
+            weights = event.run.parameters.get("step_weights")
+            if isinstance(weights, list) and weights and all(isinstance(weight, int | float) for weight in weights):
+                steps = [int(weight) for weight in weights] + ([] if int(weights[-1]) == 100 else [100])
+                current = self.canary.percent if self.canary else None
+                return steps, (steps.index(current) if current in steps else None)
+        return None
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Requests, errors and client errors per deployed model over the whole metrics log (models since

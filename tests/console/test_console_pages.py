@@ -59,8 +59,11 @@ def base_state(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def state(base_state, tmp_path) -> Path:
-    """A copy to damage."""
-    return Path(shutil.copytree(base_state, tmp_path / "local", symlinks=True))
+    """A copy to damage; the endpoint's models are the copy's registry versions, as in the original."""
+    copy = Path(shutil.copytree(base_state, tmp_path / "local", symlinks=True))
+    endpoint = copy / "endpoint/endpoint.json"
+    endpoint.write_text(endpoint.read_text().replace(str(base_state), str(copy)))
+    return copy
 
 
 def _client(local: Path) -> TestClient:
@@ -315,3 +318,13 @@ def test_a_state_with_nothing_yet_says_how_to_start(tmp_path):
     assert "No drift results yet" in _text(_get(client, "/monitoring"))
     assert "No batch prediction runs yet" in _text(_get(client, "/batch"))
     assert client.get("/runs/training-pipeline-2026-01-01-00-00-00-000000").status_code == 404
+
+
+def test_a_declared_rollout_shows_the_step_the_canary_is_at(state):
+    """The progressive canary's `step_weights` (issue 20's parameter), as the newest decision run declared them."""
+    run = _run(state, "canary-decision")
+    record = json.loads((run / "_run.json").read_text())
+    record["parameters"]["step_weights"] = [10, 25, 50]
+    (run / "_run.json").write_text(json.dumps(record))
+    page = _text(_get(_client(state), "/endpoint"))
+    assert "Rollout steps: 10% → 25% → 50% → 100% (now at step 1 of 4)." in page
