@@ -31,6 +31,7 @@ from pipelines.run_record import (
     read_run_record,
     step_log_path,
 )
+from serving.endpoint import _id_order  # the endpoint's own order of deployed model ids: 1, 2, ... 10
 
 # Step and run states as the pages show them (beyond the record's running, succeeded, failed).
 PENDING, SKIPPED, NOT_RUN, INTERRUPTED, UNKNOWN = "pending", "skipped", "not run", "interrupted", "unknown"
@@ -635,10 +636,6 @@ def endpoint_view(state: LocalState, name: str, state_dir: Path, runs: list[Run]
     metrics = guarded(notes, "the endpoint's metrics log", lambda: list(read_metrics(state_dir)), [])
     return EndpointView(name, state_dir, url, deployed, split, live or {}, metrics,
                         transition if isinstance(transition, dict) else None, _history(runs, name), notes)
-
-
-def _id_order(deployed_id: str) -> tuple[int, str]:
-    return (int(deployed_id), "") if deployed_id.isdigit() else (1 << 62, deployed_id)
 
 
 def _registry_version(registry_dir: Path, model_uri: str) -> tuple[str | None, str | None]:
