@@ -18,7 +18,7 @@ $(ENV_STAMP): pyproject.toml requirements.lock requirements-discovery.lock
 	$(PYTHON) -m pip install --quiet --no-deps --upgrade --target $(VENV)/google-discovery -r requirements-discovery.lock
 	@touch $(ENV_STAMP)
 
-.PHONY: help env run test lint compile bench schema functions endpoint clean demo-drift
+.PHONY: help env run test lint compile bench schema functions endpoint console clean demo-drift
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ schema: $(ENV_STAMP) ## Infer the data set's schema from the sample (first use o
 
 endpoint: $(ENV_STAMP) ## Run the local prediction endpoint (deploy first: python runner.py endpoint deploy MODEL_DIR)
 	$(PYTHON) runner.py endpoint serve
+
+console: $(ENV_STAMP) ## The local console on http://127.0.0.1:8095: runs and their DAGs, models, endpoint, drift, batch (PORT=...)
+	$(PYTHON) runner.py console $(if $(PORT),--port $(PORT))
 
 functions: $(ENV_STAMP) ## Build each Cloud Function's deploy folder under build/functions/ (docs/triggers.md)
 	$(PYTHON) -m triggers.package --all

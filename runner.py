@@ -1,8 +1,9 @@
 """The one command-line entry point for both platforms.
 
     python runner.py --compile                       # compiled/*.json for Vertex AI Pipelines
-    python runner.py --run local [--data-uri DIR] [--param NAME=VALUE ...]
+    python runner.py --run local [--data-uri DIR] [--param NAME=VALUE ...] [--verbose]
                                                      # a pipeline on this machine (kfp.local)
+    python runner.py console [--port 8095]           # the local console: runs, models, endpoint, in a browser
     python runner.py --infer-schema                  # first use: infer the data contract to review
     python runner.py --submit ...                    # submit a run to Vertex AI (see triggers/)
     python runner.py endpoint serve|status|split ... # the local prediction endpoint (see serving/)
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.local_jobs_api import main as pipelines_main
 
         return pipelines_main(argv[1:])
+    if argv[:1] == ["console"]:
+        from console.app import main as console_main
+
+        return console_main(argv[1:])
     if argv[:1] == ["canary"]:
         from deploy.cli import main as canary_main
 
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a pipeline parameter (repeatable), typed and checked by the compiled template; "
                              "overrides the data set config's `parameters:` defaults")
+    parser.add_argument("--verbose", action="store_true",
+                        help="--run: print everything kfp.local and the steps print, not one line per step")
     parser.add_argument("--output", default=None, help="where compiled templates go (default: compiled/)")
     args = parser.parse_args(argv)
 
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = parse_assignments(args.param, "--param")
     except InvalidRequest as error:
         parser.error(str(error))
-    return run_local_cli(args.pipeline, texts, args.data_uri, args.dataset_config)
+    return run_local_cli(args.pipeline, texts, args.data_uri, args.dataset_config, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -296,7 +296,8 @@ def run_job(job_dir: Path, local_dir: Path) -> int:
     except (ParameterError, ValueError) as error:
         write_json_atomically(job_dir / RESULT_FILE, {"succeeded": False, "code": _RPC_INVALID, "error": str(error)})
         return 2
-    run = local_run.run_pipeline(job["localRun"]["pipeline"], local_dir, **(defaults | values))
+    run = local_run.run_pipeline(job["localRun"]["pipeline"], local_dir,
+                                 started_by=f"local pipelines API: {job['name']}", **(defaults | values))
     errors = "; ".join(f"{task} failed: {error}" for task, error in run.step_errors.items())
     write_json_atomically(job_dir / RESULT_FILE, {
         "succeeded": run.succeeded, "runDir": str(run.run_dir) if run.run_dir else None,

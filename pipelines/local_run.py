@@ -1,8 +1,11 @@
-"""Local mode: the training pipeline on this machine with kfp.local.
+"""Local mode: any pipeline on this machine with kfp.local.
 
 The same pipeline definition Vertex runs; each step a subprocess of this
-environment. Prints each step with its duration and ends with a summary; when
-a step fails, the summary's last lines are that step's own error message.
+environment. Prints one line per step as it starts and as it ends (a failed step
+with its own error and where its log is) and ends with a summary; when a step
+fails, the summary's last lines are that step's own error message. Everything
+kfp.local and the steps print goes to the run's logs (`pipelines/run_record.py`),
+and to the terminal as well with `verbose`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -21,26 +25,30 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+from console.address import console_address
 from contract.artifacts import ANOMALIES_JSON_FILE, OUTCOME_FILE
 from contract.paths import DEFAULT_DATA_URI, DEFAULT_DATASET_CONFIG, PROJECT_ROOT
+from pipelines.run_record import LOGS_DIR, RUN_LOG_FILE, RunRecorder, step_log_path
 from pipelines.settings import SETTINGS
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TRACEBACK = "Traceback (most recent call last):"
+_RULE = re.compile(r"-{20,}")  # kfp.local's horizontal rule after each step's outputs
 # Lines of each step's output kept for its error message: a traceback's end is all it needs.
 _KEPT_LINES = 500
 
 
 class StepTimer(logging.Filter):
-    """Reads kfp.local's own task log lines, adds each step's duration to them and
-    keeps the durations, the running step and the failed ones for the summary. A
-    filter on the root logger, because kfp.local swaps that logger's handlers for
-    every task."""
+    """Reads kfp.local's own task log lines: times each step, keeps the run record, and unless `verbose`
+    prints one line per step as it starts and as it ends (kfp.local's own lines then go to the logs only).
+    A filter on the root logger, because kfp.local swaps that logger's handlers for every task."""
 
-    def __init__(self) -> None:
+    def __init__(self, recorder: RunRecorder, terminal, verbose: bool) -> None:
         super().__init__()
+        self.recorder, self.terminal, self.verbose = recorder, terminal, verbose
+        self.output: StepOutput | None = None  # set by the StepOutput that shares this run
         self.started: dict[str, float] = {}
         self.durations: dict[str, float] = {}
         self.current: str | None = None
@@ -49,39 +57,115 @@ class StepTimer(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = _ANSI.sub("", str(record.msg))
         if match := _STARTED.search(message):
-            self.started[match.group(1)] = time.perf_counter()
-            self.current = match.group(1)
+            task = match.group(1)
+            self.started[task] = time.perf_counter()
+            self.current = task
+            if self.output:
+                self.output.open_step(task)
+            self.recorder.step_started(task)
+            self._say(f"{task:<24} started")
         elif (match := _FINISHED.search(message)) and match.group(1) in self.started:
-            seconds = time.perf_counter() - self.started[match.group(1)]
-            self.durations[match.group(1)] = seconds
-            if match.group(2) == "FAILURE":
-                self.failed.append(match.group(1))
+            task, succeeded = match.group(1), match.group(2) != "FAILURE"
+            seconds = time.perf_counter() - self.started[task]
+            self.durations[task] = seconds
             record.msg = f"{record.msg} in {seconds:.1f} s"
+            self.recorder.step_ended(task, succeeded, seconds)
+            if self.output:
+                self.output.step_finished()
+            if succeeded:
+                self._say(f"{task:<24} succeeded in {seconds:.1f} s")
+            else:
+                self.failed.append(task)
+                self._say(f"{task:<24} FAILED in {seconds:.1f} s")
+                self._show_failure(task)
         return True
+
+    def _say(self, line: str) -> None:
+        if not self.verbose:
+            print(f"{datetime.datetime.now():%H:%M:%S} {line}", file=self.terminal, flush=True)
+
+    def _show_failure(self, task: str) -> None:
+        """A failed step's own error where the person is looking, and where its whole log is."""
+        if self.output is None:
+            return
+        error = self.output.error(task)
+        self.recorder.step_error(task, error)
+        if not self.verbose:
+            for line in failure_excerpt(list(self.output.tails.get(task, []))):
+                print(f"    {line}", file=self.terminal)
+            if self.recorder.run_dir is not None:
+                print(f"  its log: {step_log_path(self.recorder.run_dir, task)}", file=self.terminal, flush=True)
 
 
 class StepOutput:
-    """Stands in for sys.stdout during a run: passes everything through and keeps the
-    end of each step's output, because kfp.local prints a step's output (its
-    traceback included) there and raises an error that only names the step."""
+    """Stands in for sys.stdout during a run. kfp.local prints every step's output there (its traceback
+    included) and raises an error that only names the step. Each line goes to the run's log and to the
+    running step's log, and the end of each step's output is kept for its error message; with `verbose`
+    everything also goes to the terminal as it comes."""
 
-    def __init__(self, stream, timer: StepTimer) -> None:
+    def __init__(self, stream, timer: StepTimer, verbose: bool) -> None:
         self.stream = stream
         self.timer = timer
+        timer.output = self
+        self.verbose = verbose
         self.tails: dict[str, collections.deque[str]] = collections.defaultdict(
             lambda: collections.deque(maxlen=_KEPT_LINES))
         self._partial = ""
+        self._waiting: list[str] = []  # lines before the run has a folder to log into
+        self._run_log = None
+        self._step_log = None
+        self._step_closing = False
+
+    def begin(self, run_dir: Path) -> None:
+        """The run has its folder: the logs open there, with what came before."""
+        # Line-buffered: the console shows a running step's log as it grows.
+        self._run_log = open(run_dir / LOGS_DIR / RUN_LOG_FILE, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._run_log.writelines(self._waiting)
+        self._waiting = []
+
+    def open_step(self, task: str) -> None:
+        self._close_step()
+        if self.timer.recorder.run_dir is not None:
+            self._step_log = open(step_log_path(self.timer.recorder.run_dir, task), "a", encoding="utf-8",  # noqa: SIM115
+                                  buffering=1)
+
+    def step_finished(self) -> None:
+        """The step's outputs follow its end line, up to kfp.local's horizontal rule: still its log."""
+        self._step_closing = True
+
+    def _close_step(self) -> None:
+        if self._step_log is not None:
+            self._step_log.close()
+        self._step_log, self._step_closing = None, False
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
+        if self.verbose:
+            self.stream.write(text)
         lines = (self._partial + text).split("\n")
         self._partial = lines.pop()
-        if self.timer.current:
-            self.tails[self.timer.current].extend(lines)
+        for line in lines:
+            plain = _ANSI.sub("", line) + "\n"
+            if self._run_log is None:
+                self._waiting.append(plain)
+            else:
+                self._run_log.write(plain)
+            if self._step_log is not None:
+                self._step_log.write(plain)
+                if self._step_closing and _RULE.fullmatch(line):
+                    self._close_step()
+            if self.timer.current:
+                self.tails[self.timer.current].append(line)
         return len(text)
 
     def __getattr__(self, name: str):  # flush, encoding, isatty, fileno: the real stream's
         return getattr(self.stream, name)
+
+    def close(self) -> None:
+        if self._partial:
+            self.write("\n")
+        self._close_step()
+        if self._run_log is not None:
+            self._run_log.close()
 
     def error(self, task: str) -> str:
         return step_error(list(self.tails.get(task, [])))
@@ -103,6 +187,19 @@ def step_error(lines: list[str]) -> str:
             exception, separator, message = line.strip().partition(": ")
             return exception.rsplit(".", 1)[-1] + separator + message
     return "its traceback ends before the exception line"
+
+
+def failure_excerpt(lines: list[str], most: int = 12) -> list[str]:
+    """What a person needs to see of a failed step's output: its last traceback (at most `most` lines,
+    the end kept), or its last lines when it printed none."""
+    clean = [_ANSI.sub("", line).rstrip() for line in lines]
+    while clean and not clean[-1].strip():
+        clean.pop()
+    starts = [index for index, line in enumerate(clean) if line.strip() == _TRACEBACK]
+    excerpt = clean[starts[-1]:] if starts else clean
+    excerpt = excerpt[-most:] if starts else excerpt[-10:]
+    indent = min((len(line) - len(line.lstrip()) for line in excerpt if line.strip()), default=0)
+    return [line[indent:] for line in excerpt]
 
 
 def _executor_output(run_dir: Path, task: str) -> dict:
@@ -233,16 +330,39 @@ def _environment(values: Mapping[str, str]):
                 os.environ[name] = value
 
 
-def run_pipeline(pipeline: str, local_dir: Path | None = None, **parameters) -> LocalRun:
-    """Any pipeline of `LOCAL_PIPELINES` with kfp.local: each step with its duration, then a summary whose
-    last lines are each failed step's own error. The registry defaults to the local state's."""
+@contextlib.contextmanager
+def _named_run(on_name):
+    """Calls `on_name(name)` with the run's folder name the moment kfp.local chooses it, before its first
+    step: kfp.local (2.17) names a run once per pipeline, through this function, and offers no hook."""
+    from kfp.local import executor_input_utils
+
+    original = executor_input_utils.get_local_pipeline_resource_name
+
+    def named(pipeline_name: str) -> str:
+        name = original(pipeline_name)
+        on_name(name)
+        return name
+
+    executor_input_utils.get_local_pipeline_resource_name = named
+    try:
+        yield
+    finally:
+        executor_input_utils.get_local_pipeline_resource_name = original
+
+
+def run_pipeline(pipeline: str, local_dir: Path | None = None, *, verbose: bool = False,
+                 started_by: str = "command line", parameter_sources: Mapping[str, str] | None = None,
+                 **parameters) -> LocalRun:
+    """Any pipeline of `LOCAL_PIPELINES` with kfp.local: a line per step as it starts and ends (or, with
+    `verbose`, everything kfp.local and the steps print), then a summary whose last lines are each failed
+    step's own error. The run's record and logs are kept in its folder. The registry defaults to the local
+    state's."""
+    from google.protobuf import json_format
     from kfp import local
 
     if pipeline not in LOCAL_PIPELINES:
         raise LocalRunError(f"unknown pipeline {pipeline!r}: expected one of {', '.join(sorted(LOCAL_PIPELINES))}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter drowns the step logs
-    # Locally every step runs this environment's code on purpose (it is what the image holds).
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     state = Path(local_dir or SETTINGS.local_dir)
     pipeline_root = state / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -254,37 +374,67 @@ def run_pipeline(pipeline: str, local_dir: Path | None = None, **parameters) -> 
         # cache today; if it ever keys one on the inputs, new bytes under the same data_uri miss it.
         parameters.setdefault("data_version", _data_version(parameters["data_uri"]))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
-    before = set(pipeline_root.iterdir())
+    definition = _local_form(pipeline)
 
-    timer = StepTimer()
-    output = StepOutput(sys.stdout, timer)
+    terminal = sys.stdout
+    recorder = RunRecorder(pipeline, parameters, started_by, parameter_sources)
+    timer = StepTimer(recorder, terminal, verbose)
+    output = StepOutput(terminal, timer, verbose)
+
+    def begin(name: str) -> None:
+        recorder.begin(pipeline_root / name, json_format.MessageToDict(definition.pipeline_spec))
+        output.begin(pipeline_root / name)
+        if not verbose:
+            print(f"{pipeline.replace('_', ' ')} pipeline, local mode: run {name}\n"
+                  f"  each step's log: {_shown_path(pipeline_root / name / LOGS_DIR)} (--verbose prints them here)",
+                  file=terminal, flush=True)
+
     logging.getLogger().addFilter(timer)
     started = time.perf_counter()
-    failure: Exception | None = None
+    failure: BaseException | None = None
     try:
         # Steps find bq:// destinations (DuckDB files) under this run's local state folder.
-        with _environment({"MLOPS_LOCAL_DIR": str(state)}), contextlib.redirect_stdout(output):
-            _local_form(pipeline)(**parameters)
+        with warnings.catch_warnings(), _environment({"MLOPS_LOCAL_DIR": str(state)}), _named_run(begin), \
+                contextlib.redirect_stdout(output):
+            # Locally every step runs this environment's code on purpose (it is what the image holds).
+            warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+            if not verbose:  # kfp.local's warnings (display_name has no effect locally...) go to the run's log
+                warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: \
+                    output.write(warnings.formatwarning(message, category, filename, lineno, line))
+            definition(**parameters)
     except RuntimeError as error:  # kfp.local raises when a step fails; the step's own error is kept
         failure = error
     except Exception as error:  # kfp.local itself failed: show where, and still print the summary
         traceback.print_exc()
         failure = error
+    except BaseException as error:  # Ctrl-C: the record says the run did not finish, then it stops
+        recorder.end(False, f"stopped: {type(error).__name__}")
+        raise
     finally:
         logging.getLogger().removeFilter(timer)
+        output.close()
     wall = time.perf_counter() - started
 
-    new_runs = sorted(set(pipeline_root.iterdir()) - before)
-    run = LocalRun(failure is None, new_runs[-1] if new_runs else None, timer.durations, wall,
+    run = LocalRun(failure is None, recorder.run_dir, timer.durations, wall,
                    {task: output.error(task) for task in timer.failed})
+    recorder.end(run.succeeded, "; ".join(f"{task} failed: {error}" for task, error in run.step_errors.items())
+                 or (f"{type(failure).__name__}: {_first_line(failure)}" if failure else None))
     shown = {"training": "data_uri", "batch_prediction": "source"}.get(pipeline)
     headline = f"{shown}={parameters.get(shown)}" if shown else None
     print_summary(run, pipeline, headline, failure)
     return run
 
 
+def _first_line(error: BaseException) -> str:
+    return (_ANSI.sub("", str(error)).splitlines() or [""])[0]
+
+
+def _shown_path(path: Path) -> Path:
+    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+
+
 def run_local_cli(pipeline: str, texts: Mapping[str, str], data_uri: str | None, dataset_config: str | None,
-                  local_dir: Path | None = None) -> int:
+                  local_dir: Path | None = None, verbose: bool = False) -> int:
     """`python runner.py --run local [--pipeline NAME] [--param NAME=VALUE ...]`: the exit code."""
     from contract.dataset import DatasetConfigError
 
@@ -297,7 +447,8 @@ def run_local_cli(pipeline: str, texts: Mapping[str, str], data_uri: str | None,
                        if source not in ("default",))
     if chosen:
         print(f"parameters: {chosen}")
-    return 0 if run_pipeline(pipeline, local_dir, **values).succeeded else 1
+    run = run_pipeline(pipeline, local_dir, verbose=verbose, parameter_sources=sources, **values)
+    return 0 if run.succeeded else 1
 
 
 def _data_version(data_uri: str) -> str:
@@ -322,11 +473,12 @@ def print_summary(run: LocalRun, pipeline: str = "training", headline: str | Non
     if run.run_dir is not None:
         {"training": _print_outcome, "batch_prediction": _print_batch_outcome}.get(pipeline, _print_task_outputs)(
             run.run_dir)
+        print(f"console: {console_address(run.run_dir)}")
     print("=" * 72)
     for task, error in run.step_errors.items():
         print(f"{task} failed: {error}")
     if failure and not run.step_errors:
-        print(f"failed: {type(failure).__name__}: {_ANSI.sub('', str(failure)).splitlines()[0]}")
+        print(f"failed: {type(failure).__name__}: {_first_line(failure)}")
 
 
 def _print_task_outputs(run_dir: Path) -> None:
@@ -391,4 +543,4 @@ def _print_outcome(run_dir: Path) -> None:
         print(f"deployed: version {deployed.get('version')} ({deployed.get('transition')}) as deployed model "
               f"{deployed.get('deployed_model_id')}; split {deployed.get('traffic_split')}")
         print(f"  {deployed.get('smoke_test')}")
-    print(f"artifacts: {run_dir.relative_to(PROJECT_ROOT) if run_dir.is_relative_to(PROJECT_ROOT) else run_dir}")
+    print(f"artifacts: {_shown_path(run_dir)}")

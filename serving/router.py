@@ -59,6 +59,7 @@ from serving.endpoint import (
 )
 from serving.errors import error_response, json_errors
 from serving.instances import MAX_REQUEST_BYTES, oversize_message
+from serving.metrics_log import INTERVAL_S, MetricsLog, nearest_rank
 from serving.processes import die_with_parent, free_loopback_port
 from serving.request_log import REQUEST_LOG_DIR, RequestLog, RequestLogSettings
 from storage.local_files import write_json_atomically
@@ -132,10 +133,8 @@ class ModelStats:
         ordered = sorted(self.latencies_ms)
 
         def percentile(share: float) -> float | None:
-            # Nearest rank: an observed latency, never an interpolation.
-            if not ordered:
-                return None
-            return round(ordered[min(len(ordered) - 1, max(0, int(share * len(ordered) + 0.5) - 1))], 3)
+            value = nearest_rank(ordered, share)
+            return None if value is None else round(value, 3)
 
         return {
             "requests": self.requests,
@@ -279,6 +278,8 @@ class Router:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.request_log: RequestLog | None = None
+        self.metrics_log: MetricsLog | None = None
+        self._metrics_flusher: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -288,6 +289,8 @@ class Router:
         if self.config.request_log.enabled:
             self.request_log = RequestLog(self.config.state_dir / REQUEST_LOG_DIR, self.state.endpoint_id,
                                           self.config.request_log)
+        self.metrics_log = MetricsLog(self.config.state_dir)
+        self._metrics_flusher = asyncio.create_task(self._flush_metrics())
         # One pooled keep-alive client for all forwarding: a new connection per
         # request would cost more than the whole routing decision.
         self._session = aiohttp.ClientSession(
@@ -322,8 +325,25 @@ class Router:
             await self._session.close()
         if self.request_log:
             self.request_log.close()
+        if self._metrics_flusher:
+            self._metrics_flusher.cancel()
+        if self.metrics_log:
+            self.metrics_log.flush(everything=True)
         if self._lock_file:
             self._lock_file.close()  # releases serve.lock
+
+    async def _flush_metrics(self) -> None:
+        """Writes each interval soon after it ends, also when no request comes to close it."""
+        while True:
+            await asyncio.sleep(INTERVAL_S)
+            self.metrics_log.flush()
+
+    def _record(self, deployed_id: str, stats: ModelStats, status: int, latency_ms: float | None) -> None:
+        """Into the counters since the last reset (taken before the request: an undeploy may drop them
+        meanwhile), and into the metrics kept over time."""
+        stats.record(status, latency_ms)
+        if self.metrics_log:
+            self.metrics_log.record(deployed_id, status, latency_ms)
 
     def _hold_serve_lock(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -392,7 +412,7 @@ class Router:
         server, stats = self.servers[deployed_id], self.stats[deployed_id]
         headers = {"X-Vertex-AI-Deployed-Model-Id": deployed_id}
         if server.state != "ready":
-            stats.record(503, None)
+            self._record(deployed_id, stats, 503, None)
             return _with_headers(error_response(503, f"deployed model {deployed_id} is {server.state}"),
                                  headers)
         assert self._session is not None
@@ -401,10 +421,10 @@ class Router:
             async with self._session.post(server.predict_url, data=body, headers=_JSON) as response:
                 status, payload = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
-            stats.record(503, None)
+            self._record(deployed_id, stats, 503, None)
             return _with_headers(error_response(
                 503, f"deployed model {deployed_id} is unavailable: {type(error).__name__} {error}"), headers)
-        stats.record(status, (time.perf_counter() - started) * 1000.0)
+        self._record(deployed_id, stats, status, (time.perf_counter() - started) * 1000.0)
         if status == 200:
             # Vertex names the deployed model that answered in the response body.
             answer = orjson.loads(payload)

@@ -20,8 +20,8 @@ from tests.conftest import require_or_skip
 
 # One column of the reports' layout: wide enough that plots sit side by side as on a laptop.
 WINDOW_WIDTH = 1200
-# Quiet and self-contained: no network, no profile reuse, no first-run UI.
-_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+# Quiet and self-contained: no network, no profile reuse, no first-run UI (the console's browser tests too).
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync",
           "--hide-scrollbars", "--force-device-scale-factor=1")
 # Tall enough for the reports the project writes today; a taller page is shot again at its own height.
@@ -66,8 +66,9 @@ def _screenshot(page: Path, work_dir: Path, height: int) -> tuple[Path, dict | N
     profile = work_dir / f"profile-{height}"  # a new, empty profile for every run
     profile.mkdir()
     screenshot = work_dir / "screenshot.png"
-    done = subprocess.run([shutil.which("chromium"), *_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr",
-                           "--log-level=0", f"--window-size={WINDOW_WIDTH},{height}", f"--screenshot={screenshot}",
+    done = subprocess.run([shutil.which("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                           "--enable-logging=stderr", "--log-level=0", f"--window-size={WINDOW_WIDTH},{height}",
+                           f"--screenshot={screenshot}",
                            page.as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and screenshot.exists(), (
         f"chromium could not render {page} ({done.returncode}): {done.stderr[-2000:]}")

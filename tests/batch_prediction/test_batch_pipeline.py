@@ -67,6 +67,14 @@ def test_runner_runs_the_local_form_from_bigquery_to_bigquery(taxi_model_dir, tm
         rows_out = connection.execute("SELECT key, model_version, run_id FROM scores.predictions ORDER BY key"
                                       ).fetchall()
     assert len(rows_out) == 25 and rows_out[0] == ("trip-0", "1", "2014-03-01")
+    # The console's batch page reads the run as the summary tells it: counts, model and where the output is.
+    from console.state import LocalState, batch_runs
+
+    state = LocalState(tmp_path)
+    [batch] = batch_runs(state, state.runs())
+    assert (batch.run.state, batch.rows_predicted, batch.rows_failed) == ("succeeded", 25, 0)
+    assert batch.output == "bq://taxi-project.scores" and batch.output_link is None and not batch.notes
+    assert batch.model == f"version 1 of {tmp_path / 'registry' / 'chicago-taxi-big-tipper'}"
 
 
 def test_runner_refuses_training_flags_for_batch_prediction(capsys):

@@ -102,7 +102,8 @@ def test_kill_9_mid_run_leaves_the_run_failed_on_restart_never_running(pipelines
     local = api.local_run("run-killed")
     run_pid = local["pid"]
     # Killed while a step runs in its own process under the run's.
-    wait_for(lambda: "Executing task" in Path(local["log"]).read_text(), 60, "a step to start")
+    wait_for(lambda: re.search(r"^\d\d:\d\d:\d\d [a-z-]+ +started$", Path(local["log"]).read_text(), re.M), 60,
+             "a step to start")
     assert _group(run_pid) - {run_pid}
 
     api.stop(signal.SIGKILL)
@@ -162,7 +163,7 @@ def test_a_landed_batch_runs_locally_through_the_new_data_function(pipelines_api
     assert job["runtimeConfig"]["parameterValues"]["data_uri"] == f"gs://{bucket}/data/processed/2014/03/01/0000"
     job_id = job["name"].rsplit("/", 1)[-1]
     run_log = Path(api.local_run(job_id)["log"])
-    wait_for(lambda: re.search(r"validate-data\S* finished with status \S*SUCCESS", run_log.read_text()) or
+    wait_for(lambda: re.search(r"validate-data +succeeded in", run_log.read_text()) or
              api.job(job_id)["state"] == FAILED, 120, "the run to ingest and validate the batch")
     assert api.job(job_id)["state"] == RUNNING, run_log.read_text()[-3000:]
     assert f"gs://{bucket}/data/processed/2014/03/01/0000" in run_log.read_text()

@@ -14,6 +14,7 @@ from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 from pipelines.local_run import LocalRun, print_summary, run_pipeline
 from registry.model_registry import CHALLENGER, CHAMPION, INPUT_CONTRACT_KEY, LocalModelRegistry
 from storage.shards import list_shards
+from tests.conftest import SMALL_SAMPLE_MODEL, SmallSampleRun
 from tests.gcs_emulator import EMULATOR_ENV
 from tests.pipeline.conftest import (
     SMALL_DATA_HYPERPARAMETERS,
@@ -30,7 +31,7 @@ from tests.pipeline.conftest import (
 from tests.report_rendering import CANDIDATE_COLOUR, CHAMPION_COLOUR, render_report
 from triggers.submission.data_version import listing_version
 
-MODEL = "chicago-taxi-small-sample"
+MODEL = SMALL_SAMPLE_MODEL
 pytestmark = pytest.mark.e2e
 
 
@@ -45,18 +46,14 @@ def _recorded_report(run: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    config = derived_config(root / "small_sample.yaml", model_name=MODEL,
-                            gate={"min_eval_examples": SMALL_DATA_MIN_EVAL_EXAMPLES, "metric_floors": {"recall": 0.2}})
-    return {"landing": copy_partitions(root), "local": root / "local", "config": str(config)}
+def workspace(small_sample_run: SmallSampleRun):
+    return {"landing": small_sample_run.landing, "local": small_sample_run.local, "config": small_sample_run.config}
 
 
 @pytest.fixture(scope="module")
-def first_run(workspace):
-    result = run_pipeline("training", workspace["local"], data_uri=str(workspace["landing"]),
-                          dataset_config=workspace["config"], **SMALL_DATA_HYPERPARAMETERS)
-    return result, _runs(workspace["local"])[-1]
+def first_run(small_sample_run: SmallSampleRun):
+    """The suite's shared first run (tests/conftest.py): the later runs here are judged against it."""
+    return small_sample_run.result, small_sample_run.run_dir
 
 
 def test_first_run_trains_evaluates_and_registers_the_champion(first_run, workspace, tmp_path, capsys):
@@ -103,6 +100,7 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
     summary = capsys.readouterr().out
     assert f"report: {report}\n" in summary and f"registered: version 1 of {MODEL} as challenger,champion" in summary
     assert 'deployed: version 1 (first) as deployed model 1; split {"1": 100}' in summary
+    assert f"console: http://127.0.0.1:8095/runs/{run.name}  (serve it with: make console" in summary
 
     # The recorded file opens in a browser as a page, with its three plots drawn.
     rendered = render_report(report, tmp_path / "rendered")

@@ -6,12 +6,14 @@ deploy, split, rules, failures, restart, undeploy.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
 import shutil
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,3 +271,26 @@ def test_undeploy_after_moving_the_traffic_stops_the_model(endpoint: Endpoint,
     status = capsys.readouterr().out
     assert f"serving on {endpoint.url}" in status
     assert status.splitlines()[2].split()[:4] == ["2", "100%", "ready", "50"]
+
+
+def test_a_clean_stop_leaves_every_interval_in_the_metrics_over_time(endpoint: Endpoint) -> None:
+    """The console draws the endpoint from this log: requests sent just before the router stops are in it
+    (the interval still open is written at the stop), with the documented fields."""
+    from serving.metrics_log import INTERVAL_S, read_metrics
+
+    assert endpoint.router is not None
+    since = int(time.time()) // INTERVAL_S * INTERVAL_S
+    results = post_many(endpoint.url + PREDICT, one_instance_bodies(40), concurrency=4)
+    assert {status for status, _, _ in results} == {200}
+    endpoint.router.stop()  # SIGTERM
+    endpoint.router = None
+
+    rows = list(read_metrics(endpoint.state_dir))
+    assert rows and all(set(row) == {"start", "seconds", "deployed_model_id", "requests", "errors", "client_errors",
+                                     "latency_ms"} for row in rows)
+    assert sum(row["client_errors"] for row in rows) >= 30  # the client mistakes test's, counted apart
+    # The interval the 40 requests began in may hold earlier tests' requests too (hence at least 40).
+    recent = [row for row in rows if datetime.datetime.fromisoformat(row["start"]).timestamp() >= since
+              and row["deployed_model_id"] == "2"]  # the only model since the last test undeployed model 1
+    assert sum(row["requests"] for row in recent) >= 40 and sum(row["errors"] for row in recent) == 0
+    assert all(0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"] for row in recent)
