@@ -11,3 +11,6 @@ BATCH_FILE_NAME = "batch.csv"
 # The shipped sample, the default data for local runs.
 DEFAULT_DATA_URI = LANDING_PREFIX
 DEFAULT_DATASET_CONFIG = "data/datasets/chicago_taxi.yaml"
+# Local mode's state (pipeline root, registry, endpoint, reports): MLOPS_LOCAL_DIR, else local/ in the project.
+LOCAL_DIR_ENV = "MLOPS_LOCAL_DIR"
+DEFAULT_LOCAL_DIR = PROJECT_ROOT / "local"

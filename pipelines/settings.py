@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from contract.paths import PROJECT_ROOT
+from contract.paths import DEFAULT_LOCAL_DIR, LOCAL_DIR_ENV
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Settings:
     # Vertex Training machine for the train step (the scale path of that step).
     training_machine_type: str = "n1-standard-4"
     # Where local mode keeps its pipeline root, registry, endpoint and reports.
-    local_dir: Path = PROJECT_ROOT / "local"
+    local_dir: Path = DEFAULT_LOCAL_DIR
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -32,7 +32,7 @@ class Settings:
             pipeline_image=os.environ.get("MLOPS_PIPELINE_IMAGE", defaults.pipeline_image),
             serving_image=os.environ.get("MLOPS_SERVING_IMAGE", defaults.serving_image),
             training_machine_type=os.environ.get("MLOPS_TRAINING_MACHINE_TYPE", defaults.training_machine_type),
-            local_dir=Path(os.environ.get("MLOPS_LOCAL_DIR", defaults.local_dir)),
+            local_dir=Path(os.environ.get(LOCAL_DIR_ENV, defaults.local_dir)),
         )
 
 

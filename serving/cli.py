@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from serving.client import LocalEndpoint
-from serving.endpoint import DEFAULT_STATE_DIR, EndpointError
+from serving.endpoint import EndpointError, default_state_dir
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="runner.py endpoint", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    state_dir_help = f"the endpoint's state directory (default: {DEFAULT_STATE_DIR})"
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=state_dir_help)
+    state_dir_help = f"the endpoint's state directory (default: {default_state_dir()}, from $MLOPS_LOCAL_DIR)"
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(), help=state_dir_help)
     # Also accepted after the command; SUPPRESS keeps the value given before it.
     state_dir_after = argparse.ArgumentParser(add_help=False)
     state_dir_after.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS, help=state_dir_help)

@@ -24,20 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from serving.endpoint import (
-    DEFAULT_STATE_DIR,
     ROUTER_FILE,
     SERVE_LOCK,
     EndpointError,
     EndpointStore,
     UndeployRefused,
     check_model_uri,
+    default_state_dir,
     normalize_model_uri,
 )
 
 
 class LocalEndpoint:
-    def __init__(self, state_dir: str | Path = DEFAULT_STATE_DIR, deploy_timeout_s: float = 300.0) -> None:
-        self.state_dir = Path(state_dir)
+    def __init__(self, state_dir: str | Path | None = None, deploy_timeout_s: float = 300.0) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.store = EndpointStore(self.state_dir)
         self.deploy_timeout_s = deploy_timeout_s
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,9 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from contract.model_inputs import INPUT_SPEC_FILE
+from contract.paths import DEFAULT_LOCAL_DIR, LOCAL_DIR_ENV
 from storage.local_files import file_lock, write_json_atomically
 
-DEFAULT_STATE_DIR = Path("local/endpoint")
+
+def default_state_dir() -> Path:
+    """Local mode's endpoint, where the deploy step puts it: `endpoint/` in MLOPS_LOCAL_DIR (default local/ in
+    the project, whatever the working directory)."""
+    return Path(os.environ.get(LOCAL_DIR_ENV) or DEFAULT_LOCAL_DIR) / "endpoint"
 STATE_FILE = "endpoint.json"
 ROUTER_FILE = "router.json"  # where a running router says where it listens
 SERVE_LOCK = "serve.lock"  # held by the running router for its whole life, and by offline edits
@@ -169,8 +175,8 @@ def _ordered(split: Mapping[str, int]) -> dict[str, int]:
 class EndpointStore:
     """The endpoint's state directory: `endpoint.json` and the lock that serialises its writers."""
 
-    def __init__(self, state_dir: str | Path = DEFAULT_STATE_DIR) -> None:
-        self.state_dir = Path(state_dir)
+    def __init__(self, state_dir: str | Path | None = None) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.path = self.state_dir / STATE_FILE
 
     def read(self) -> EndpointState:
