@@ -40,14 +40,31 @@ def _instructions(text: str) -> list[tuple[str, str]]:
             for line in logical.splitlines() if line.strip()]
 
 
-def _copies(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(source, destination) per COPY source, sources normalised without a trailing slash."""
+def _copies(instructions: list[tuple[str, str]], stage: str | None = None) -> list[tuple[str, str]]:
+    """(source, destination) per COPY source, sources normalised without a trailing slash: from the build
+    context, or with `stage` from that build stage (`COPY --from=stage`)."""
     pairs = []
     for instruction, arguments in instructions:
         if instruction == "COPY":
-            *sources, destination = arguments.split()
-            pairs += [(source.rstrip("/"), destination.rstrip("/")) for source in sources]
+            *flags_and_sources, destination = arguments.split()
+            flags = {flag.split("=", 1)[0]: flag.partition("=")[2] for flag in flags_and_sources
+                     if flag.startswith("--")}
+            if flags.get("--from") == stage:
+                pairs += [(source.rstrip("/"), destination.rstrip("/")) for source in flags_and_sources
+                          if not source.startswith("--")]
     return pairs
+
+
+def _stages(instructions: list[tuple[str, str]]) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(image, stage name, instructions) per build stage, in order: the last is the image that is pushed."""
+    stages = []
+    for instruction, arguments in instructions:
+        if instruction == "FROM":
+            image, _, name = arguments.partition(" AS ") if " AS " in arguments else arguments.partition(" as ")
+            stages.append((image.strip(), name.strip(), []))
+        elif stages:
+            stages[-1][2].append((instruction, arguments))
+    return stages
 
 
 def _module_file(module: str) -> Path | None:
@@ -158,10 +175,8 @@ def test_the_image_installs_the_makefiles_lock_and_it_pins_every_package_the_ste
     # The recipe that builds the project's environment (`make`'s .venv), not the tools' venvs.
     recipe = re.search(r"^\$\(ENV_STAMP\):.*?(?=^\S|\Z)", (PROJECT_ROOT / "Makefile").read_text(), re.M | re.S)
     assert recipe, "the Makefile has no $(ENV_STAMP) rule"
-    # Installs into the environment; a `--target` folder (Google's discovery documents, data the stand-ins
-    # read) is not part of it.
-    makefile_locks = [lock for line in recipe.group(0).splitlines() if "--target" not in line
-                      for lock in re.findall(r"pip install .*?-r (\S+)", line)]
+    # Into the environment itself: not the discovery documents, installed as data beside it (--target).
+    makefile_locks = re.findall(r"pip install (?!.*--target).*?-r (\S+)", recipe.group(0))
     assert makefile_locks == ["requirements.lock"], f"`make` installs {makefile_locks}"
     lock_copy = [destination for source, destination in _copies(dockerfile) if source == makefile_locks[0]]
     assert lock_copy, f"components/Dockerfile does not COPY {makefile_locks[0]}, which `make` installs"
@@ -187,16 +202,60 @@ def test_the_image_holds_the_default_data_set_config_and_its_schema(template, do
         assert _covered(relative, _copies(dockerfile)), f"components/Dockerfile does not COPY {relative} to {APP}/"
 
 
-def test_the_image_finds_the_project_runs_as_a_user_and_leaves_the_command_to_kfp(dockerfile):
+def test_the_image_finds_the_project_and_runs_as_a_user(dockerfile):
     serving_base = [arguments for instruction, arguments in _instructions(
         (PROJECT_ROOT / "serving" / "Dockerfile").read_text()) if instruction == "FROM"]
-    assert [arguments for instruction, arguments in dockerfile if instruction == "FROM"] == serving_base
-    env = " ".join(arguments for instruction, arguments in dockerfile if instruction == "ENV")
+    image, _, final = _stages(dockerfile)[-1]
+    assert [image] == serving_base  # the pushed stage: one interpreter for both images
+    env = " ".join(arguments for instruction, arguments in final if instruction == "ENV")
     assert re.search(rf"\bPYTHONPATH={APP}(\s|$)", env)  # `python -m kfp.dsl.executor_main` runs from a temp dir
-    assert ("WORKDIR", APP) in dockerfile
-    users = [arguments for instruction, arguments in dockerfile if instruction == "USER"]
-    assert users and users[-1] not in ("root", "0")
-    assert not [instruction for instruction, _ in dockerfile if instruction in ("ENTRYPOINT", "CMD")]
+    assert ("WORKDIR", APP) in final
+    users = [arguments for instruction, arguments in final if instruction == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+BEAM_BOOT = "/opt/apache/beam/boot"
+
+
+def test_dataflow_workers_start_with_the_beam_boot_of_the_locked_beam_and_python(dockerfile):
+    # "Build custom container images for Dataflow": /opt/apache/beam/boot must run as the container's start.
+    stages = _stages(dockerfile)
+    image, _, final = stages[-1]
+    assert [arguments for instruction, arguments in final if instruction in ("ENTRYPOINT", "CMD")] == [
+        json.dumps([BEAM_BOOT])], "the image must start Beam's boot (exec form) and name no CMD"
+    [(sdk_image, stage)] = [(from_image, name) for from_image, name, _ in stages[:-1]
+                            if _copies(final, name) == [("/opt/apache/beam", "/opt/apache/beam")]]
+    locked = re.search(r"^apache-beam==(\S+)$", (PROJECT_ROOT / "requirements.lock").read_text(), re.M).group(1)
+    python = re.fullmatch(r"python:(\d+)\.(\d+)\.\d+-\S+", image)
+    assert python and sys.version_info[:2] == (int(python[1]), int(python[2]))  # the interpreter the tests run on
+    assert sdk_image == f"apache/beam_python{python[1]}.{python[2]}_sdk:{locked}", (
+        f"the boot must come from the SDK image of the locked apache-beam ({locked}) and the image's Python")
+    assert importlib.metadata.version("apache-beam") == locked
+    # As user 10001 the boot cannot create its per-process venv under /opt/apache: the SDK runs in the
+    # interpreter the lock is installed in (the Dataflow guide's RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT).
+    env = " ".join(arguments for instruction, arguments in final if instruction == "ENV")
+    assert re.search(r"\bRUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1(\s|$)", env)
+
+
+def test_every_step_in_the_image_names_its_command_so_the_boot_entrypoint_never_runs_on_vertex():
+    # KFP's PipelineContainerSpec.command and the CustomJob's ContainerSpec.command replace the image's
+    # ENTRYPOINT; an executor without one would start Beam's boot instead of the step.
+    checked = 0
+    for path in sorted(COMPILED_DIR.glob("*.json")):
+        spec = json.loads(path.read_text())
+        for name, component in spec["components"].items():
+            if "executorLabel" not in component:
+                continue
+            container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+            if container["image"] == SETTINGS.pipeline_image:
+                assert container.get("command"), f"{path.name} {name} runs the pipeline image with no command"
+                checked += 1
+            for pool in component["inputDefinitions"]["parameters"].get("worker_pool_specs", {}).get(
+                    "defaultValue", []):
+                if pool["container_spec"]["image_uri"] == SETTINGS.pipeline_image:
+                    assert pool["container_spec"].get("command"), f"{path.name} {name}: CustomJob with no command"
+                    checked += 1
+    assert checked >= 8, checked
 
 
 def _hadolint() -> str | None:
