@@ -185,7 +185,7 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
                           (given, "--param")):
         values.update(layer)
         sources.update(dict.fromkeys(layer, source))
-    for name, expected in (("data_uri", "a folder or gs:// prefix of batches"),
+    for name, expected in (("data_uri", "a folder or gs:// prefix of batches, or bq://PROJECT.DATASET.TABLE"),
                            ("dataset_config", "a data set config's path or gs:// URI"),
                            ("source", "a folder, a gs:// prefix or bq://PROJECT.DATASET.TABLE"),
                            ("destination", "a folder, a gs:// prefix or bq://PROJECT.DATASET")):
@@ -238,6 +238,8 @@ def run_pipeline(pipeline: str, local_dir: Path | None = None, **parameters) -> 
     last lines are each failed step's own error. The registry defaults to the local state's."""
     from kfp import local
 
+    from dataprep.bigquery_source import BACKEND_ENV, DUCKDB_BACKEND
+
     if pipeline not in LOCAL_PIPELINES:
         raise LocalRunError(f"unknown pipeline {pipeline!r}: expected one of {', '.join(sorted(LOCAL_PIPELINES))}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter drowns the step logs
@@ -262,8 +264,9 @@ def run_pipeline(pipeline: str, local_dir: Path | None = None, **parameters) -> 
     started = time.perf_counter()
     failure: Exception | None = None
     try:
-        # Steps find bq:// destinations (DuckDB files) under this run's local state folder.
-        with _environment({"MLOPS_LOCAL_DIR": str(state)}), contextlib.redirect_stdout(output):
+        # Steps find bq:// tables (DuckDB files) under this run's local state folder, through the stand-in.
+        with (_environment({"MLOPS_LOCAL_DIR": str(state), BACKEND_ENV: DUCKDB_BACKEND}),
+              contextlib.redirect_stdout(output)):
             _local_form(pipeline)(**parameters)
     except RuntimeError as error:  # kfp.local raises when a step fails; the step's own error is kept
         failure = error
@@ -352,6 +355,9 @@ def _print_outcome(run_dir: Path) -> None:
     from dataprep.ingest import load_manifest
     from dataprep.validation import Anomaly
 
+    pinned = _task_outputs(run_dir, "snapshot-data")
+    if str(pinned.get("data_uri", "")).startswith("bq://"):
+        print(f"data: {pinned['data_uri']} (data_version {pinned.get('data_version')})")
     ingest = _task_outputs(run_dir, "ingest-data")
     if ingest:
         batches = load_manifest(run_dir / "ingest-data" / "examples").batches
