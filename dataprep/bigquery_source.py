@@ -266,7 +266,11 @@ class DuckDBTables:
         sql = f"SELECT {selected} FROM {_quoted(table.dataset, table.table)}"
         if row_filter.strip():
             sql += f" WHERE ({row_filter})"
-            if len(duckdb.extract_statements(sql)) != 1:
+            try:
+                statements = len(duckdb.extract_statements(sql))
+            except duckdb.Error as error:
+                raise _bad_filter(table, row_filter, str(error).splitlines()[0]) from None
+            if statements != 1:
                 raise _bad_filter(table, row_filter, "it is more than one SQL statement")
         with self._connection(table.project) as connection:
             self._describe(connection, table)  # names a table that is missing (or expired) before the filter
