@@ -385,7 +385,11 @@ class CloudTables:
         # A session over an empty table has no stream (google/cloud/bigquery/_pandas_helpers.py reads none).
         sources = [lambda stream=stream: self._stream_batches(session, stream.name, chunk_rows)
                    for stream in session.streams]
-        yield from interleaved(sources, READ_AHEAD_BATCHES)
+        try:
+            yield from interleaved(sources, READ_AHEAD_BATCHES)
+        except exceptions.GoogleAPICallError as error:  # a stream refused after retries (expired, a filter...)
+            raise BigQuerySourceError(f"reading {SCHEME}{table.dotted} failed: {error.message}"
+                                      + (f" (row_filter {row_filter!r})" if row_filter.strip() else "")) from None
 
     def _stream_batches(self, session, stream: str, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         for page in self.read_client.read_rows(stream).rows(session).pages:

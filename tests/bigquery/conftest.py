@@ -1,5 +1,5 @@
-"""bq:// fixtures: DuckDB stand-in projects filled from the shipped sample, typed as a team's SQL would type
-the table (by the reviewed schema), once per module."""
+"""bq:// fixtures: DuckDB stand-in projects filled from the shipped sample, typed as the reviewed schema says
+(as a team's SQL would type the table), once per module."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tensorflow_metadata.proto.v0 import schema_pb2
 
-from batch_prediction.local_bigquery import database_path
+from batch_prediction.local_bigquery import database_path, load_files, schema_types
 from contract.dataset import load_dataset_config
-from contract.schema import load_schema
 from tests.pipeline.conftest import SAMPLE, SMALL_PARTITIONS
 
 PROJECT = "local-project"
 TABLE = f"bq://{PROJECT}.taxi.trips"
-_DUCKDB_TYPES = {schema_pb2.INT: "BIGINT", schema_pb2.FLOAT: "DOUBLE", schema_pb2.BYTES: "VARCHAR"}
 
 
 def sample_batches(partitions=None) -> list[str]:
@@ -27,35 +24,23 @@ def sample_batches(partitions=None) -> list[str]:
 
 
 def column_types() -> dict[str, str]:
-    """Each column the reviewed schema names, as the DuckDB type a BigQuery table of it would have."""
-    schema = load_schema(load_dataset_config().schema_uri)
-    return {feature.name: _DUCKDB_TYPES[feature.type] for feature in schema.feature}
+    return schema_types(load_dataset_config().schema_uri)
 
 
 def connect(local_dir: Path) -> duckdb.DuckDBPyConnection:
-    path = database_path(PROJECT, local_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path))
+    return duckdb.connect(str(database_path(PROJECT, local_dir)))
 
 
-def load_table(local_dir: Path, files: list[str], table: str = "taxi.trips", types: dict | None = None) -> int:
-    """Creates (or replaces) `table` from CSV files, typed by the reviewed schema; returns its rows. Also creates
-    the snapshot dataset beside it (Terraform does on BigQuery; the DDL does not)."""
-    dataset = table.split(".")[0]
-    files_sql = "[" + ", ".join("'" + name.replace("'", "''") + "'" for name in files) + "]"
+def load_table(local_dir: Path, files: list[str], types: dict | None = None) -> int:
+    """taxi.trips (replaced) from CSV files, typed by the reviewed schema, and taxi_snapshots beside it."""
+    return load_files(files, TABLE, types or column_types(), local_dir)
+
+
+def append_rows(local_dir: Path, files: list[str]) -> int:
+    listed = "[" + ", ".join(f"'{name}'" for name in files) + "]"
     with connect(local_dir) as connection:
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {dataset}")
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {dataset}_snapshots")
-        connection.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_csv({files_sql}, "
-                           f"types = {types or column_types()!r})")
-        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
-def append_rows(local_dir: Path, files: list[str], table: str = "taxi.trips") -> int:
-    with connect(local_dir) as connection:
-        files_sql = "[" + ", ".join(f"'{name}'" for name in files) + "]"
-        connection.execute(f"INSERT INTO {table} SELECT * FROM read_csv({files_sql}, types = {column_types()!r})")
-        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        connection.execute(f"INSERT INTO taxi.trips SELECT * FROM read_csv({listed}, types = {column_types()!r})")
+        return connection.execute("SELECT count(*) FROM taxi.trips").fetchone()[0]
 
 
 @pytest.fixture(scope="module")
@@ -72,4 +57,3 @@ def sample_table(tmp_path_factory) -> Path:
     local_dir = tmp_path_factory.mktemp("bigquery-sample")
     load_table(local_dir, sample_batches())
     return local_dir
-

@@ -137,3 +137,15 @@ def test_an_expired_snapshot_and_a_missing_snapshot_dataset_are_named(tmp_path, 
         with pytest.raises(BigQuerySourceError, match=rf"or its snapshot dataset {PROJECT}.taxi_snapshots does not: "
                                                       rf"Not found: Dataset {PROJECT}:taxi_snapshots"):
             pin_data(TABLE, "", 1, tables)
+
+
+def test_a_session_over_an_empty_table_has_no_stream_and_the_table_is_named(cloud, config, tmp_path):
+    with connect(cloud["local_dir"]) as connection:
+        connection.execute("CREATE OR REPLACE TABLE taxi.empty AS SELECT * FROM taxi.trips LIMIT 0")
+    snapshot = pin_data(f"bq://{PROJECT}.taxi.empty", "", 1, cloud["tables"]).data_uri
+    reads_before = len(cloud["read"].reads)
+    summary = ingest_table(snapshot, config, tmp_path, 250_000, "", cloud["tables"])
+    assert summary.rows == 0 and len(cloud["read"].reads) == reads_before  # nothing to read
+    (problem,) = summary.batches[0].problems
+    assert (problem.rule, summary.batches[0].uri) == ("NO_DATA_IN_SPAN", snapshot)
+    assert problem.description.startswith("it has no rows")
