@@ -338,9 +338,9 @@ class CloudTables:
         try:
             resource = self.client.get_table(table.dotted)
         except exceptions.NotFound as error:
-            raise _not_found(table, error.message) from None
+            raise _not_found(table, _reason(error)) from None
         except exceptions.GoogleAPICallError as error:
-            raise BigQuerySourceError(f"cannot read {SCHEME}{table.dotted}'s metadata: {error.message}") from None
+            raise BigQuerySourceError(f"cannot read {SCHEME}{table.dotted}'s metadata: {_reason(error)}") from None
         columns = {field.name: standard_type(field.field_type, field.mode) for field in resource.schema}
         snapshot = resource.snapshot_definition
         if resource.table_type == SNAPSHOT and snapshot is not None:
@@ -355,12 +355,14 @@ class CloudTables:
 
         try:
             self.client.query(snapshot_statement(source, target, expiration_days)).result()
-        except exceptions.NotFound as error:
-            raise _not_found(source, f"or its snapshot dataset {target.project}.{target.dataset} does not: "
-                                     f"{error.message}") from None
+        except exceptions.NotFound as error:  # the table was just described: the snapshot dataset is missing
+            raise BigQuerySourceError(
+                f"cannot snapshot {SCHEME}{source.dotted} into {SCHEME}{target.dotted}: {_reason(error)}; expected "
+                f"the dataset {target.project}.{target.dataset} beside the table (Terraform creates it: DDL does "
+                "not)") from None
         except exceptions.GoogleAPICallError as error:
             raise BigQuerySourceError(f"BigQuery refused to snapshot {SCHEME}{source.dotted} into "
-                                      f"{SCHEME}{target.dotted}: {error.message}") from None
+                                      f"{SCHEME}{target.dotted}: {_reason(error)}") from None
         return self.describe(target)
 
     def read(self, table: BigQueryTable, columns: list[str], row_filter: str, chunk_rows: int
@@ -396,6 +398,13 @@ class CloudTables:
             batch = page.to_arrow()
             for start in range(0, batch.num_rows, chunk_rows):  # bounded pandas work per chunk
                 yield batch.slice(start, chunk_rows)
+
+
+def _reason(error) -> str:
+    """BigQuery's own words for a failed call: the first error's message (a job's exception text repeats it,
+    with the job's location and id on further lines)."""
+    first = (getattr(error, "errors", None) or [None])[0]
+    return first["message"] if isinstance(first, dict) and first.get("message") else error.message.splitlines()[0]
 
 
 def snapshot_statement(source: BigQueryTable, target: BigQueryTable, expiration_days: int) -> str:

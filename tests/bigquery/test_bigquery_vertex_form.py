@@ -134,8 +134,9 @@ def test_an_expired_snapshot_and_a_missing_snapshot_dataset_are_named(tmp_path, 
             ingest_table(snapshot, config, tmp_path / "examples", 250_000, "", tables)
         with connect(tmp_path) as connection:
             connection.execute("DROP SCHEMA taxi_snapshots CASCADE")
-        with pytest.raises(BigQuerySourceError, match=rf"or its snapshot dataset {PROJECT}.taxi_snapshots does not: "
-                                                      rf"Not found: Dataset {PROJECT}:taxi_snapshots"):
+        with pytest.raises(BigQuerySourceError, match=rf"cannot snapshot {TABLE} into .*: Not found: Dataset "
+                                                      rf"{PROJECT}:taxi_snapshots; expected the dataset "
+                                                      rf"{PROJECT}.taxi_snapshots beside the table"):
             pin_data(TABLE, "", 1, tables)
 
 
