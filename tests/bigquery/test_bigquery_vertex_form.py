@@ -150,3 +150,12 @@ def test_a_session_over_an_empty_table_has_no_stream_and_the_table_is_named(clou
     (problem,) = summary.batches[0].problems
     assert (problem.rule, summary.batches[0].uri) == ("NO_DATA_IN_SPAN", snapshot)
     assert problem.description.startswith("it has no rows")
+
+
+def test_the_rest_stand_in_is_held_to_bigquerys_discovery_document(cloud):
+    import requests
+
+    url = f"{cloud['rest'].url}/bigquery/v2/projects/{PROJECT}/jobs"
+    reply = requests.post(url, json={"configuration": {"query": {"querry": "SELECT 1"}}}, timeout=10)
+    assert reply.status_code == 400 and 'Unknown name "querry"' in reply.json()["error"]["message"]
+    assert cloud["rest"].server.reply_problems == []  # every reply so far fits the response schemas
