@@ -149,7 +149,7 @@ class DuckDBTables:
 
     A snapshot is a view on a copy of the base table's rows in the hidden schema `_bigquery`, made in one
     transaction with its time, and recorded in `_bigquery.snapshots` (base table, time, expiration). The
-    copy is named by a fingerprint of the table's columns and rows (count and sum of row hashes), so a
+    copy is named by a fingerprint of the table's columns and rows (count and sum of 64-bit row hashes), so a
     second snapshot of an unchanged table is one more view on the same copy: no data is copied again.
     An expired snapshot is dropped the next time the project is read, as BigQuery deletes it.
     """
@@ -161,6 +161,8 @@ class DuckDBTables:
 
     @contextlib.contextmanager
     def _connection(self, project: str):
+        import duckdb
+
         from batch_prediction import local_bigquery
 
         try:
@@ -169,6 +171,9 @@ class DuckDBTables:
             raise BigQuerySourceError(f"{error}; load a table first: python -m batch_prediction.local_bigquery "
                                       f"load 'data/processed/*/*/*/*/batch.csv' bq://{project}.DATASET.TABLE"
                                       ) from None
+        except duckdb.Error as error:  # another process holds the file (DuckDB allows one writer)
+            raise BigQuerySourceError(f"cannot open the stand-in of project {project!r}: "
+                                      f"{str(error).splitlines()[0]}") from None
         try:
             # A name DuckDB does not find must never be read from a Python variable of that name.
             connection.execute("SET python_enable_replacements = false")
