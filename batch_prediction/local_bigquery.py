@@ -9,6 +9,8 @@ columns, so a query written for BigQuery's tables reads the same here:
 From a terminal (the duckdb Python package is the client; no CLI needed):
 
     python -m batch_prediction.local_bigquery load 'data/processed/2014/03/*/*/batch.csv' bq://my-project.taxi.trips
+    python -m batch_prediction.local_bigquery load 'data/processed/*/*/*/*/batch.csv' bq://local-project.taxi.trips \
+        --schema data/datasets/chicago_taxi.schema.pbtxt   # columns typed as the reviewed schema says
     python -m batch_prediction.local_bigquery query my-project "SELECT count(*) FROM scores.predictions"
 
 A batch prediction run's output goes to tables `predictions` and
@@ -165,6 +167,36 @@ class DuckDBPublisher:
             self.connection.close()
 
 
+# A reviewed schema's types as the DuckDB column types a BigQuery table of them has (INT64, FLOAT64, STRING).
+SCHEMA_TYPES = {"INT": "BIGINT", "FLOAT": "DOUBLE", "BYTES": "VARCHAR"}
+
+
+def schema_types(schema_uri: str) -> dict[str, str]:
+    """Each column a tensorflow-metadata schema names -> its DuckDB type."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from contract.schema import load_schema
+
+    return {feature.name: SCHEMA_TYPES[schema_pb2.FeatureType.Name(feature.type)]
+            for feature in load_schema(schema_uri).feature if schema_pb2.FeatureType.Name(feature.type) in SCHEMA_TYPES}
+
+
+def load_files(files: str | list[str], table_uri: str, types: dict[str, str] | None = None,
+               local_dir: Path | None = None) -> int:
+    """Creates or replaces a table from CSV/JSONL/Parquet files (a glob, or a list of paths), typed by DuckDB or,
+    for the columns `types` names, as it says (a column that is empty in every row sampled is otherwise text);
+    also creates the dataset `DATASET_snapshots` the bq:// training source snapshots into. Returns the rows."""
+    table = parse_table(table_uri)
+    listed = [files] if isinstance(files, str) else files
+    source = "[" + ", ".join("'" + name.replace("'", "''") + "'" for name in listed) + "]"
+    reader = f"read_csv({source}, types = {dict(types)!r})" if types else source if len(listed) > 1 else source[1:-1]
+    with connect(table.project, local_dir) as connection:
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(table.dataset)}")
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(table.dataset + '_snapshots')}")
+        connection.execute(f"CREATE OR REPLACE TABLE {_quoted(table.dataset, table.table)} AS SELECT * FROM {reader}")
+        return connection.execute(f"SELECT count(*) FROM {_quoted(table.dataset, table.table)}").fetchone()[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -177,20 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     load = commands.add_parser("load", help="create or replace a table from CSV/JSONL/Parquet files, typed by DuckDB")
     load.add_argument("files", help="a file, or a glob such as 'data/processed/2014/03/*/*/batch.csv'")
     load.add_argument("table", help="bq://PROJECT.DATASET.TABLE")
+    load.add_argument("--schema", help="a reviewed schema (.pbtxt): type the columns it names as it says")
     query = commands.add_parser("query", help="run SQL against a project's database and print the result")
     query.add_argument("project")
     query.add_argument("sql")
     args = parser.parse_args(argv)
     try:
         if args.command == "load":
-            table = parse_table(args.table)
-            with connect(table.project) as connection:
-                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(table.dataset)}")
-                literal = "'" + args.files.replace("'", "''") + "'"  # DuckDB reads a quoted file glob as a table
-                connection.execute(f"CREATE OR REPLACE TABLE {_quoted(table.dataset, table.table)} AS "
-                                   f"SELECT * FROM {literal}")
-                rows = connection.execute(f"SELECT count(*) FROM {_quoted(table.dataset, table.table)}").fetchone()[0]
-            print(f"{args.table}: {rows} rows from {args.files} ({database_path(table.project)})")
+            rows = load_files(args.files, args.table, schema_types(args.schema) if args.schema else None)
+            print(f"{args.table}: {rows} rows from {args.files} ({database_path(parse_table(args.table).project)})")
         else:
             with connect(args.project, must_exist=True) as connection:
                 print(connection.sql(args.sql))

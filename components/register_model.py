@@ -8,7 +8,7 @@ from components import project_component
 @project_component
 def register_model(model: Input[Model], evaluation: Input[Artifact], examples: Input[Dataset],
                    schema: Input[Artifact], model_name: str, registry_uri: str, project: str, location: str,
-                   serving_image: str, data_uri: str, pipeline_run: str
+                   serving_image: str, data_uri: str, data_version: str, row_filter: str, pipeline_run: str
                    ) -> NamedTuple("Registered", version=str, aliases=str):
     """A new version of the model (its name resolved by lookup-champion), alias challenger (the first one
     also champion), with its lineage; refused if a version of that model takes other inputs. A few eval
@@ -25,9 +25,12 @@ def register_model(model: Input[Model], evaluation: Input[Artifact], examples: I
     outcome = json.loads((Path(evaluation.path) / OUTCOME_FILE).read_text())
     if not outcome["blessed"]:  # the pipeline only calls this when blessed; refuse loudly if not
         raise RuntimeError(f"refusing to register an unblessed model: {outcome['failures']}")
-    lineage = {"data_uri": data_uri, "examples": examples.uri, "schema": schema.uri, "evaluation": evaluation.uri,
-               "metrics": outcome["metrics"]["overall"]["candidate"],
-               "pipeline_run": pipeline_run, "labels": {"data_uri": data_uri}}
+    # data_version first (Vertex keeps the lineage in a description cut at 1,000 characters): for a BigQuery
+    # table, the snapshot read, PROJECT.DATASET.SNAPSHOT@TIME, i.e. exactly the rows this version learnt from.
+    data = {"data_uri": data_uri, "data_version": data_version} | ({"row_filter": row_filter} if row_filter else {})
+    lineage = data | {"examples": examples.uri, "schema": schema.uri, "evaluation": evaluation.uri,
+                      "metrics": outcome["metrics"]["overall"]["candidate"], "pipeline_run": pipeline_run,
+                      "labels": {name: value for name, value in data.items() if value and name != "row_filter"}}
     # Into the model's own folder, so it travels with the version (on Vertex through the /gcs/ mount).
     record_smoke_test(model.path, load_split(examples.path, "eval", max_rows=SMOKE_INSTANCES))
     registry = open_registry(registry_uri, project, location, serving_image)

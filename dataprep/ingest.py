@@ -570,7 +570,7 @@ def _examples_schema(kinds: dict[str, str], config: DatasetConfig) -> pa.Schema:
 
 
 def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
-           shard_rows: int = shards.DEFAULT_SHARD_ROWS) -> IngestSummary:
+           shard_rows: int = shards.DEFAULT_SHARD_ROWS, row_filter: str = "") -> IngestSummary:
     """Reads, types, labels and splits; writes train/eval Parquet shards and a manifest.
 
     Two passes over the batches, each holding one chunk of one batch at a time:
@@ -578,7 +578,14 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     column is typed over all batches, as before); the second types, labels,
     splits and writes. The columns the label expression reads are checked per
     batch before it is computed, so a damaged batch is recorded and left out
-    instead of failing it."""
+    instead of failing it. A `bq://` table (with an optional `row_filter`) is read by
+    dataprep.bigquery_source into the same shards."""
+    if data_uri.strip().startswith("bq://"):
+        from dataprep.bigquery_source import ingest_table
+
+        return ingest_table(data_uri, config, output_dir, shard_rows, row_filter)
+    if row_filter.strip():
+        raise IngestError(f"row_filter {row_filter!r} applies to a bq:// table; data_uri {data_uri!r} names files")
     inputs = label_input_columns(config.label.expression)
     scanned = _Scanned(*scan_batches(find_batches(data_uri), config.missing_values))
     _require_label_inputs(scanned, inputs, config.label.expression)

@@ -32,7 +32,15 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from contract.artifacts import ANOMALIES_FILE, ANOMALIES_JSON_FILE, SCHEMA_FILE, STATISTICS_FILE
 from contract.dataset import BATCH_COLUMN, RESERVED_PREFIX, DatasetConfig
 from contract.schema import load_schema, write_schema
-from dataprep.ingest import SAMPLE_COUNT, BatchInfo, non_numeric_values, sample_values
+from dataprep.ingest import (
+    MISSING_COLUMN,
+    SAMPLE_COUNT,
+    WRONG_TYPE,
+    BatchInfo,
+    BatchProblem,
+    non_numeric_values,
+    sample_values,
+)
 from storage import uri as storage_uri
 
 CRITICAL = "critical"
@@ -398,6 +406,35 @@ def validate(source: FrameSource, batches: list[BatchInfo], schema: schema_pb2.S
             if tally is not None and tally.rows:
                 anomalies.extend(tally.anomalies(feature, batch.uri, config.validation))
     return anomalies
+
+
+# BigQuery column types (standard SQL names) that a schema type accepts: the types ingest's bq:// path reads as
+# that type. An INT64 column under a FLOAT feature is fine, as INT data is under a FLOAT schema for CSV.
+BIGQUERY_TYPES_FOR = {schema_pb2.INT: ("INT64", "BOOL"),
+                      schema_pb2.FLOAT: ("FLOAT64", "NUMERIC", "BIGNUMERIC", "INT64", "BOOL"),
+                      schema_pb2.BYTES: ("STRING", "DATE", "DATETIME", "TIME", "TIMESTAMP")}
+
+
+def bigquery_column_problems(columns: dict[str, str], schema: schema_pb2.Schema, table: str,
+                             explained: set[str] = frozenset()) -> list[BatchProblem]:
+    """A BigQuery table's columns (name -> standard SQL type) against the reviewed schema, before any row is
+    read: a schema feature the table lacks, or holds as a type that cannot be the schema's, is a problem that
+    keeps the table's rows out of the splits, reported by `validate` as a critical anomaly. A column named in
+    `explained` already has its problem (a label input the table lacks)."""
+    problems = []
+    for feature in schema.feature:
+        if feature.name in explained:
+            continue
+        found = columns.get(feature.name)
+        accepted = BIGQUERY_TYPES_FOR.get(feature.type, ())
+        if found is None:
+            problems.append(BatchProblem(feature.name, MISSING_COLUMN,
+                                         f"column is in the schema but not in {table}"))
+        elif found not in accepted:
+            problems.append(BatchProblem(feature.name, WRONG_TYPE, (
+                f"{table} holds it as BigQuery {found}; the schema expects {_type_name(feature.type)}, held as "
+                f"{' or '.join(accepted) or 'no BigQuery type'}")))
+    return problems
 
 
 def problem_anomalies(batch: BatchInfo) -> list[Anomaly]:

@@ -282,7 +282,7 @@ def local_parameters(pipeline: str = "training", texts: Mapping[str, str] | None
                           (given, "--param")):
         values.update(layer)
         sources.update(dict.fromkeys(layer, source))
-    for name, expected in (("data_uri", "a folder or gs:// prefix of batches"),
+    for name, expected in (("data_uri", "a folder or gs:// prefix of batches, or bq://PROJECT.DATASET.TABLE"),
                            ("dataset_config", "a data set config's path or gs:// URI"),
                            ("source", "a folder, a gs:// prefix or bq://PROJECT.DATASET.TABLE"),
                            ("destination", "a folder, a gs:// prefix or bq://PROJECT.DATASET")):
@@ -360,6 +360,8 @@ def run_pipeline(pipeline: str, local_dir: Path | None = None, *, verbose: bool 
     from google.protobuf import json_format
     from kfp import local
 
+    from dataprep.bigquery_source import BACKEND_ENV, DUCKDB_BACKEND
+
     if pipeline not in LOCAL_PIPELINES:
         raise LocalRunError(f"unknown pipeline {pipeline!r}: expected one of {', '.join(sorted(LOCAL_PIPELINES))}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter drowns the step logs
@@ -393,9 +395,9 @@ def run_pipeline(pipeline: str, local_dir: Path | None = None, *, verbose: bool 
     started = time.perf_counter()
     failure: BaseException | None = None
     try:
-        # Steps find bq:// destinations (DuckDB files) under this run's local state folder.
-        with warnings.catch_warnings(), _environment({"MLOPS_LOCAL_DIR": str(state)}), _named_run(begin), \
-                contextlib.redirect_stdout(output):
+        # Steps find bq:// tables (DuckDB files) under this run's local state folder, through the stand-in.
+        with warnings.catch_warnings(), _environment({"MLOPS_LOCAL_DIR": str(state), BACKEND_ENV: DUCKDB_BACKEND}), \
+                _named_run(begin), contextlib.redirect_stdout(output):
             # Locally every step runs this environment's code on purpose (it is what the image holds).
             warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
             if not verbose:  # kfp.local's warnings (display_name has no effect locally...) go to the run's log
@@ -504,6 +506,9 @@ def _print_outcome(run_dir: Path) -> None:
     from dataprep.ingest import load_manifest
     from dataprep.validation import Anomaly
 
+    pinned = _task_outputs(run_dir, "snapshot-data")
+    if str(pinned.get("data_uri", "")).startswith("bq://"):
+        print(f"data: {pinned['data_uri']} (data_version {pinned.get('data_version')})")
     ingest = _task_outputs(run_dir, "ingest-data")
     if ingest:
         batches = load_manifest(run_dir / "ingest-data" / "examples").batches

@@ -1,11 +1,17 @@
 """Training pipeline: from a landed data partition to a registered model version.
 
 Steps, in the order they run:
-1. Ingest: read every batch.csv under `data_uri`, type and label it, split
-   train/eval by a hash of the split key. `data_version` names the bytes under
-   `data_uri` (the triggers pass an object generation or a listing fingerprint):
-   an input of ingest, so that on Vertex its cache key, and through its output
-   artifact every later step's, changes whenever the data does.
+0. Snapshot (never cached): a `bq://PROJECT.DATASET.TABLE` data_uri is pinned to a
+   new table snapshot (expiring after `snapshot_expiration_days`; a snapshot named
+   in data_uri is used as it is), whose name and time become the data_version.
+   Files pass through as given.
+1. Ingest: read every batch.csv under `data_uri`, or the snapshot's rows that
+   `row_filter` selects (BigQuery Storage Read API), type and label them, split
+   train/eval by a hash of the split key. `data_version` names the bytes read
+   (the triggers pass an object generation or a listing fingerprint; step 0 a
+   snapshot): an input of ingest, so that on Vertex its cache key, and through its
+   output artifact every later step's, changes whenever the data does, and a rerun
+   over the same snapshot is served from the cache.
 2. Validate: statistics of both splits; each batch checked against the reviewed
    schema; a critical anomaly stops the run here, before training.
 3. Transform: tf.Transform analyzes the train split and transforms both; its
@@ -22,7 +28,8 @@ Steps, in the order they run:
    config's gate and the champion (refused if it takes other inputs); writes
    metrics, a classification artifact and an HTML report.
 7. Register (only if blessed): a new model version, alias `challenger` (the
-   very first also `champion`), with its lineage; refused if a version of the
+   very first also `champion`), with its lineage (data_uri, data_version: for
+   BigQuery the snapshot, row_filter, examples, metrics...); refused if a version of the
    model takes other inputs. A few eval instances and their predictions are kept beside the model
    for the deploy's smoke test.
 8. Deploy (only if blessed and `deploy` is true): the deploy pipeline (pipelines/deploy_pipeline.py),
@@ -38,9 +45,11 @@ from components.evaluate_model import evaluate_model
 from components.ingest_data import ingest_data
 from components.lookup_champion import lookup_champion
 from components.register_model import register_model
+from components.snapshot_data import snapshot_data
 from components.transform_data import transform_data
 from components.validate_data import validate_data
 from contract.paths import DEFAULT_DATASET_CONFIG
+from dataprep.bigquery_source import DEFAULT_EXPIRATION_DAYS
 from pipelines.deploy_pipeline import DEFAULT_MACHINE_TYPE, DEFAULT_REQUEST_LOG_SAMPLING_RATE, build_deploy_pipeline
 from pipelines.platform import Platform, train_step
 from pipelines.settings import SETTINGS
@@ -59,6 +68,8 @@ def build_training_pipeline(platform: Platform):
         data_uri: str,
         data_version: str = "",
         dataset_config: str = DEFAULT_DATASET_CONFIG,
+        row_filter: str = "",  # bq:// only: one SQL condition on the table's columns
+        snapshot_expiration_days: int = DEFAULT_EXPIRATION_DAYS,  # bq:// only; 0: never
         model_name: str = "",  # "": the data set config's model_name
         registry_uri: str = VERTEX,
         project: str = "",
@@ -82,8 +93,12 @@ def build_training_pipeline(platform: Platform):
         beam_runner: str = "DirectRunner",
         beam_pipeline_args: list = [],  # noqa: B006 (KFP reads the default; it is never mutated)
     ):
-        ingest = ingest_data(data_uri=data_uri, data_version=data_version, dataset_config=dataset_config
-                             ).set_display_name("1. Ingest data")
+        pinned = snapshot_data(data_uri=data_uri, data_version=data_version,
+                               snapshot_expiration_days=snapshot_expiration_days
+                               ).set_display_name("0. Snapshot a BigQuery table (files: as given)")
+        pinned.set_caching_options(False)  # a table changes under its name: every run snapshots it anew
+        ingest = ingest_data(data_uri=pinned.outputs["data_uri"], data_version=pinned.outputs["data_version"],
+                             dataset_config=dataset_config, row_filter=row_filter).set_display_name("1. Ingest data")
         validate = validate_data(examples=ingest.outputs["examples"], dataset_config=dataset_config
                                  ).set_display_name("2. Validate data against the schema")
         transform = transform_data(examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
@@ -101,7 +116,7 @@ def build_training_pipeline(platform: Platform):
             model=trained.outputs["model"], examples=ingest.outputs["examples"], dataset_config=dataset_config,
             model_name=champion.outputs["model_name"], champion_uri=champion.outputs["champion_uri"],
             champion_version=champion.outputs["champion_version"], min_auc=min_auc,
-            max_auc_regression=max_auc_regression, data_uri=data_uri, beam_runner=beam_runner,
+            max_auc_regression=max_auc_regression, data_uri=pinned.outputs["data_uri"], beam_runner=beam_runner,
             beam_pipeline_args=beam_pipeline_args).set_display_name("6. Evaluate with TFMA")
         with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition)
             registered = register_model(
@@ -109,6 +124,7 @@ def build_training_pipeline(platform: Platform):
                 examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
                 model_name=champion.outputs["model_name"], registry_uri=registry_uri, project=project,
                 location=location, serving_image=serving_image, data_uri=data_uri,
+                data_version=pinned.outputs["data_version"], row_filter=row_filter,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             ).set_display_name("7. Register the model").set_caching_options(False)
             with dsl.If(deploy == True, name="deploy"):  # noqa: E712 (a KFP condition)

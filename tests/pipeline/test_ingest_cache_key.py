@@ -34,8 +34,18 @@ def spec() -> dict[str, Any]:
     return json.loads(TEMPLATE.read_text())
 
 
-def cache_keys(spec: dict[str, Any], parameter_values: dict[str, Any]) -> dict[str, str]:
-    """Each root container task's cache key, as the documented key is formed, for one run's parameter values."""
+def pinned_as_given(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the (never cached) snapshot step returns for files: data_uri and data_version as given."""
+    return {"snapshot-data": {"data_uri": values["data_uri"], "data_version": values.get("data_version", "")}}
+
+
+def cache_keys(spec: dict[str, Any], parameter_values: dict[str, Any],
+               task_outputs: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """Each root container task's cache key, as the documented key is formed, for one run's parameter values.
+    An input parameter is keyed by its value (Vertex resolves it before it looks the step up): `task_outputs`
+    gives the values uncached steps returned in this run (by default the snapshot step's for files); any
+    other step's outputs are named by that step's key (a cached step returns the same outputs)."""
+    task_outputs = pinned_as_given(parameter_values) if task_outputs is None else task_outputs
     root = spec["root"]
     run_values = {name: definition.get("defaultValue")
                   for name, definition in root["inputDefinitions"]["parameters"].items()}
@@ -58,7 +68,10 @@ def cache_keys(spec: dict[str, Any], parameter_values: dict[str, Any]) -> dict[s
                 parameters[name] = source["runtimeValue"]["constant"]
             elif "taskOutputParameter" in source:
                 producer = source["taskOutputParameter"]
-                parameters[name] = ["output", key(producer["producerTask"]), producer["outputParameterKey"]]
+                if producer["producerTask"] in task_outputs:
+                    parameters[name] = task_outputs[producer["producerTask"]][producer["outputParameterKey"]]
+                else:
+                    parameters[name] = ["output", key(producer["producerTask"]), producer["outputParameterKey"]]
             else:
                 raise AssertionError(f"{task_name}.{name}: input source {source} not modelled")
         artifacts = {}
@@ -79,16 +92,41 @@ def cache_keys(spec: dict[str, Any], parameter_values: dict[str, Any]) -> dict[s
     return keys
 
 
-def test_ingest_takes_the_data_version_from_the_run_and_caches_on_it(spec) -> None:
+def test_ingest_takes_the_data_version_from_the_run_through_the_snapshot_step_and_caches_on_it(spec) -> None:
     declared = spec["root"]["inputDefinitions"]["parameters"]["data_version"]
     assert declared == {"defaultValue": "", "isOptional": True, "parameterType": "STRING"}
-    ingest = spec["root"]["dag"]["tasks"]["ingest-data"]
-    assert ingest["inputs"]["parameters"]["data_version"] == {"componentInputParameter": "data_version"}
-    assert ingest["inputs"]["parameters"]["data_uri"] == {"componentInputParameter": "data_uri"}
+    tasks = spec["root"]["dag"]["tasks"]
+    pinned = tasks["snapshot-data"]
+    assert pinned["inputs"]["parameters"]["data_version"] == {"componentInputParameter": "data_version"}
+    assert pinned["inputs"]["parameters"]["data_uri"] == {"componentInputParameter": "data_uri"}
+    # Never cached: a BigQuery table changes under its name, so every run must ask for a new snapshot.
+    assert pinned["cachingOptions"] == {}
+    ingest = tasks["ingest-data"]
+    for name in ("data_uri", "data_version"):
+        assert ingest["inputs"]["parameters"][name] == {
+            "taskOutputParameter": {"outputParameterKey": name, "producerTask": "snapshot-data"}}
     component = spec["components"][ingest["componentRef"]["name"]]
     assert component["inputDefinitions"]["parameters"]["data_version"] == {"parameterType": "STRING"}
     # Caching stays on: a rerun on the same bytes (a retry after a failed train) reuses ingest.
     assert ingest["cachingOptions"] == {"enableCache": True}
+
+
+def test_a_rerun_over_the_same_snapshot_is_cached_and_a_new_snapshot_is_not(spec) -> None:
+    table = {"data_uri": "bq://my-project.taxi.trips", "row_filter": "trip_start_timestamp >= 1420070400"}
+    snapshot = "bq://my-project.taxi_snapshots.trips_20261123_101500_000000"
+    first = {"data_uri": snapshot, "data_version": f"{snapshot[5:]}@2026-11-23T10:15:00.123000Z"}
+    second = {"data_uri": snapshot.replace("20261123", "20261124"),
+              "data_version": f"{snapshot[5:].replace('20261123', '20261124')}@2026-11-24T10:15:00.456000Z"}
+    keys = cache_keys(spec, table, {"snapshot-data": first})
+    # The same snapshot again: a rerun with the snapshot named as data_uri.
+    rerun = cache_keys(spec, {"data_uri": snapshot, "row_filter": table["row_filter"]}, {"snapshot-data": first})
+    for step in DATA_STEPS:
+        assert rerun[step] == keys[step], f"{step} would not be served from the cache"
+    newer = cache_keys(spec, table, {"snapshot-data": second})
+    for step in DATA_STEPS:
+        assert newer[step] != keys[step], f"{step} would reuse the older snapshot's execution"
+    other_rows = cache_keys(spec, table | {"row_filter": ""}, {"snapshot-data": first})
+    assert other_rows["ingest-data"] != keys["ingest-data"]  # another filter reads other rows
 
 
 def test_every_data_step_reads_ingests_output(spec) -> None:

@@ -9,7 +9,9 @@ same `data_uri` ingests it again instead of reusing an earlier run's examples
 - schedule, drift and `--submit`: `listing_version(data_uri)`, a fingerprint of the
   listing of every `batch.csv` ingest would read (the same files as
   `dataprep.ingest.find_batches`: under each comma-separated prefix, or the
-  prefix itself when it names a batch file).
+  prefix itself when it names a batch file);
+- a `bq://` table: none here ("") — the pipeline's snapshot step pins the table and
+  names the snapshot (dataprep/bigquery_source.py).
 
 The listing never reads data: Cloud Storage objects are listed through the JSON
 API (paginated; name and generation only: a generation changes whenever an
@@ -33,6 +35,7 @@ from triggers.submission.errors import InvalidRequest
 from triggers.submission.templates import PipelineTemplate
 
 DATA_VERSION_PARAMETER = "data_version"
+BIGQUERY_SCHEME = "bq://"
 FINGERPRINT_HEX_DIGITS = 16
 # What ingest needs to tell one object version from another, nothing else (smaller pages).
 LISTING_FIELDS = "items(name,generation),nextPageToken"
@@ -98,7 +101,10 @@ def listed_batches(data_uri: str) -> list[tuple[str, str]]:
 
 
 def listing_version(data_uri: str) -> str:
-    """Fingerprint of `listed_batches(data_uri)`."""
+    """Fingerprint of `listed_batches(data_uri)`. A `bq://` table is no listing: "", and the run's snapshot
+    step pins it (a new snapshot, whose name and time become the data_version ingest is keyed on)."""
+    if data_uri.strip().startswith(BIGQUERY_SCHEME):
+        return ""
     listing = json.dumps(listed_batches(data_uri), separators=(",", ":"))
     return hashlib.sha256(listing.encode()).hexdigest()[:FINGERPRINT_HEX_DIGITS]
 
