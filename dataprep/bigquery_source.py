@@ -139,7 +139,7 @@ class Tables(Protocol):
 
     def create_snapshot(self, source: BigQueryTable, target: BigQueryTable, expiration_days: int) -> TableInfo: ...
 
-    def read(self, table: BigQueryTable, columns: list[str], row_filter: str, chunk_rows: int
+    def read_batches(self, table: BigQueryTable, columns: list[str], row_filter: str, chunk_rows: int
              ) -> Iterator[pa.RecordBatch]: ...
 
 
@@ -263,7 +263,7 @@ class DuckDBTables:
                 raise
             return self._describe(connection, target)
 
-    def read(self, table: BigQueryTable, columns: list[str], row_filter: str, chunk_rows: int
+    def read_batches(self, table: BigQueryTable, columns: list[str], row_filter: str, chunk_rows: int
              ) -> Iterator[pa.RecordBatch]:
         import duckdb
 
@@ -370,7 +370,7 @@ class CloudTables:
                                       f"{SCHEME}{target.dotted}: {_reason(error)}") from None
         return self.describe(target)
 
-    def read(self, table: BigQueryTable, columns: list[str], row_filter: str, chunk_rows: int
+    def read_batches(self, table: BigQueryTable, columns: list[str], row_filter: str, chunk_rows: int
              ) -> Iterator[pa.RecordBatch]:
         from google.api_core import exceptions
         from google.cloud.bigquery_storage_v1 import types
@@ -608,7 +608,7 @@ def ingest_table(data_uri: str, config, output_dir: str | Path, shard_rows: int,
     with (shards.ShardWriter(output / TRAIN_SPLIT, schema, shard_rows) as train,
           shards.ShardWriter(output / EVAL_SPLIT, schema, shard_rows) as evaluation):
         read = 0
-        for batch in ([] if problems else tables.read(table, names, row_filter, CHUNK_ROWS)):
+        for batch in ([] if problems else tables.read_batches(table, names, row_filter, CHUNK_ROWS)):
             read += batch.num_rows
             arrays = typed_columns(batch, kinds, config.missing_values)
             typed = pa.Table.from_arrays(arrays, names=names)

@@ -60,6 +60,7 @@ SDK_ENTRIES: dict[str, tuple[str, ...]] = {
     "ml_monitoring.ModelMonitor.create": (AI + "modelMonitors.create",),
     "ml_monitoring.ModelMonitor": (AI + "modelMonitors.get",),
     "bigquery.Client": (),
+    "bigquery_storage_v1.BigQueryReadClient": (),
     "bigquery.ScalarQueryParameter": (),
     "bigquery.QueryJobConfig": (),
     "storage.Client": (),
@@ -72,7 +73,8 @@ SDK_ENTRIES: dict[str, tuple[str, ...]] = {
     "impersonated_credentials.Credentials": ("iamcredentials.projects.serviceAccounts.generateAccessToken",),
 }
 # The import names whose every call must be one of SDK_ENTRIES.
-SDK_MODULES = {"aiplatform", "ml_monitoring", "bigquery", "storage", "gcs", "pubsub_v1", "impersonated_credentials"}
+SDK_MODULES = {"aiplatform", "ml_monitoring", "bigquery", "bigquery_storage_v1", "storage", "gcs", "pubsub_v1",
+               "impersonated_credentials"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +104,9 @@ METHOD_CALLS = (
     MethodCall("update_schedule", None, (AI + "schedules.patch",)),
     MethodCall("query", r"(?i)client", ("bigquery.jobs.insert", "bigquery.jobs.getQueryResults")),
     MethodCall("get_dataset", None, ("bigquery.datasets.get",)),
+    MethodCall("get_table", None, ("bigquery.tables.get",)),
+    MethodCall("create_read_session", None, ("bigquerystorage.readSessions.create",)),
+    MethodCall("read_rows", r"(?i)read_client", ("bigquerystorage.readSessions.readRows",)),
     MethodCall("publish", r"(?i)publisher", ("pubsub.projects.topics.publish",)),
     MethodCall("upload_pipeline", None, ("artifactregistry.kfp.upload",)),
 )

@@ -33,6 +33,10 @@ locals {
   datasets = {
     serving_logs      = "request-response log of the endpoint and the labels that arrive later (feedback)"
     batch_predictions = "batch prediction output tables (destination bq://PROJECT.batch_predictions.TABLE)"
+    # data_uri=bq://PROJECT.training_data.TABLE: each run snapshots the table into DATASET_snapshots beside
+    # it (same location: a snapshot stays in its base table's region) and trains on the snapshot.
+    training_data           = "training tables (data_uri=bq://PROJECT.training_data.TABLE), snapshotted by every run"
+    training_data_snapshots = "immutable snapshots the training runs read (each expires after snapshot_expiration_days)"
   }
   request_log_dataset = "bq://${var.project_id}.${google_bigquery_dataset.datasets["serving_logs"].dataset_id}"
   request_log_table   = "${local.request_log_dataset}.request_response_logging"

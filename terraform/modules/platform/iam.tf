@@ -51,6 +51,21 @@ locals {
       title       = "mlops: read online prediction metrics"
       permissions = ["monitoring.timeSeries.list"]
     }
+    # On the training tables' dataset: what CREATE SNAPSHOT TABLE ... CLONE checks on the table it clones
+    # (table-snapshots-create), deleteSnapshot included since the snapshots expire. Among predefined roles
+    # only dataOwner holds createSnapshot with deleteSnapshot, and it may also delete the tables.
+    mlopsSnapshotSource = {
+      title = "mlops: snapshot the training tables"
+      permissions = [
+        "bigquery.datasets.get", "bigquery.tables.get", "bigquery.tables.getData",
+        "bigquery.tables.createSnapshot", "bigquery.tables.deleteSnapshot",
+      ]
+    }
+    # On the snapshots' dataset: create a snapshot there, describe it, read it through the Storage Read API.
+    mlopsSnapshotStore = {
+      title       = "mlops: keep and read the training snapshots"
+      permissions = ["bigquery.tables.create", "bigquery.tables.updateData", "bigquery.tables.get", "bigquery.tables.getData"]
+    }
   }
 
   # Who holds grants: our service accounts, the Google service agents we grant to, the drift sink's
@@ -72,7 +87,7 @@ locals {
     # pipelineJobs, customJobs, models, endpoints, batchPredictionJobs: Vertex AI has no per-resource IAM
     # for these, and Vertex AI Pipelines documents roles/aiplatform.user for the pipeline's account.
     # Dataflow jobs, BigQuery jobs and time series exist on no smaller resource either.
-    pipelines       = ["roles/aiplatform.user", "roles/dataflow.developer", "roles/bigquery.jobUser", "mlopsMetricsReader"]
+    pipelines       = ["roles/aiplatform.user", "roles/dataflow.developer", "roles/bigquery.jobUser", "roles/bigquery.readSessionUser", "mlopsMetricsReader"]
     dataflow-worker = ["roles/dataflow.worker"] # workers lease work items from the service
     fn-new-data     = ["mlopsRunSubmitter"]
     fn-schedule     = ["mlopsRunSubmitter"]
@@ -125,7 +140,10 @@ locals {
 
   # identity -> { dataset key of local.datasets -> role }
   dataset_roles = {
-    pipelines = { serving_logs = "roles/bigquery.dataViewer", batch_predictions = "roles/bigquery.dataEditor" }
+    pipelines = {
+      serving_logs  = "roles/bigquery.dataViewer", batch_predictions = "roles/bigquery.dataEditor",
+      training_data = "mlopsSnapshotSource", training_data_snapshots = "mlopsSnapshotStore"
+    }
   }
 
   # identity -> { the service account it acts as, impersonates or signs for -> role }
@@ -233,7 +251,7 @@ resource "google_bigquery_dataset_iam_member" "datasets" {
   for_each   = local.dataset_grants
   project    = var.project_id
   dataset_id = google_bigquery_dataset.datasets[each.value.dataset].dataset_id
-  role       = each.value.role
+  role       = startswith(each.value.role, "roles/") ? each.value.role : google_project_iam_custom_role.roles[each.value.role].name
   member     = local.members[each.value.identity]
 }
 

@@ -15,7 +15,8 @@ locals {
   apis = {
     "aiplatform.googleapis.com"       = "Vertex AI: pipelines, training, registry, endpoint, model monitoring"
     "artifactregistry.googleapis.com" = "images and templates repositories"
-    "bigquery.googleapis.com"         = "request-response log, batch prediction output, canary evidence"
+    "bigquery.googleapis.com"         = "request-response log, batch prediction output, canary evidence, training snapshots"
+    "bigquerystorage.googleapis.com"  = "training from bq://: the snapshot read through the Storage Read API"
     "billingbudgets.googleapis.com"   = "the budget alert"
     "cloudbuild.googleapis.com"       = "the release and PR builds, and every function build"
     "cloudfunctions.googleapis.com"   = "the trigger functions"
