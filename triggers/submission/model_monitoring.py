@@ -31,6 +31,27 @@ MONITOR_CACHE_SECONDS = 600
 _found: dict[tuple[str, str, str], tuple[str, float]] = {}
 
 
+def _pages(method: str, url: str, what: str, items: str, *, params: dict[str, Any] | None = None,
+           body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """The `items` of every page of a list or search call (its `nextPageToken` sent back as `pageToken`, in
+    the query of a GET, the body of a POST), at most MAX_PAGES. HTTP failures are classified by
+    transport.raise_for_status (429/5xx: retried; 403/404: not)."""
+    for _ in range(MAX_PAGES):
+        response = transport.send(method, url, params=params, json_body=body)
+        transport.raise_for_status(response, what)
+        try:
+            page = response.json()
+        except ValueError:
+            raise InvalidRequest(f"{what}: the reply is not JSON: {response.text[:200]!r}") from None
+        found = page.get(items, []) if isinstance(page, dict) else None
+        if not isinstance(found, list):
+            raise InvalidRequest(f"{what}: {items} is {type(found).__name__}, expected a list")
+        yield from (item for item in found if isinstance(item, dict))
+        if not page.get("nextPageToken"):
+            return
+        (params if method == "GET" else body)["pageToken"] = page["nextPageToken"]
+
+
 def find_monitor(api_endpoint: str, parent: str, display_name: str) -> str | None:
     """The resource name of the model monitor named `display_name` in `parent` (projects/P/locations/L), or
     None: `modelMonitors.list` with the filter the SDK's `ModelMonitor.list` sends (display_name="...")."""
@@ -38,25 +59,13 @@ def find_monitor(api_endpoint: str, parent: str, display_name: str) -> str | Non
     cached = _found.get(key)
     if cached and time.monotonic() - cached[1] < MONITOR_CACHE_SECONDS:
         return cached[0]
-    url = f"{api_endpoint}/v1beta1/{parent}/modelMonitors"
-    params = {"filter": f'display_name="{display_name}"', "pageSize": PAGE_SIZE}
-    for _ in range(MAX_PAGES):
-        response = transport.send("GET", url, params=params)
-        transport.raise_for_status(response, f"looking up model monitor {display_name!r} in {parent}")
-        try:
-            page = response.json()
-        except ValueError:
-            raise InvalidRequest(f"looking up model monitor {display_name!r} in {parent}: the reply is not JSON: "
-                                 f"{response.text[:200]!r}") from None
-        monitors = page.get("modelMonitors", []) if isinstance(page, dict) else []
-        for monitor in monitors if isinstance(monitors, list) else []:
-            # The filter is the server's; the name is checked here too (a filter it ignored must not match all).
-            if isinstance(monitor, dict) and monitor.get("displayName") == display_name and monitor.get("name"):
-                _found[key] = (monitor["name"], time.monotonic())
-                return monitor["name"]
-        if not page.get("nextPageToken"):
-            return None
-        params["pageToken"] = page["nextPageToken"]
+    for monitor in _pages("GET", f"{api_endpoint}/v1beta1/{parent}/modelMonitors",
+                          f"looking up model monitor {display_name!r} in {parent}", "modelMonitors",
+                          params={"filter": f'display_name="{display_name}"', "pageSize": PAGE_SIZE}):
+        # The filter is the server's; the name is checked here too (a filter it ignored must not match all).
+        if monitor.get("displayName") == display_name and monitor.get("name"):
+            _found[key] = (monitor["name"], time.monotonic())
+            return monitor["name"]
     return None
 
 
@@ -73,19 +82,5 @@ def search_alerts(api_endpoint: str, monitor: str, start: datetime.datetime, end
                             "alertTimeInterval": {"startTime": _rfc3339(start), "endTime": _rfc3339(end)}}
     if job:
         body["modelMonitoringJob"] = job
-    for _ in range(MAX_PAGES):
-        response = transport.send("POST", url, json_body=body)
-        transport.raise_for_status(response, f"searching the alerts of model monitor {monitor}")
-        try:
-            page = response.json()
-        except ValueError:
-            raise InvalidRequest(f"searching the alerts of model monitor {monitor}: the reply is not JSON: "
-                                 f"{response.text[:200]!r}") from None
-        alerts = page.get("modelMonitoringAlerts", []) if isinstance(page, dict) else None
-        if not isinstance(alerts, list):
-            raise InvalidRequest(f"searching the alerts of model monitor {monitor}: modelMonitoringAlerts is "
-                                 f"{type(alerts).__name__}, expected a list")
-        yield from (alert for alert in alerts if isinstance(alert, dict))
-        if not page.get("nextPageToken"):
-            return
-        body["pageToken"] = page["nextPageToken"]
+    yield from _pages("POST", url, f"searching the alerts of model monitor {monitor}", "modelMonitoringAlerts",
+                      body=body)
