@@ -70,7 +70,7 @@ def test_a_clearly_worse_canary_is_flagged_within_a_few_hundred_pairs():
     generator = np.random.default_rng(3)
     flagged_at = []
     for _ in range(20):
-        differences = _brier_differences(generator, 600, noise=3.0)  # its Brier about 0.08 worse
+        differences = _brier_differences(generator, 600, noise=3.0)  # its Brier about 0.15 worse
         sizes = [size for size in range(50, 601, 50)
                  if confidence_sequence(differences[:size], ALPHA, -1, 1).lower > 0.02]
         flagged_at.append(sizes[0] if sizes else math.inf)
