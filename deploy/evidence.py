@@ -123,6 +123,9 @@ FROM predicted JOIN latest_feedback ON latest_feedback.instance_id = predicted.i
 WHERE predicted.probability BETWEEN 0 AND 1 AND latest_feedback.label IN (0, 1)
 ORDER BY predicted.logging_time, predicted.request_id, predicted.position"""
 
+# Vertex AI's request-response logging table (docs/fidelity.md, "Canary evidence (BigQuery)"), and ours.
+REQUEST_LOG_SCHEMA = ("endpoint STRING, deployed_model_id STRING, logging_time TIMESTAMP, request_id NUMERIC, "
+                      "request_payload ARRAY<STRING>, response_payload ARRAY<STRING>")
 FEEDBACK_SCHEMA = "instance_id STRING NOT NULL, label INT64 NOT NULL, feedback_time TIMESTAMP NOT NULL"
 ANALYSES_SCHEMA = ("decided_at TIMESTAMP, endpoint STRING, model_name STRING, canary_version STRING, "
                    "champion_version STRING, canary_deployed_model_id STRING, canary_percent INT64, action STRING, "

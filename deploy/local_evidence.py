@@ -71,18 +71,17 @@ class DuckDBRunner:
         mapping = {self.tables.dotted(self.tables.request_log): request_log_relation(self.request_log_dir)}
         projects = {table.project for table in parsed} | bigquery_dialect.referenced_projects(sql)
         with bigquery_dialect.connected(sorted(projects), self.local_dir) as connection:
-            for table in parsed[1:]:  # the datasets exist, as Terraform makes them on Vertex
+            # The datasets and the feedback table exist, as Terraform makes them on Vertex.
+            for table in parsed[1:]:
                 connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.project}"."{table.dataset}"')
+            bigquery_dialect.run(connection, f"CREATE TABLE IF NOT EXISTS `{self.tables.dotted(self.tables.feedback)}` "
+                                             f"({FEEDBACK_SCHEMA})")
             try:
-                names, rows = bigquery_dialect.run(connection, sql, {p.name: p.value for p in parameters}, mapping)
+                result = bigquery_dialect.run(connection, sql, {p.name: p.value for p in parameters}, mapping)
             except Exception as error:  # duckdb.Error: the query's own failure, with DuckDB's message
                 raise EvidenceError(f"the canary's evidence query failed on {self.where}: {error}") from None
-        return [{name: bigquery_dialect.python_value(value) for name, value in zip(names, row, strict=True)}
-                for row in rows]
-
-
-def ensure_feedback_table(runner: DuckDBRunner) -> None:
-    runner.run(f"CREATE TABLE IF NOT EXISTS `{runner.tables.dotted(runner.tables.feedback)}` ({FEEDBACK_SCHEMA})")
+        return [{name: bigquery_dialect.python_value(value) for name, value in zip(result.names, row, strict=True)}
+                for row in result.rows]
 
 
 def checked_feedback(rows: Iterable[Mapping[str, Any]], now: float) -> list[tuple[str, int, datetime.datetime]]:
@@ -133,7 +132,6 @@ def write_feedback(runner: DuckDBRunner, rows: Iterable[Mapping[str, Any]], now:
                                 f"({runner.request_log_dir}): {', '.join(unmatched[:5])}"
                                 + (", ..." if len(unmatched) > 5 else "") + "; expected the instance_id a "
                                 "logged request carried. Nothing was written.")
-    ensure_feedback_table(runner)
     table = runner.tables.dotted(runner.tables.feedback)
     parameters = []
     values = []

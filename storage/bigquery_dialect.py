@@ -8,8 +8,8 @@ differ `translate` rewrites it, rule by rule (each one tested in tests/storage/t
   maps the name to another relation (the local endpoint's request log is JSON files);
 - `@name` (a named query parameter) -> `$name`;
 - `SAFE_CAST` -> `TRY_CAST`; the types `FLOAT64`, `TIMESTAMP`, `NUMERIC` -> `DOUBLE`, `TIMESTAMPTZ`
-  (BigQuery's TIMESTAMP is an instant, DuckDB's a wall clock), `DECIMAL(38, 9)`; `INT64`, `STRING` and
-  `BOOL` are DuckDB names already;
+  (BigQuery's TIMESTAMP is an instant, DuckDB's a wall clock), `DECIMAL(38, 9)`, and `ARRAY<T>` -> `T[]`;
+  `INT64`, `STRING` and `BOOL` are DuckDB names already;
 - `JSON_VALUE`, `JSON_QUERY`, `JSON_QUERY_ARRAY`, `UNIX_SECONDS` -> macros with BigQuery's semantics
   (`bq_json_value`: a JSON scalar as text, NULL for an object or array; `bq_json_query`: JSON text;
   `bq_json_query_array`: the elements as JSON texts, NULL if not an array; `bq_unix_seconds`);
@@ -25,6 +25,7 @@ Comments, string literals and quoted names are never rewritten.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import decimal
 import re
@@ -133,6 +134,13 @@ class _Translator:
                 out.append(_FUNCTIONS[text.upper()])
             elif kind == "word" and text.upper() in _TYPES and following != ("other", "("):
                 out.append(_TYPES[text.upper()])
+            elif _word(tokens[index], "ARRAY") and following == ("other", "<"):
+                closing = next((at for at in range(after, len(tokens)) if tokens[at] == ("other", ">")), None)
+                if closing is None:
+                    raise TranslationError("ARRAY< without its closing >")
+                out.append(f"{self.run(tokens[after + 1:closing]).strip()}[]")
+                index = closing + 1
+                continue
             else:
                 out.append(text)
             index += 1
@@ -217,13 +225,27 @@ def connected(projects: Sequence[str], local_dir: Path | None = None) -> Iterato
         connection.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    names: list[str]
+    types: list[str]  # DuckDB's type names: BIGINT, DOUBLE, VARCHAR[], TIMESTAMP WITH TIME ZONE, ...
+    rows: list[tuple]
+    changed: int | None = None  # rows an INSERT, UPDATE or DELETE changed
+
+
 def run(connection, sql: str, parameters: Mapping[str, Any] | None = None,
-        tables: Mapping[str, str] | None = None) -> tuple[list[str], list[tuple]]:
-    """Runs a BigQuery-dialect query (or statement) on `connection`: (column names, rows)."""
-    cursor = connection.execute(translate(sql, tables), dict(parameters or {}))
+        tables: Mapping[str, str] | None = None) -> QueryResult:
+    """Runs a BigQuery-dialect query (or statement) on `connection`."""
+    translated = translate(sql, tables)
+    cursor = connection.execute(translated, dict(parameters or {}))
     if cursor.description is None:
-        return [], []
-    return [column[0] for column in cursor.description], cursor.fetchall()
+        return QueryResult([], [], [])
+    names, types = [column[0] for column in cursor.description], [str(column[1]) for column in cursor.description]
+    rows = cursor.fetchall()
+    statement = next((text.upper() for kind, text in _tokens(sql) if kind == "word"), "")
+    if statement in ("INSERT", "UPDATE", "DELETE", "MERGE") and names == ["Count"]:
+        return QueryResult([], [], [], int(rows[0][0]) if rows else 0)
+    return QueryResult(names, types, rows)
 
 
 def python_value(value: Any) -> Any:

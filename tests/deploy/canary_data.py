@@ -57,8 +57,9 @@ class Traffic:
         self.generator = np.random.default_rng(seed)
         self.sent = 0
 
-    def send(self, split: dict[str, int], requests: int, quality: dict[str, dict] | None = None,
-             labelled_share: float = 1.0, spread_seconds: float = 0.0) -> dict[str, int]:
+    def draw(self, split: dict[str, int], requests: int, quality: dict[str, dict] | None = None,
+             labelled_share: float = 1.0, spread_seconds: float = 0.0) -> tuple[dict[str, int], list, list]:
+        """(requests per deployed model, their log rows, the feedback rows of the labelled share)."""
         quality = quality or {}
         ids = list(split)
         chosen = self.generator.choice(ids, size=requests, p=[split[i] / 100 for i in ids])
@@ -79,8 +80,14 @@ class Traffic:
                                 request_id=self.sent))
             if self.generator.random() < labelled_share:
                 feedback.append({"instance_id": instance_id, "label": int(labels[index]), "feedback_time": now})
+        return counts, rows, feedback
+
+    def send(self, split: dict[str, int], requests: int, quality: dict[str, dict] | None = None,
+             labelled_share: float = 1.0, spread_seconds: float = 0.0) -> dict[str, int]:
+        """Draws requests, logs them where the local endpoint logs, writes their labels: per model, how many."""
+        counts, rows, feedback = self.draw(split, requests, quality, labelled_share, spread_seconds)
         write_log(self.runner.request_log_dir, rows)
-        write_feedback(self.runner, feedback, now, require_logged=False)
+        write_feedback(self.runner, feedback, time.time(), require_logged=False)
         return counts
 
 

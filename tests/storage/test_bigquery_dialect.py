@@ -19,7 +19,7 @@ def duck(tmp_path):
 
 
 def _one(connection, sql: str, **parameters):
-    return run(connection, sql, parameters)[1]
+    return run(connection, sql, parameters).rows
 
 
 def test_tables_parameters_and_types_are_renamed_outside_strings_and_comments():
@@ -75,13 +75,18 @@ def test_timestamps_are_instants_and_parameters_are_named(duck):
 def test_statements_run_against_each_projects_own_database(tmp_path):
     with connected(["my-project", "other-project"], tmp_path) as duck:
         run(duck, "CREATE SCHEMA IF NOT EXISTS `my-project.canary`")
+        run(duck, "CREATE SCHEMA `other-project.canary`")
         run(duck, "CREATE TABLE IF NOT EXISTS `my-project.canary.feedback` (instance_id STRING, label INT64, "
                   "feedback_time TIMESTAMP)")
-        run(duck, "INSERT INTO `my-project.canary.feedback` (instance_id, label, feedback_time) "
-                  "VALUES (@id, @label, @at)", {"id": "r-1", "label": 1,
-                                                "at": datetime.datetime(2026, 1, 1, tzinfo=UTC)})
-        names, rows = run(duck, "SELECT instance_id, label, feedback_time FROM `my-project.canary.feedback`")
-    assert names == ["instance_id", "label", "feedback_time"]
-    assert rows == [("r-1", 1, datetime.datetime(2026, 1, 1, tzinfo=UTC))]
+        inserted = run(duck, "INSERT INTO `my-project.canary.feedback` (instance_id, label, feedback_time) "
+                             "VALUES (@id, @label, @at)", {"id": "r-1", "label": 1,
+                                                           "at": datetime.datetime(2026, 1, 1, tzinfo=UTC)})
+        result = run(duck, "SELECT instance_id, label, feedback_time FROM `my-project.canary.feedback`")
+        run(duck, "CREATE TABLE `other-project.canary.log` (payload ARRAY<STRING>, n NUMERIC)")
+        typed = run(duck, "SELECT payload, n FROM `other-project.canary.log`")
+    assert inserted.changed == 1 and result.names == ["instance_id", "label", "feedback_time"]
+    assert result.types == ["VARCHAR", "BIGINT", "TIMESTAMP WITH TIME ZONE"]
+    assert result.rows == [("r-1", 1, datetime.datetime(2026, 1, 1, tzinfo=UTC))]
+    assert typed.types == ["VARCHAR[]", "DECIMAL(38,9)"]
     assert (tmp_path / "bigquery" / "my-project.duckdb").exists() and (tmp_path / "bigquery" / "other-project.duckdb"
                                                                         ).exists()
