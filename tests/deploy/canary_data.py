@@ -165,3 +165,33 @@ class SimulatedEndpoint:
             failed = old.errors + (errors or {}).get(deployed_id, 0)
             self.stats[deployed_id] = StepStats(old.requests + requests, failed, 5.0,
                                                 (p99_ms or {}).get(deployed_id, 20.0))
+
+
+class VertexRequestLogging:
+    """What Vertex's request-response logging does for the Vertex stand-in (tests/deploy/
+    vertex_endpoint_stand_in.FakeVertex.request_logging): each answered request becomes a row of the log table,
+    in the BigQuery stand-in's files, in the one-string-per-instance form (the local endpoint logs the other)."""
+
+    def __init__(self, local_dir: Path, table: str) -> None:
+        from deploy.evidence import REQUEST_LOG_SCHEMA
+        from storage import bigquery_dialect
+
+        self.local_dir, self.table = local_dir, table
+        self.rows: list[dict] = []
+        project, dataset, _ = table.split(".")
+        with bigquery_dialect.connected([project], local_dir) as connection:
+            bigquery_dialect.run(connection, f"CREATE SCHEMA IF NOT EXISTS `{project}.{dataset}`")
+            bigquery_dialect.run(connection, f"CREATE TABLE IF NOT EXISTS `{table}` ({REQUEST_LOG_SCHEMA})")
+
+    def __call__(self, endpoint: str, deployed_id: str, instances: list, predictions: list) -> None:
+        from storage import bigquery_dialect
+
+        row = log_row(deployed_id, time.time(), instances, [p[PROBABILITY_OUTPUT] for p in predictions],
+                      per_instance=True, request_id=len(self.rows) + 1)
+        self.rows.append(row)
+        with bigquery_dialect.connected([self.table.split(".")[0]], self.local_dir) as connection:
+            bigquery_dialect.run(connection, f"INSERT INTO `{self.table}` VALUES (@endpoint, @deployed, @at, @id, "
+                                             "@request, @response)",
+                                 {"endpoint": endpoint, "deployed": deployed_id,
+                                  "at": datetime.datetime.fromisoformat(row["logging_time"]), "id": len(self.rows),
+                                  "request": row["request_payload"], "response": row["response_payload"]})

@@ -25,7 +25,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from contract.artifacts import SMOKE_TEST_FILE
@@ -50,6 +50,9 @@ class FakeVertex(FakeModelRegistry):
         self.latency_ms: dict[str, float] = {}  # per version, as Cloud Monitoring reports it
         self.served: dict[str, dict[str, int]] = {}  # deployed id -> {"requests", "errors"}
         self.monitoring_queries: list[dict[str, str]] = []
+        # Called with (endpoint name, deployed model id, instances, predictions) for each answered request, as
+        # the endpoint's request-response logging writes them (tests/deploy/canary_data.VertexRequestLogging).
+        self.request_logging: Callable[[str, str, list, list], None] | None = None
         self._ids = itertools.count(1001)
         self._etags = itertools.count(1)
         self._random = random.Random(3)
@@ -225,6 +228,9 @@ class FakeVertex(FakeModelRegistry):
         recorded = record["predictions"] if payload["instances"] == record["instances"] else \
             [0.5] * len(payload["instances"])
         shift = 0.5 if deployed["modelVersionId"] in self.wrong_answers else 0.0
+        if self.request_logging is not None:
+            self.request_logging(endpoint["name"], deployed_id, payload["instances"],
+                                 [{"probability": p + shift} for p in recorded])
         return 200, {"predictions": [{"probability": p + shift} for p in recorded],
                      "deployedModelId": deployed_id, "model": deployed["model"],
                      "modelVersionId": deployed["modelVersionId"]}
