@@ -67,7 +67,7 @@ class Thresholds:
     max_p99_increase_ms: float = 50.0
     min_labelled: int = 200  # labelled pairs before the Brier check can pass; 0: labels not required
     max_brier_increase: float = 0.02
-    min_positives: int = 30
+    min_positives: int = 100  # labelled positives (and negatives) per model before AUC is judged
     max_auc_drop: float = 0.05
     max_js_divergence: float = 0.1
     alpha: float = 0.05  # the false-alarm rate of each statistical check over all its looks

@@ -112,16 +112,16 @@ def test_auc_and_its_delong_variance():
 def test_auc_intervals_spent_over_looks_keep_false_alarms_under_alpha():
     generator = np.random.default_rng(13)
     alarms = 0
-    for _ in range(200):  # 40 positives at the first look: the regime where a plain normal interval fails
-        canary, champion = _model(generator, 1000), _model(generator, 4000)
-        for look in range(1, 11):
-            size = 100 * look
+    for _ in range(300):  # from about 100 positives at the first look (Thresholds.min_positives)
+        canary, champion = _model(generator, 2000), _model(generator, 8000)
+        for look in range(1, 9):
+            size = 250 * look
             estimate = auc_difference((canary[0][:size], canary[1][:size]),
                                       (champion[0][:4 * size], champion[1][:4 * size]), spent_alpha(ALPHA, look))
             if not estimate.lower <= 0.0 <= estimate.upper:
                 alarms += 1
                 break
-    assert alarms / 200 <= ALPHA
+    assert alarms / 300 <= ALPHA
     assert sum(spent_alpha(ALPHA, look) for look in range(1, 100_000)) <= ALPHA
 
 
