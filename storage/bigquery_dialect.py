@@ -15,7 +15,8 @@ differ `translate` rewrites it, rule by rule (each one tested in tests/storage/t
   `bq_json_query_array`: the elements as JSON texts, NULL if not an array; `bq_unix_seconds`);
 - `a[SAFE_OFFSET(i)]`, `a[OFFSET(i)]` -> `a[(i) + 1]` (0-based to 1-based; out of range is NULL here,
   an error for OFFSET in BigQuery);
-- `UNNEST(a) AS v WITH OFFSET AS o` -> `LATERAL (SELECT u.v AS v, u.o - 1 AS o FROM UNNEST(a) WITH
+- `UNNEST(a) AS v` -> `UNNEST(a) AS u(v)` (BigQuery's alias names the value, DuckDB's a table);
+  `UNNEST(a) AS v WITH OFFSET AS o` -> `LATERAL (SELECT u.v AS v, u.o - 1 AS o FROM UNNEST(a) WITH
   ORDINALITY AS u(v, o))`.
 
 Anything else passes unchanged: a construct DuckDB does not know fails there, with DuckDB's message.
@@ -151,18 +152,23 @@ class _Translator:
         closing = _closing(tokens, opening)
         array = self.run(tokens[opening + 1:closing])
         position = _next(tokens, closing + 1)
-        alias = None
+        alias, after_alias = None, closing + 1
         if position < len(tokens) and _word(tokens[position], "AS"):
             alias_at = _next(tokens, position + 1)
-            alias, position = tokens[alias_at][1], _next(tokens, alias_at + 1)
+            alias, after_alias = tokens[alias_at][1], alias_at + 1
         elif position < len(tokens) and tokens[position][0] == "word" and not _word(
                 tokens[position], "WITH", "WHERE", "ON", "JOIN", "LEFT", "CROSS", "INNER", "GROUP", "ORDER"):
-            alias, position = tokens[position][1], _next(tokens, position + 1)
-        with_at, offset_at = position, _next(tokens, position + 1)
+            alias, after_alias = tokens[position][1], position + 1
+        with_at = _next(tokens, after_alias)
+        offset_at = _next(tokens, with_at + 1)
         if not (with_at < len(tokens) and _word(tokens[with_at], "WITH") and offset_at < len(tokens)
                 and _word(tokens[offset_at], "OFFSET")):
-            out.append(f"UNNEST({array})" + (f" AS {alias}" if alias else ""))
-            return closing + 1 if alias is None else position
+            if alias is None:
+                out.append(f"UNNEST({array})")
+            else:  # BigQuery's alias names the value; DuckDB's would name a table of one struct column
+                self.unnests += 1
+                out.append(f"UNNEST({array}) AS _bq_unnest_{self.unnests}({alias})")
+            return after_alias
         if alias is None:
             raise TranslationError("UNNEST(...) WITH OFFSET needs an alias for the value: UNNEST(a) AS v WITH OFFSET")
         position = _next(tokens, offset_at + 1)

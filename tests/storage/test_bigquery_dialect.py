@@ -59,6 +59,9 @@ def test_offsets_are_zero_based_as_in_bigquery(duck):
                       "UNNEST(t.a) AS v WITH OFFSET o ORDER BY v")
     assert rows == [("x", "X"), ("y", "Y")]
     assert _one(duck, "SELECT count(*) FROM (SELECT [1, 2, 3] AS a) AS t, UNNEST(t.a) AS v") == [(3,)]
+    assert _one(duck, "SELECT v FROM UNNEST(@ids) AS v WHERE v <> 'b' ORDER BY v", ids=["a", "b", "c"]) == [
+        ("a",), ("c",)]
+    assert translate("FROM UNNEST(x) AS v\nWHERE v") == "FROM UNNEST(x) AS _bq_unnest_1(v)\nWHERE v"
     with pytest.raises(TranslationError, match="needs an alias"):
         translate("SELECT 1 FROM t, UNNEST(a) WITH OFFSET")
     with pytest.raises(TranslationError, match="unbalanced"):
