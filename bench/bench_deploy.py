@@ -79,6 +79,7 @@ def decision_cost_per_step(root: Path, requests: int = LOGGED_REQUESTS) -> None:
 
     import numpy as np
     import orjson
+    import pyarrow as pa
 
     from contract.model_inputs import INSTANCE_ID_KEY
     from deploy.decision import ModelEvidence, StepStats, Thresholds, analyse, decide
@@ -106,9 +107,11 @@ def decision_cost_per_step(root: Path, requests: int = LOGGED_REQUESTS) -> None:
     runner = DuckDBRunner(DEFAULT_TABLES, root / "request_log", root)
     runner.run("SELECT 1")  # creates the dataset and the feedback table
     now = datetime.datetime.now(datetime.UTC)
+    feedback = pa.table({"instance_id": [f"r{index}" for index in range(requests)], "label": labels.astype("int64"),
+                         "feedback_time": pa.array([now] * requests, pa.timestamp("us", tz="UTC"))})
     with bigquery_dialect.connected(["local-mlops"], root) as connection:
-        connection.executemany('INSERT INTO "local-mlops".canary.feedback VALUES (?, ?, ?)',
-                               [(f"r{index}", int(labels[index]), now) for index in range(requests)])
+        connection.register("feedback_rows", feedback)
+        connection.execute('INSERT INTO "local-mlops".canary.feedback SELECT * FROM feedback_rows')
     print(f"\ncanary decision cost per step: {requests:,} logged requests ({size / 2**20:.0f} MiB of log, "
           f"written in {time.perf_counter() - started:.1f} s), every one labelled, 10% on the canary")
     state = RolloutState.begin("2", time.time() - 3600)
