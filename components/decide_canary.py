@@ -24,9 +24,12 @@ def decide_canary(model_name: str, endpoint_display_name: str, registry_uri: str
     # KFP hands a list parameter's numbers over as floats (JSON numbers): whole ones are the percents.
     weights = tuple(int(weight) if isinstance(weight, float) and weight.is_integer() else weight
                     for weight in step_weights)
-    rollout = Rollout(weights, min_bake_minutes, min_requests, failure_threshold)
-    thresholds = Thresholds(max_error_rate_increase, max_p99_increase_ms, min_labelled, max_brier_increase,
-                            min_positives, max_auc_drop, max_js_divergence, alpha)
+    rollout = Rollout(step_weights=weights, min_bake_minutes=min_bake_minutes, min_requests=min_requests,
+                      failure_threshold=failure_threshold)
+    thresholds = Thresholds(max_error_rate_increase=max_error_rate_increase, max_p99_increase_ms=max_p99_increase_ms,
+                            min_labelled=min_labelled, max_brier_increase=max_brier_increase,
+                            min_positives=min_positives, max_auc_drop=max_auc_drop,
+                            max_js_divergence=max_js_divergence, alpha=alpha)
     tables = CanaryTables(request_log_table, feedback_table) if request_log_table or feedback_table else None
     backend = open_backend(registry_uri, model_name, endpoint_display_name, project, location)
     decision = decide_canary(backend, thresholds, rollout, tables)

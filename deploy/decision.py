@@ -301,6 +301,7 @@ def decide_canary(backend: EndpointBackend, thresholds: Thresholds = Thresholds(
     """One analysis and its action, under the backend's exclusive hold: of two decisions at once one acts,
     the other then finds the endpoint as the first left it. `tables`: the request-response log and feedback
     tables (default: the backend's own, locally the local endpoint's)."""
+    runner = backend.query_runner(tables)  # a missing or malformed table is refused before the endpoint is touched
     with backend.exclusive():
         finish_interrupted(backend, report)
         champion_version = backend.registry.get(backend.model_name, CHAMPION)
@@ -316,7 +317,6 @@ def decide_canary(backend: EndpointBackend, thresholds: Thresholds = Thresholds(
         if state is None or state.canary_id != canary.id:  # deployed before states were kept, or lost
             state = RolloutState.begin(canary.id, now)
             report(f"no rollout state for canary {canary.id}: its rollout and step count from now")
-        runner = backend.query_runner(tables)
         stats = backend.step_stats(live, state.step_started, now)
         logged, bucket = read_logged_predictions(runner, runner.tables, state.started, now + 1.0)
         evidence = {model.id: ModelEvidence(model.id, model.version, model.percent, stats.get(model.id, StepStats()),

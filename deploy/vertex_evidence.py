@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from deploy.evidence import CanaryTables, EvidenceError, QueryParameter
-from deploy.monitoring import step_stats_from_monitoring  # noqa: F401 (the Vertex backend's step evidence)
+from deploy.monitoring import step_stats_from_monitoring
+
+__all__ = ["BigQueryRunner", "step_stats_from_monitoring"]
 
 
 class BigQueryRunner:
