@@ -45,13 +45,26 @@ def code_version() -> str:
     return digest.hexdigest()[:KEY_HEX_DIGITS]
 
 
+def _canonical(value: Any) -> Any:
+    """Whole floats as ints: KFP hands a list parameter's numbers over as floats ([64, 32] arrives as
+    [64.0, 32.0]), and the same parameters must give the same key however they arrived."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _canonical(item) for key, item in value.items()}
+    return value
+
+
 def lineage_key(data_uri: str, data_version: str, dataset_config_text: str, schema_text: str,
                 parameters: Mapping[str, Any], serving_image: str, code: str) -> str:
     """The key, or "" when the data's version is unknown."""
     if not data_version:
         return ""
     material = {"data_uri": data_uri, "data_version": data_version, "dataset_config": dataset_config_text,
-                "schema": schema_text, "parameters": dict(parameters), "serving_image": serving_image, "code": code}
+                "schema": schema_text, "parameters": _canonical(dict(parameters)), "serving_image": serving_image,
+                "code": code}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:KEY_HEX_DIGITS]
 
 

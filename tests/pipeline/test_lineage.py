@@ -29,6 +29,8 @@ def test_the_key_follows_everything_that_makes_the_model():
         other = list(BASE)
         other[index] = value
         assert lineage_key(*other) != key, name
+    # The same parameters however KFP handed them over (a list's numbers arrive as floats).
+    assert lineage_key(*BASE[:4], PARAMETERS | {"hidden_units": [64.0, 32.0], "epochs": 8.0}, *BASE[5:]) == key
     # A run that does not say which bytes it read is never taken for another.
     assert lineage_key(BASE[0], "", *BASE[2:]) == ""
 
