@@ -167,10 +167,13 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+_BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
 def bucket_seconds(start: float, end: float) -> int:
-    """Whole minutes, so that the rollout spans at most MAX_TRAFFIC_BUCKETS buckets."""
-    minutes = max(1, -(-int(end - start) // (60 * MAX_TRAFFIC_BUCKETS)))
-    return 60 * minutes
+    """A round width, so that the rollout spans at most MAX_TRAFFIC_BUCKETS buckets (days: whole days)."""
+    wanted = (end - start) / MAX_TRAFFIC_BUCKETS
+    return next((width for width in _BUCKETS if width >= wanted), 86400 * -(-int(wanted) // 86400))
 
 
 def read_logged_predictions(runner: QueryRunner, tables: CanaryTables, start: float, end: float

@@ -43,7 +43,7 @@ def _traffic_plot(decision: Decision, plt) -> str:
     totals = {bucket: sum(evidence.logged.traffic.get(bucket, 0) for _, evidence, _ in models) for bucket in buckets}
     for name, evidence, colour in models:
         shares = [100.0 * evidence.logged.traffic.get(bucket, 0) / totals[bucket] for bucket in buckets]
-        axis.plot([(bucket - start) / 60 for bucket in buckets], shares, "o-", color=colour, markersize=3,
+        axis.plot([max(0.0, bucket - start) / 60 for bucket in buckets], shares, "o-", color=colour, markersize=3,
                   label=f"{name}: logged share")
     configured = [((row["decided_at"] - start) / 60, row["canary_percent"], row["next_percent"])
                   for row in decision.history]

@@ -74,7 +74,7 @@ def test_the_evidence_through_bigquery_is_the_evidence_read_locally(bigquery, tm
     remote, remote_bucket = read_logged_predictions(BigQueryRunner(TABLES, PROJECT), TABLES, start, end)
     local, local_bucket = read_logged_predictions(traffic.runner, DEFAULT_TABLES, start, end)
 
-    assert remote_bucket == local_bucket == 60 and set(remote) == set(local) == {"1", "2"}
+    assert remote_bucket == local_bucket == 10 and set(remote) == set(local) == {"1", "2"}
     for deployed_id, evidence in remote.items():
         assert evidence.histogram == local[deployed_id].histogram and sum(evidence.histogram) == counts[deployed_id]
         assert dict(evidence.traffic) == dict(local[deployed_id].traffic)
