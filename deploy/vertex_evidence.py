@@ -2,10 +2,11 @@
 
 - The endpoint's request-response log (a BigQuery table with Vertex's documented columns; the endpoint
   logs to it when created with request-response logging) joined with the feedback table: the SQL of
-  deploy/evidence.py, run by the real google-cloud-bigquery client (`Client.query_and_wait`: the REST
-  `jobs.query` method, then `jobs.getQueryResults` pages). No location is given: BigQuery runs a query
-  where the tables it reads live (a `US` dataset from a `us-central1` pipeline included). The analyses
-  history is written there too (one `CREATE TABLE IF NOT EXISTS` and one `INSERT` per decision).
+  deploy/evidence.py, run by the real google-cloud-bigquery client as query jobs (`Client.query`: REST
+  `jobs.insert`, then `jobs.getQueryResults` and its pages, `jobs.get` while it waits). No location is
+  given: BigQuery runs a job where the tables it reads live (a `US` dataset from a `us-central1`
+  pipeline included). The analyses history is written there too (one `CREATE TABLE IF NOT EXISTS` and
+  one `INSERT` per decision).
 - Requests, errors and latency per deployed model over the step: Cloud Monitoring (deploy/monitoring.py).
 
 With BIGQUERY_EMULATOR_HOST set (a test's stand-in, tests/bigquery_stand_in.py), the client goes there
@@ -53,15 +54,11 @@ class BigQueryRunner:
         from google.api_core import exceptions
         from google.cloud import bigquery
 
-        typed = []
-        for parameter in parameters:
-            if parameter.type.startswith("ARRAY<"):
-                typed.append(bigquery.ArrayQueryParameter(parameter.name, parameter.type[6:-1], parameter.value))
-            else:
-                typed.append(bigquery.ScalarQueryParameter(parameter.name, parameter.type, parameter.value))
+        typed = [bigquery.ScalarQueryParameter(parameter.name, parameter.type, parameter.value)
+                 for parameter in parameters]
         try:
-            rows = self.client().query_and_wait(sql, job_config=bigquery.QueryJobConfig(query_parameters=typed))
-            return [dict(row.items()) for row in rows]
+            job = self.client().query(sql, job_config=bigquery.QueryJobConfig(query_parameters=typed))
+            return [dict(row.items()) for row in job.result()]
         except exceptions.GoogleAPICallError as error:
             raise EvidenceError(f"BigQuery refused the canary's evidence query on {self.where}: "
                                 f"{error.message}") from None

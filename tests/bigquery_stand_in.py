@@ -6,9 +6,10 @@ translation, over one DuckDB file per project in `local_dir/bigquery/` (the loca
 layout): a test creates the tables there as Terraform or Vertex would, and the client under test reads and
 writes them through REST. Methods:
 
+- `jobs.insert` (POST /projects/P/jobs) with a query configuration, what `Client.query` sends: runs the
+  statement as the job the client named (`jobReference.jobId`);
 - `jobs.query` (POST /projects/P/queries), what `Client.query_and_wait` sends: runs the statement and
   answers the first page of rows with the schema; with more rows, a `pageToken` and the job's reference;
-- `jobs.insert` (POST /projects/P/jobs) with a query configuration, what `Client.query` sends;
 - `jobs.getQueryResults` (GET /projects/P/queries/J): `pageToken`, `startIndex`, `maxResults`;
 - `jobs.get` (GET /projects/P/jobs/J).
 
@@ -20,6 +21,8 @@ What it imitates beyond shape, and from where (docs/fidelity.md, "Canary evidenc
 - named parameters (`parameterMode: NAMED`, `queryParameters` with `parameterType` and
   `parameterValue`, arrays as `arrayValues`), TIMESTAMP values as the client writes them
   (`_helpers._timestamp_to_json_parameter`: "YYYY-MM-DD HH:MM:SS.ffffff+00:00");
+- a page without rows leaves `rows` out (google/cloud/bigquery/job/query.py `QueryJob.result` reads a
+  page holding `rows` as the first page, and `maxResults=0` asks for none);
 - a DML statement answers `numDmlAffectedRows` and no rows; a missing table or dataset is a 404 with reason
   `notFound`, any other failure of the query a 400 with reason `invalidQuery` (REST error messages
   reference: https://cloud.google.com/bigquery/docs/error-messages).
@@ -106,14 +109,15 @@ class BigQueryStandIn:
         self.server.close()
 
     # --- running a query -----------------------------------------------------------------------------
-    def _run(self, project: str, configuration: dict) -> tuple[int, dict]:
+    def _run(self, project: str, configuration: dict, job_id: str = "") -> tuple[int, dict]:
+        """Runs the statement; the job takes the id the client chose (jobs.insert), else one of ours."""
         sql = configuration["query"]
         self.queries.append(sql)
         if configuration.get("useLegacySql"):
             return 400, google_error(400, "INVALID_ARGUMENT", "this stand-in answers GoogleSQL only (useLegacySql)")
         parameters = {parameter["name"]: _parameter_value(parameter["parameterType"], parameter["parameterValue"])
                       for parameter in configuration.get("queryParameters", [])}
-        job_id = f"job_{next(self._ids)}"
+        job_id = job_id or f"job_{next(self._ids)}"
         try:
             projects = bigquery_dialect.referenced_projects(sql) | {project}
             with bigquery_dialect.connected(sorted(projects), self.local_dir) as connection:
@@ -140,10 +144,11 @@ class BigQueryStandIn:
         rows = job["rows"][start:start + size]
         kinds = [field["type"] for field in job["schema"]["fields"]]
         page = {"jobReference": self._reference(job_id), "jobComplete": True, "totalRows": str(len(job["rows"])),
-                "schema": job["schema"],
-                "rows": [{"f": [{"v": _cell(value, kind, microseconds)}
-                                for value, kind in zip(row, kinds, strict=True)]} for row in rows]}
-        if start + size < len(job["rows"]):
+                "schema": job["schema"]}
+        if rows:  # BigQuery leaves `rows` out of a page without any (the client reads its absence so)
+            page["rows"] = [{"f": [{"v": _cell(value, kind, microseconds)}
+                                   for value, kind in zip(row, kinds, strict=True)]} for row in rows]
+        if size and start + size < len(job["rows"]):
             page["pageToken"] = str(start + size)
         if job["changed"] is not None:
             page["numDmlAffectedRows"] = str(job["changed"])
@@ -177,7 +182,7 @@ class BigQueryStandIn:
             configuration = payload.get("configuration", {}).get("query")
             if configuration is None:
                 return 400, google_error(400, "INVALID_ARGUMENT", "this stand-in runs query jobs only")
-            status, answer = self._run(project, configuration)
+            status, answer = self._run(project, configuration, payload.get("jobReference", {}).get("jobId", ""))
             return (200, self._job(answer["jobId"])) if status == 200 else (status, answer)
         job_id = parts[5] if len(parts) > 5 else ""
         if job_id not in self.jobs:

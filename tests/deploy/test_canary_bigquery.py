@@ -84,17 +84,18 @@ def test_the_evidence_through_bigquery_is_the_evidence_read_locally(bigquery, tm
         np.testing.assert_array_equal(evidence.labels, local[deployed_id].labels)
     assert sum(evidence.labelled for evidence in remote.values()) == len(feedback)
 
-    # What crossed the wire: jobs.query with named, typed parameters; more rows than a page: getQueryResults.
+    # What crossed the wire: query jobs with named, typed parameters; more rows than a page: getQueryResults pages.
     assert bigquery.server.reply_problems == []
-    queried = [body for method, path, body in bigquery.requests if path.endswith("/queries") and method == "POST"]
-    assert len(queried) == 2 and all(body["parameterMode"] == "NAMED" and body["useLegacySql"] is False
-                                     for body in queried)
+    queried = [body["configuration"]["query"] for method, path, body in bigquery.requests
+               if method == "POST" and path.endswith("/jobs")]
+    assert len(queried) == 2 and all(query["parameterMode"] == "NAMED" and query["useLegacySql"] is False
+                                     for query in queried)
     assert {p["name"]: p["parameterType"]["type"] for p in queried[0]["queryParameters"]} == {
         "window_start": "TIMESTAMP", "window_end": "TIMESTAMP", "bucket_seconds": "INT64", "bins": "INT64"}
     assert "`test-project.endpoint_logs.request_response_logging`" in queried[1]["query"]
     assert any(method == "GET" and "/queries/" in path and body.get("?", {}).get("pageToken")
                for method, path, body in bigquery.requests)
-    assert set(bigquery.server.methods) >= {"bigquery.jobs.query", "bigquery.jobs.getQueryResults"}
+    assert set(bigquery.server.methods) == {"bigquery.jobs.insert", "bigquery.jobs.getQueryResults"}
 
 
 def test_the_analyses_table_is_created_written_and_read_through_bigquery(bigquery):
@@ -119,3 +120,20 @@ def test_a_missing_table_is_named_in_a_clear_error(bigquery):
         read_logged_predictions(BigQueryRunner(TABLES, PROJECT), TABLES, 0.0, time.time())
     with pytest.raises(EvidenceError, match="pass request_log_table=bq://PROJECT.DATASET.TABLE"):
         BigQueryRunner(None, PROJECT)
+
+
+def test_the_stand_in_also_answers_jobs_query_with_its_pages(bigquery):
+    """For reuse: `Client.query_and_wait` (REST jobs.query, then getQueryResults pages) gets the same rows."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery as client_library
+
+    _load(bigquery.local_dir, [], [])
+    with bigquery_dialect.connected([PROJECT], bigquery.local_dir) as connection:
+        connection.execute(f'CREATE TABLE "{PROJECT}".canary.numbers AS SELECT range AS n FROM range(1, 401)')
+    client = client_library.Client(project=PROJECT, credentials=AnonymousCredentials())
+    rows = client.query_and_wait(f"SELECT n FROM `{PROJECT}.canary.numbers` WHERE n > @above ORDER BY n",
+                                 job_config=client_library.QueryJobConfig(
+                                     query_parameters=[client_library.ScalarQueryParameter("above", "INT64", 0)]))
+    assert [row["n"] for row in rows] == list(range(1, 401))  # three pages of 150
+    assert bigquery.server.methods[0] == "bigquery.jobs.query" and bigquery.server.reply_problems == []
+    assert bigquery.server.methods.count("bigquery.jobs.getQueryResults") >= 2

@@ -158,7 +158,7 @@ def test_the_decision_on_vertex_reads_cloud_monitoring_per_deployed_model_and_ro
     assert fake.endpoint_state() == {"split": {"1": 100}, "deployed": ["1"]}
     assert backend.registry.get(NAME, REJECTED).version == "2"
     assert ROLLOUT_LABEL not in next(iter(fake.endpoints.values()))["labels"]  # the rollout ended with it
-    assert "bigquery.jobs.query" in bigquery[0].server.methods and bigquery[0].server.reply_problems == []
+    assert "bigquery.jobs.insert" in bigquery[0].server.methods and bigquery[0].server.reply_problems == []
 
 
 def test_a_canary_on_vertex_advances_step_by_step_then_is_promoted(vertex, bigquery):

@@ -231,7 +231,7 @@ def test_the_canary_decision_template_promotes_on_monitoring_and_bigquery_eviden
     assert step.output_parameters["Output"] == "promote"
     metrics = step.outputs["metrics"]["metadata"]
     assert metrics["canary_requests"] >= 3 and metrics["prediction_parity_value"] == 0.0
-    assert {"bigquery.jobs.query", "bigquery.jobs.getQueryResults"} & set(rehearsal["bigquery"].server.methods)
+    assert {"bigquery.jobs.insert", "bigquery.jobs.getQueryResults"} <= set(rehearsal["bigquery"].server.methods)
     assert rehearsal["bigquery"].server.reply_problems == []
     assert rehearsal["registry"].endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
     assert VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version == "2"
