@@ -21,6 +21,9 @@ from storage import uri as storage_uri
 
 INPUT_SPEC_FILE = "input_spec.json"
 PROBABILITY_OUTPUT = "probability"
+# A key an instance may carry so that a label arriving later (the canary's feedback table) finds the logged
+# request and its prediction; not a feature: serving ignores keys that are not features.
+INSTANCE_ID_KEY = "instance_id"
 DTYPES = ("float32", "int64", "string")
 # The one table of missing-value sentinels.
 MISSING_VALUES: dict[str, Any] = {"float32": math.nan, "int64": -1, "string": ""}

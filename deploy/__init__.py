@@ -6,19 +6,23 @@ Public API (the deploy pipeline, the canary decision and the runner call these):
     backend = open_backend(registry_uri, model_name)              # local folder or "vertex"
     outcome = deploy_version(backend, "challenger", canary_percent=10)
     outcome.transition, outcome.deployed_model_id, outcome.split       # "first" | "canary" | "no-op"
-    decision = decide_canary(backend, Thresholds(min_requests=100))   # promote | rollback | wait | none
-    decision.action, decision.reasons, decision.metrics()
+    decision = decide_canary(backend, Thresholds(), Rollout(step_weights=(10, 25, 50)))
+    decision.action, decision.reasons, decision.checks   # advance | promote | hold | rollback | none
 
-Modules: plan.py (pure planner), transitions.py (journaled steps), smoke.py, decision.py,
-report.py, local.py and vertex.py (the backends), monitoring.py, replay.py; docs/deploy.md.
+Modules: plan.py (pure planner), transitions.py (journaled steps), smoke.py, rollout.py (steps and their
+state), decision.py (checks and rules), statistics.py, evidence.py (the log and feedback SQL),
+local_evidence.py and vertex_evidence.py (where it runs), report.py, local.py and vertex.py (the
+backends), monitoring.py, replay.py; docs/deploy.md.
 """
 
 from __future__ import annotations
 
 from deploy.backend import EndpointBackend
 from deploy.decision import Decision, Thresholds, decide_canary
+from deploy.evidence import CanaryTables
 from deploy.local import LocalBackend, local_endpoint_dir
 from deploy.plan import DeployRefused
+from deploy.rollout import Rollout, RolloutError
 from deploy.smoke import SmokeTestFailed
 from deploy.transitions import DeployOutcome, deploy_version, finish_interrupted
 from registry.model_registry import VERTEX
@@ -34,5 +38,6 @@ def open_backend(registry_uri: str, model_name: str, endpoint_display_name: str 
     return LocalBackend(local_endpoint_dir(registry_uri, endpoint_display_name), registry_uri, model_name)
 
 
-__all__ = ["Decision", "DeployOutcome", "DeployRefused", "EndpointBackend", "LocalBackend", "SmokeTestFailed",
-           "Thresholds", "decide_canary", "deploy_version", "finish_interrupted", "open_backend"]
+__all__ = ["CanaryTables", "Decision", "DeployOutcome", "DeployRefused", "EndpointBackend", "LocalBackend", "Rollout",
+           "RolloutError", "SmokeTestFailed", "Thresholds", "decide_canary", "deploy_version", "finish_interrupted",
+           "open_backend"]

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deploy.plan import Deployed
+from deploy.rollout import RolloutState
 from registry.model_registry import ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:
+    from deploy.decision import StepStats
+    from deploy.evidence import CanaryTables, QueryRunner
 
 
 class EndpointBackend(Protocol):
@@ -41,8 +46,16 @@ class EndpointBackend(Protocol):
         """(HTTP status, the deployed model id that answered, the JSON body)."""
 
     def start_window(self) -> None:
-        """The canary went live: evidence for its decision counts from now."""
+        """The canary went live, or its step began: step evidence (errors, latency) counts from now."""
 
-    def evidence(self, live: list[Deployed], window_seconds: float) -> tuple[dict[str, Any], float]:
-        """Per deployed model id, its ModelEvidence over the window; and when the window started."""
+    def read_rollout(self) -> RolloutState | None: ...
+
+    def write_rollout(self, state: RolloutState | None) -> None:
+        """Kept with the endpoint (None clears it): deploy/rollout.py."""
+
+    def step_stats(self, live: list[Deployed], since: float, now: float) -> dict[str, StepStats]:
+        """Per deployed model id: requests, errors and latency over [since, now]."""
+
+    def query_runner(self, tables: CanaryTables | None) -> QueryRunner:
+        """Runs the canary's evidence SQL on this platform's BigQuery (None: this backend's default tables)."""
 

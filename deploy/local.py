@@ -1,8 +1,10 @@
 """The local backend: the local endpoint (serving/) and the local registry's aliases.
 
 A deployed model serves a registry version when its model URI is that version's
-folder. The journal of a transition in progress and the lock that makes decisions
-take turns sit in the endpoint's state directory, beside `endpoint.json`.
+folder. The journal of a transition in progress, the rollout's state and the lock
+that makes decisions take turns sit in the endpoint's state directory, beside
+`endpoint.json`. The canary's log evidence is the endpoint's request log and the
+local BigQuery stand-in beside the registry (deploy/local_evidence.py).
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from typing import Any
 
 from contract.paths import PROJECT_ROOT
 from deploy.plan import Deployed
+from deploy.rollout import RolloutState
 from registry.model_registry import LocalModelRegistry, ModelVersion
 from serving.client import LocalEndpoint
 from serving.endpoint import EndpointError, normalize_model_uri
 from serving.processes import die_with_parent
+from serving.request_log import REQUEST_LOG_DIR
 from storage.local_files import file_lock, write_json_atomically
 
 JOURNAL_FILE = "deploy_transition.json"
-FEEDBACK_FILE = "feedback.jsonl"  # replayed labelled rows: which model answered, its probability, the label
+ROLLOUT_FILE = "canary_rollout.json"
 DEPLOY_LOCK = "deploy.lock"
 ROUTER_START_TIMEOUT_S = 180.0
 
@@ -45,6 +49,7 @@ class LocalBackend:
         self.endpoint = LocalEndpoint(state_dir)
         self.state_dir = Path(state_dir)
         self.registry = LocalModelRegistry(registry_root)
+        self.local_dir = Path(registry_root).parent  # the local state: its bigquery/ is the BigQuery stand-in
         self.model_name = model_name
         self.where = f"local endpoint {self.state_dir}"
 
@@ -139,23 +144,24 @@ class LocalBackend:
         if self.endpoint.router_url():
             self.endpoint.stats(reset=True)
 
-    def evidence(self, live: list[Deployed], window_seconds: float) -> tuple[dict[str, Any], float]:
-        """The router's stats since its last reset (the canary going live), and the replay's feedback since."""
-        from deploy.decision import evidence_from_router_stats
+    def read_rollout(self) -> RolloutState | None:
+        path = self.state_dir / ROLLOUT_FILE
+        return RolloutState.from_dict(json.loads(path.read_text())) if path.exists() else None
 
-        stats = self.endpoint.stats()
-        now = time.time()
-        start = max([now - window_seconds, *(numbers.get("since", 0.0) for numbers in stats.values())])
-        feedback = [row for row in read_feedback(self.state_dir) if row.get("time", 0) >= start]
-        return evidence_from_router_stats(live, stats, feedback), start
+    def write_rollout(self, state: RolloutState | None) -> None:
+        if state is None:
+            (self.state_dir / ROLLOUT_FILE).unlink(missing_ok=True)
+        else:
+            write_json_atomically(self.state_dir / ROLLOUT_FILE, state.to_dict())
 
+    def step_stats(self, live: list[Deployed], since: float, now: float) -> dict[str, Any]:
+        """The router's stats since its last reset (the step's start); none while no router runs."""
+        from deploy.decision import step_stats_from_router
 
-def read_feedback(state_dir: Path) -> list[dict[str, Any]]:
-    path = Path(state_dir) / FEEDBACK_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError):  # a line cut by a crash is skipped, not fatal
-            rows.append(json.loads(line))
-    return rows
+        return step_stats_from_router(self.endpoint.stats()) if self.endpoint.router_url() else {}
+
+    def query_runner(self, tables=None):
+        """The evidence SQL on DuckDB: the request log table is this endpoint's log, the others the stand-in's."""
+        from deploy.local_evidence import DEFAULT_TABLES, DuckDBRunner
+
+        return DuckDBRunner(tables or DEFAULT_TABLES, self.state_dir / REQUEST_LOG_DIR, self.local_dir)

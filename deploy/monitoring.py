@@ -1,17 +1,16 @@
-"""Canary evidence on Vertex AI: Cloud Monitoring's online prediction metrics per deployed model.
+"""Canary step evidence on Vertex AI: Cloud Monitoring's online prediction metrics per deployed model.
 
 REST `projects.timeSeries.list` (https://monitoring.googleapis.com/v3/projects/{project}/timeSeries),
 one call per figure, each grouped by the metric label `deployed_model_id` over the endpoint's
 monitored resource (`aiplatform.googleapis.com/Endpoint`, label `endpoint_id`):
-- requests: `prediction/online/prediction_count`, ALIGN_SUM per minute, summed per deployed model
-  (the per-minute points are the traffic-over-the-window plot);
+- requests: `prediction/online/prediction_count`, ALIGN_SUM per minute, summed per deployed model;
 - errors: `prediction/online/error_count`, the same;
 - latency p50 and p99: `prediction/online/prediction_latencies` (a distribution),
   ALIGN_PERCENTILE_50 / _99 over the whole window.
 Credentials are the aiplatform SDK's (its `init`, else Application Default Credentials); the API
 root is `MLOPS_MONITORING_API` (default the public one; tests point it at a stand-in). Prediction
-distributions and labelled feedback are not in Cloud Monitoring: on Vertex they need the endpoint's
-request-response logging to BigQuery, which this does not read.
+distributions and labelled feedback are not in Cloud Monitoring: they come from the endpoint's
+request-response log in BigQuery (deploy/evidence.py, deploy/vertex_evidence.py).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
-from deploy.decision import ModelEvidence
+from deploy.decision import StepStats
 from deploy.plan import Deployed
 
 METRIC_PREFIX = "aiplatform.googleapis.com/prediction/online/"
@@ -72,9 +71,9 @@ def _value(point: dict[str, Any]) -> float:
     return float(value.get("int64Value", value.get("doubleValue", 0)))
 
 
-def evidence_from_monitoring(project: str, endpoint_name: str, live: list[Deployed], start: float, end: float,
-                             session=None) -> dict[str, ModelEvidence]:
-    """Per deployed model id: requests (and per minute), errors, latency p50/p99 over [start, end]."""
+def step_stats_from_monitoring(project: str, endpoint_name: str, live: list[Deployed], start: float, end: float,
+                               session=None) -> dict[str, StepStats]:
+    """Per deployed model id: requests, errors, latency p50/p99 over [start, end]."""
     if session is None:
         from google.auth.transport.requests import AuthorizedSession
         from google.cloud.aiplatform import initializer
@@ -91,15 +90,11 @@ def evidence_from_monitoring(project: str, endpoint_name: str, live: list[Deploy
             deployed_id = series.get("metric", {}).get("labels", {}).get("deployed_model_id", "")
             for point in series.get("points", []):
                 counts[deployed_id][figure][point["interval"]["endTime"]] = _value(point)
-    evidence = {}
+    stats = {}
     for model in live:
         figures = counts.get(model.id, {})
-        per_minute = figures.get("requests", {})
-        evidence[model.id] = ModelEvidence(
-            model.id, model.version, model.percent, int(sum(per_minute.values())),
-            int(sum(figures.get("errors", {}).values())),
-            max(figures["p50"].values()) if figures.get("p50") else None,
-            max(figures["p99"].values()) if figures.get("p99") else None,
-            (), {str(int(datetime.datetime.fromisoformat(key.replace("Z", "+00:00")).timestamp())): int(value)
-                 for key, value in per_minute.items()})
-    return evidence
+        stats[model.id] = StepStats(int(sum(figures.get("requests", {}).values())),
+                                    int(sum(figures.get("errors", {}).values())),
+                                    max(figures["p50"].values()) if figures.get("p50") else None,
+                                    max(figures["p99"].values()) if figures.get("p99") else None)
+    return stats

@@ -10,6 +10,7 @@ Transitions (the only ways traffic moves):
 - canary: the champion deployed alone: the version beside it at
   `canary_percent`, the champion keeps the rest;
 - no-op: the version is already deployed (a rerun is idempotent);
+- advance: the canary to its next step's share (deploy/rollout.py), the champion keeps the rest;
 - promote: the canary to 100%, the old champion undeployed, aliases
   `champion` -> canary, `previous` -> old champion;
 - rollback: the champion to 100%, the canary undeployed, alias `rejected`.
@@ -70,7 +71,7 @@ class Step:
 
 @dataclasses.dataclass(frozen=True)
 class Transition:
-    kind: Literal["first", "canary", "no-op", "promote", "rollback"]
+    kind: Literal["first", "canary", "no-op", "advance", "promote", "rollback"]
     model_name: str
     version: str  # the version the transition is about (deployed, promoted or rolled back)
     champion_version: str
@@ -136,6 +137,14 @@ def canary_on(live: Sequence[Deployed], champion_version: str) -> Deployed | Non
     """The canary beside the champion, if one is deployed."""
     others = [deployed for deployed in live if deployed.version and deployed.version != champion_version]
     return others[0] if others else None
+
+
+def plan_advance(model_name: str, canary_version: str, champion_version: str, canary_percent: int) -> Transition:
+    """The canary to its next step: one atomic split, the champion keeps the rest."""
+    check_canary_percent(canary_percent)
+    return Transition("advance", model_name, canary_version, champion_version, (
+        Step("split", canary_version, {canary_version: canary_percent, champion_version: 100 - canary_percent}),
+    ), f"version {canary_version} to {canary_percent}% beside {CHAMPION} {champion_version}")
 
 
 def plan_promote(model_name: str, canary_version: str, champion_version: str) -> Transition:

@@ -1,19 +1,25 @@
 """Replays the labelled rows of a data partition through the local endpoint at a steady rate, so that a
-canary gets traffic, and records each answer with its label (feedback the canary decision reads)."""
+canary gets traffic, and writes each answered row's label to the feedback table the canary decision joins
+with the endpoint's request log: each instance carries an `instance_id`, as a client that wants its
+later labels counted sends one (deploy/evidence.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import secrets
 import tempfile
 import time
 from collections import Counter
 
 from contract.dataset import load_dataset_config
-from contract.model_inputs import PROBABILITY_OUTPUT, InputSpec
-from deploy.local import FEEDBACK_FILE, LocalBackend
+from contract.model_inputs import INSTANCE_ID_KEY, InputSpec
+from deploy.evidence import CanaryTables
+from deploy.local import LocalBackend
+from deploy.local_evidence import write_feedback
 from deploy.smoke import instances_from_frame
 from serving.endpoint import EndpointError
+
+FEEDBACK_BATCH = 500  # labels written to the feedback table at once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +28,7 @@ class ReplaySummary:
     errors: int
     by_model: dict[str, int]
     seconds: float
+    labelled: int  # feedback rows written
 
 
 def labelled_rows(data_uri: str, dataset_config: str):
@@ -40,10 +47,13 @@ def labelled_rows(data_uri: str, dataset_config: str):
 
 
 def replay(backend: LocalBackend, data_uri: str, dataset_config: str, rate_per_s: float, count: int = 0,
-           print_every: int = 0) -> ReplaySummary:
-    """Sends one row per request at `rate_per_s`, cycling over the rows until `count` requests (0: each row once)."""
+           print_every: int = 0, start: int = 0, tables: CanaryTables | None = None) -> ReplaySummary:
+    """Sends one row per request at `rate_per_s`, from row `start` on, cycling over the rows until `count`
+    requests (0: each row once); each answered row's label goes to the feedback table."""
     if not rate_per_s > 0:
         raise ValueError(f"rate must be a number of requests per second > 0, got {rate_per_s!r}")
+    if start < 0:
+        raise ValueError(f"start must be a row number >= 0, got {start!r}")
     if not backend.endpoint.router_url():
         raise EndpointError(f"no endpoint is serving from {backend.state_dir}: start it with "
                             "`python runner.py endpoint serve` first")
@@ -54,24 +64,29 @@ def replay(backend: LocalBackend, data_uri: str, dataset_config: str, rate_per_s
     spec = InputSpec.load(backend.endpoint.describe()["deployedModels"][0]["model"])
     instances = instances_from_frame(frame, spec)
     labels = [int(value) for value in frame[label]]
-    total = count or len(instances)
+    total = count or max(0, len(instances) - start)
+    runner = backend.query_runner(tables)
     by_model: Counter[str] = Counter()
-    errors = 0
+    errors = labelled = 0
+    pending: list[dict] = []
+    token = secrets.token_hex(4)  # instance ids unique across replays
     started = time.perf_counter()
-    with open(backend.state_dir / FEEDBACK_FILE, "a") as feedback:
-        for sent in range(total):
-            pause = started + sent / rate_per_s - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            row = sent % len(instances)
-            status, answered_by, body = backend.predict([instances[row]])
-            by_model[answered_by or "?"] += 1
-            if status != 200:
-                errors += 1
-                continue
-            feedback.write(json.dumps({"time": time.time(), "deployedModelId": answered_by, "label": labels[row],
-                                       "probability": body["predictions"][0][PROBABILITY_OUTPUT]}) + "\n")
-            if print_every and (sent + 1) % print_every == 0:
-                print(f"  {sent + 1}/{total} requests, {errors} errors, by deployed model {dict(by_model)}")
-    return ReplaySummary(total, errors, dict(by_model), time.perf_counter() - started)
-
+    for sent in range(total):
+        pause = started + sent / rate_per_s - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        row = (start + sent) % len(instances)
+        instance_id = f"replay-{token}-{sent}"
+        status, answered_by, body = backend.predict([instances[row] | {INSTANCE_ID_KEY: instance_id}])
+        by_model[answered_by or "?"] += 1
+        if status != 200:
+            errors += 1
+            continue
+        pending.append({"instance_id": instance_id, "label": labels[row], "feedback_time": time.time()})
+        if len(pending) >= FEEDBACK_BATCH:
+            labelled += write_feedback(runner, pending, time.time(), require_logged=False)
+            pending = []
+        if print_every and (sent + 1) % print_every == 0:
+            print(f"  {sent + 1}/{total} requests, {errors} errors, by deployed model {dict(by_model)}")
+    labelled += write_feedback(runner, pending, time.time(), require_logged=False)
+    return ReplaySummary(total, errors, dict(by_model), time.perf_counter() - started, labelled)

@@ -13,6 +13,7 @@ answered their health check carry traffic.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 from deploy.backend import EndpointBackend
@@ -26,6 +27,7 @@ from deploy.plan import (
     plan_rollback,
     split_by_id,
 )
+from deploy.rollout import RolloutState
 from deploy.smoke import SmokeTestFailed, load_smoke_test, run_smoke_test
 from registry.model_registry import ModelVersion, RegistryError
 
@@ -88,7 +90,21 @@ def apply_transition(backend: EndpointBackend, transition: Transition, report: R
         return
     backend.write_journal(transition.to_dict())
     _run_steps(backend, transition, report)
+    _rollout_after(backend, transition)
     backend.clear_journal()
+
+
+def _rollout_after(backend: EndpointBackend, transition: Transition) -> None:
+    """The rollout's state follows its transitions (before the journal is cleared, so a crash between the two
+    has the next run do it): a new step starts its bake time and its evidence now; a promotion or a
+    rollback ends the rollout."""
+    if transition.kind == "advance":
+        state = backend.read_rollout()
+        if state is not None:
+            backend.write_rollout(dataclasses.replace(state, step_started=time.time(), failures=0))
+        backend.start_window()
+    elif transition.kind in ("promote", "rollback"):
+        backend.write_rollout(None)
 
 
 def _run_steps(backend: EndpointBackend, transition: Transition, report: Report) -> None:
@@ -109,6 +125,7 @@ def finish_interrupted(backend: EndpointBackend, report: Report = print) -> Tran
     if transition.kind in ("first", "canary"):
         version = _version(backend, transition.version)
         _smoke_test(backend, transition, version, _deployed_id(backend, version.version), report)
+    _rollout_after(backend, transition)
     backend.clear_journal()
     return transition
 
@@ -154,8 +171,9 @@ def _smoke_test(backend: EndpointBackend, transition: Transition, version: Model
     try:
         with backend.serving():
             summary = run_smoke_test(backend.predict, deployed_id, record)
-        if transition.kind == "canary":
-            backend.start_window()  # the canary decision's evidence counts from here
+        if transition.kind == "canary":  # the rollout, and the canary decision's evidence, start here
+            backend.write_rollout(RolloutState.begin(deployed_id, time.time()))
+            backend.start_window()
     except SmokeTestFailed as failure:
         report(f"SMOKE TEST FAILED: {failure}; rolling back version {version.version}")
         rollback = plan_rollback(backend.model_name, version.version, transition.champion_version,

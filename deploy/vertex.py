@@ -16,7 +16,10 @@
   that found it free, so a writer that came in between makes our write fail, never the reverse. Every
   later label write (journal, release) first checks the lock is still ours, and the release clears only
   our own: a hold that expired and was taken by another writer is left to it, and `LockLost` says so.
-  The journal of a transition is a label too (`mlops-transition`), so it lives and dies with the endpoint.
+  The journal of a transition is a label too (`mlops-transition`), so it lives and dies with the endpoint,
+  as does the canary's rollout state (`mlops-rollout`, deploy/rollout.py), written under the lock.
+- Evidence: Cloud Monitoring for the step's requests, errors and latency, BigQuery for the request-response
+  log and the feedback table (deploy/vertex_evidence.py).
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from deploy.plan import Deployed, Transition, plan_deploy, plan_promote, plan_rollback
+from deploy.plan import Deployed, Transition, plan_advance, plan_deploy, plan_promote, plan_rollback
+from deploy.rollout import RolloutState
 from registry.model_registry import ModelVersion, VertexModelRegistry
 
 LOCK_LABEL = "mlops-deploy-lock"
 JOURNAL_LABEL = "mlops-transition"
+ROLLOUT_LABEL = "mlops-rollout"
 MANAGED_LABEL = "mlops-managed"  # always set: the SDK skips an update whose labels are empty
 LOCK_SECONDS = 3600  # a holder killed mid-transition blocks others this long at most; the next run resumes
 LOCK_WAIT_SECONDS = 600
@@ -88,7 +93,8 @@ class RequestLogging:
 def encode_transition(transition: Transition) -> str:
     """As a label value (lowercase letters, digits, '-', '_', at most 63): kind, versions, canary percent."""
     percent = next((step.split.get(transition.version, 0) for step in transition.steps
-                    if step.kind == "deploy" and step.split), 0)
+                    if step.kind in ("deploy", "split") and step.split and transition.kind in ("canary", "advance")),
+                   0)
     return f"{transition.kind}_{transition.version}_{transition.champion_version}_{percent}"
 
 
@@ -100,6 +106,8 @@ def decode_transition(value: str, model_name: str) -> Transition:
         return plan_rollback(model_name, version, champion, "resumed after an interruption")
     if kind == "first":
         return plan_deploy([], model_name, version, None)
+    if kind == "advance":
+        return plan_advance(model_name, version, champion, int(percent))
     return plan_deploy([Deployed("?", champion, 100)], model_name, version, champion, int(percent))
 
 
@@ -293,13 +301,24 @@ class VertexBackend:
         yield  # a Vertex endpoint serves what is deployed
 
     def start_window(self) -> None:
-        pass  # Cloud Monitoring keeps time series: the decision's window is by time
+        pass  # Cloud Monitoring keeps time series: the step's window is by time (the rollout state's step_started)
 
-    def evidence(self, live: list[Deployed], window_seconds: float) -> tuple[dict[str, Any], float]:
-        from deploy.monitoring import evidence_from_monitoring
+    def read_rollout(self) -> RolloutState | None:
+        value = self._labels().get(ROLLOUT_LABEL)
+        return RolloutState.decode(value) if value else None
 
-        start = time.time() - window_seconds
-        return evidence_from_monitoring(self.project, self.endpoint().name, live, start, time.time()), start
+    def write_rollout(self, state: RolloutState | None) -> None:
+        self._write_labels({ROLLOUT_LABEL: state.encode() if state else None})
+
+    def step_stats(self, live: list[Deployed], since: float, now: float) -> dict[str, Any]:
+        from deploy.vertex_evidence import step_stats_from_monitoring
+
+        return step_stats_from_monitoring(self.project, self.endpoint().name, live, since, now)
+
+    def query_runner(self, tables=None):
+        from deploy.vertex_evidence import BigQueryRunner
+
+        return BigQueryRunner(tables, self.project)
 
     def predict(self, instances: list[dict[str, Any]]) -> tuple[int, str, Any]:
         from google.api_core import exceptions

@@ -46,6 +46,11 @@ SYSTEM_PARAMETERS = frozenset({"$alt", "alt", "$.xgafv", "$callback", "callback"
 # The aiplatform REST transports poll long-running operations at /ui/{name} (the first http rule of
 # operations.get in rest_base.py), an alias the discovery document does not list: read as v1.
 _PATH_ALIASES = (("ui/", "v1/"),)
+# Query parameters Google's own client libraries send that a discovery document does not list for that method,
+# with the parameter it copies: google-cloud-bigquery's `Client.get_job` (google/cloud/bigquery/client.py,
+# `extra_params = {"projection": "full"}`), which every `QueryJob.reload()` calls, sends jobs.list's
+# `projection` to jobs.get; BigQuery answers it (the library's system tests run it against BigQuery).
+UNLISTED_PARAMETERS: Mapping[str, Mapping[str, str]] = {"bigquery.jobs.get": {"projection": "bigquery.jobs.list"}}
 _DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 _DURATION = re.compile(r"-?\d+(\.\d{1,9})?s")
 _INTEGER_TEXT = re.compile(r"-?\d+")
@@ -163,6 +168,9 @@ class DiscoveryApi:
         if name in SYSTEM_PARAMETERS or name in self.global_parameters:
             return
         spec = method.parameters.get(name) or method.parameters.get(_camel(name))
+        if spec is None and name in UNLISTED_PARAMETERS.get(method.id, {}):
+            copied = next(m for m in self.methods if m.id == UNLISTED_PARAMETERS[method.id][name])
+            spec = copied.parameters[name]
         if spec is None:
             # A message-typed request field may be bound by its sub-fields (aggregation.alignmentPeriod).
             head, _, rest = name.partition(".")
@@ -261,7 +269,10 @@ def _scalar_problem(value: Any, schema: Mapping[str, Any], at: str, from_query: 
             return None
         return _invalid(at, "TYPE_ENUM", value) + f"; expected one of {', '.join(schema['enum'])}"
     if kind == "boolean":
-        ok = isinstance(value, bool) or (from_query and value in ("true", "false"))
+        # A query string's booleans are read case-blind: google-cloud-bigquery sends Python's "True"
+        # (client.py `_list_rows_from_query_results`: params["formatOptions.useInt64Timestamp"] = True) on every
+        # paged read, and BigQuery answers it.
+        ok = isinstance(value, bool) or (from_query and isinstance(value, str) and value.lower() in ("true", "false"))
         return None if ok else _invalid(at, "TYPE_BOOL", value)
     if kind == "integer" or fmt in ("int64", "uint64"):
         ok = (isinstance(value, int) and not isinstance(value, bool)) or (

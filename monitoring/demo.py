@@ -11,8 +11,8 @@
    submits a retraining run over the recent partitions to the local pipelines API; a second alert within
    the cooldown starts no second run.
 6. The retraining run registers a new version, and its nested deploy puts it beside the champion as a 10%
-   canary; more 2016 traffic (labelled: the replay records feedback) gives the canary decision its evidence,
-   and the decision promotes, rolls back or waits.
+   canary; more 2016 traffic (labelled: the replay writes its labels to the feedback table) gives the canary
+   decision its evidence, and the decision advances it a step, holds it, or rolls it back.
 
 Replayed traffic is from the past: the drift alerts report the replayed data's own time (the end of
 2016) as their end, so the retraining window is the last MLOPS_DRIFT_WINDOW_PARTITIONS months up to it.
@@ -60,7 +60,7 @@ class DemoResult:
     alert_to_run_started_s: float
     runs_created: int  # pipeline runs the alerts created (expected: 1)
     canary_split: dict[str, int]  # deployed model id -> percent, once the retraining run deployed its version
-    canary_decision: str  # promote, rollback or wait
+    canary_decision: str  # advance, promote, hold or rollback
     seconds: dict[str, float]
 
 
@@ -81,7 +81,7 @@ def run_demo(work_dir: Path) -> DemoResult:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from deploy import Thresholds, decide_canary, open_backend
+    from deploy import Rollout, Thresholds, decide_canary, open_backend
     from deploy.replay import replay
     from monitoring import local_chain
     from monitoring.config import load_monitoring_config
@@ -216,7 +216,8 @@ def run_demo(work_dir: Path) -> DemoResult:
         print(f"split by deployed model: {split}; versions live: "
               f"{[(model.version, model.percent) for model in backend.live()]}")
         traffic("2016", CANARY_REQUESTS)
-        decision = decide_canary(backend, Thresholds(), window_seconds=3600)
+        # Replayed traffic takes seconds: the step's bake time is waived, nothing else.
+        decision = decide_canary(backend, Thresholds(), Rollout(min_bake_minutes=0))
         print(f"canary decision: {decision.action}: {'; '.join(decision.reasons)}")
     seconds["total"] = time.perf_counter() - started
     return DemoResult(tuple(feature.name for feature in clean.result.drifted),
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = (not result.clean_drifted and result.drifted and result.retraining_job["state"] == SUCCEEDED
           and len(result.versions) == 2 and result.runs_created == 1
           and sorted(result.canary_split.values()) == [10, 90]
-          and result.canary_decision in ("promote", "rollback", "wait"))
+          and result.canary_decision in ("advance", "promote", "hold", "rollback"))
     print("\n" + "=" * 72)
     print(json.dumps(dataclasses.asdict(result) | {"retraining_job": result.retraining_job["name"]}, indent=1))
     print(f"drift demo: {'done' if ok else 'FAILED'} in {result.seconds['total']:.0f} s (state in {args.work_dir})")

@@ -4,7 +4,8 @@ Steps, in the order they run:
 1. Deploy: get or create the endpoint (`endpoint_display_name`, default the model name), read its live
    deployed models and split, and act on what it finds:
    - nothing deployed: the version takes 100% and becomes `champion`;
-   - the champion deployed: the version goes beside it at `canary_percent`, the champion keeps the rest;
+   - the champion deployed: the version goes beside it at `canary_percent` (the first step of the canary
+     decision's rollout), the champion keeps the rest;
    - the version already deployed: nothing (a rerun is idempotent).
    Every change is a journaled step, so a run killed mid-way is finished by the next one.
 2. Smoke test (inside the same step, so a failure is the step's failure): the instances recorded with

@@ -539,7 +539,10 @@ def _print_outcome(run_dir: Path) -> None:
         print(f"report: {_artifact_uri(run_dir, 'evaluate-model', 'report')}")
     model_name = _task_outputs(run_dir, "lookup-champion").get("model_name")
     registered = _task_outputs(run_dir, "register-model")
-    if registered:
+    if registered.get("identical_to"):
+        print(f"registered: nothing: version {registered['identical_to']} of {model_name} was made from the same "
+              "data version, parameters and code (not deployed again)")
+    elif registered:
         print(f"registered: version {registered.get('version')} of {model_name} as {registered.get('aliases')}")
     elif outcome_file.exists():
         print("registered: nothing (the model was not blessed)")

@@ -31,11 +31,13 @@ Steps, in the order they run:
    very first also `champion`), with its lineage (data_uri, data_version: for
    BigQuery the snapshot, row_filter, examples, metrics...); refused if a version of the
    model takes other inputs. A few eval instances and their predictions are kept beside the model
-   for the deploy's smoke test.
-8. Deploy (only if blessed and `deploy` is true): the deploy pipeline (pipelines/deploy_pipeline.py),
-   nested: the new version at 100% as champion on an empty endpoint, else as a `canary_percent` canary
-   beside the champion, then its smoke test. An unblessed model never reaches the endpoint. On Vertex the
-   endpoint logs requests to `request_log_table` (Model Monitoring's input).
+   for the deploy's smoke test. A version already made from the same lineage (data version,
+   parameters, data set config, code: registry/lineage.py) is named instead, and nothing is registered.
+8. Deploy (only if blessed, registered as a new version, and `deploy` is true): the deploy pipeline
+   (pipelines/deploy_pipeline.py), nested: the new version at 100% as champion on an empty endpoint,
+   else as a `canary_percent` canary beside the champion (the first step of the canary decision's
+   rollout), then its smoke test. An unblessed or identical model never reaches the endpoint. On Vertex
+   the endpoint logs requests to `request_log_table` (Model Monitoring's and the canary decision's input).
 """
 
 
@@ -124,10 +126,12 @@ def build_training_pipeline(platform: Platform):
                 examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
                 model_name=champion.outputs["model_name"], registry_uri=registry_uri, project=project,
                 location=location, serving_image=serving_image, data_uri=data_uri,
-                data_version=pinned.outputs["data_version"], row_filter=row_filter,
-                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                data_version=pinned.outputs["data_version"], row_filter=row_filter, dataset_config=dataset_config,
+                learning_rate=learning_rate, hidden_units=hidden_units, epochs=epochs, batch_size=batch_size,
+                seed=seed, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             ).set_display_name("7. Register the model").set_caching_options(False)
-            with dsl.If(deploy == True, name="deploy"):  # noqa: E712 (a KFP condition)
+            with (dsl.If(deploy == True, name="deploy"),  # noqa: E712 (a KFP condition)
+                  dsl.If(registered.outputs["identical_to"] == "", name="new-version")):
                 deploy_pipeline(
                     model_name=champion.outputs["model_name"], version=registered.outputs["version"],
                     endpoint_display_name=endpoint_display_name, canary_percent=canary_percent,

@@ -9,16 +9,24 @@ import contextlib
 import pytest
 
 from deploy import deploy_version
+from deploy.decision import Thresholds, decide_canary
+from deploy.evidence import FEEDBACK_SCHEMA, CanaryTables
 from deploy.plan import CHAMPION, PREVIOUS, REJECTED, plan_promote, plan_rollback
+from deploy.rollout import Rollout, RolloutState
 from deploy.smoke import SmokeTestFailed
 from deploy.transitions import apply_transition
-from deploy.vertex import JOURNAL_LABEL, LOCK_LABEL, VertexBackend
+from deploy.vertex import JOURNAL_LABEL, LOCK_LABEL, ROLLOUT_LABEL, VertexBackend
 from registry.model_registry import VertexModelRegistry
-from tests.deploy.vertex_endpoint_stand_in import stand_in_vertex
+from serving.testing import demo_instances
+from storage import bigquery_dialect
+from tests.bigquery_stand_in import BigQueryStandIn
+from tests.deploy.canary_data import VertexRequestLogging
+from tests.deploy.vertex_endpoint_stand_in import _split_shape, stand_in_vertex
 from tests.pipeline.model_registry_stand_in import LOCATION, NAME, PROJECT
 
 pytestmark = pytest.mark.emulator
 ENDPOINT = "taxi-endpoint"
+TABLES = CanaryTables(f"bq://{PROJECT}.endpoint_logs.request_response_logging", f"bq://{PROJECT}.canary.feedback")
 
 
 @pytest.fixture
@@ -75,24 +83,29 @@ def test_a_canary_that_answers_wrongly_is_rolled_back_on_vertex(vertex):
 LOCK, JOURNAL, UNLOCK = ("PATCH endpoints/E?updateMask=labels labels=deploy-lock,managed",
                          "PATCH endpoints/E?updateMask=labels labels=deploy-lock,managed,transition",
                          "PATCH endpoints/E?updateMask=labels labels=managed")
+# With a canary's rollout state on the endpoint (written once its smoke test passed, cleared when it ends).
+ROLLOUT_LOCK, ROLLOUT_JOURNAL = (LOCK + ",rollout", "PATCH endpoints/E?updateMask=labels labels=deploy-lock,managed,"
+                                                    "rollout,transition")
 POLL = "GET endpoints/E/operations/O"
 EXPECTED = {
     "first": ["GET endpoints", "POST endpoints", POLL, LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:100", POLL,
               "POST models/M@V:mergeVersionAliases champion", "POST endpoints/E:predict", LOCK, UNLOCK],
-    "canary": [LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:10,id:90", POLL, "POST endpoints/E:predict", LOCK,
-               UNLOCK],
-    "promote": [LOCK, JOURNAL, "PATCH endpoints/E?updateMask=trafficSplit split=id:100",
+    "canary": [LOCK, JOURNAL, "POST endpoints/E:deployModel split=0:10,id:90", POLL, "POST endpoints/E:predict",
+               ROLLOUT_JOURNAL, ROLLOUT_LOCK, UNLOCK + ",rollout"],
+    "promote": [ROLLOUT_LOCK, ROLLOUT_JOURNAL, "PATCH endpoints/E?updateMask=trafficSplit split=id:100",
                 "POST endpoints/E:undeployModel", POLL, "POST models/M@V:mergeVersionAliases champion",
-                "POST models/M@V:mergeVersionAliases previous", LOCK, UNLOCK],
-    "rollback": [LOCK, JOURNAL, "PATCH endpoints/E?updateMask=trafficSplit split=id:100",
-                 "POST endpoints/E:undeployModel", POLL, "POST models/M@V:mergeVersionAliases rejected", LOCK, UNLOCK],
+                "POST models/M@V:mergeVersionAliases previous", JOURNAL, LOCK, UNLOCK],
+    "rollback": [ROLLOUT_LOCK, ROLLOUT_JOURNAL, "PATCH endpoints/E?updateMask=trafficSplit split=id:100",
+                 "POST endpoints/E:undeployModel", POLL, "POST models/M@V:mergeVersionAliases rejected", JOURNAL, LOCK,
+                 UNLOCK],
 }
 
 
 def test_the_request_sequences_are_the_ones_vertex_expects(vertex):
     """Get or create the endpoint; take the lock (an etag-guarded label); journal; one atomic change per step
     (a deploy with its whole split, a whole split, an undeploy of a model without traffic), each long-running
-    operation polled; the aliases; a deploy's smoke-test predictions; clear the journal; release the lock."""
+    operation polled; the aliases; a deploy's smoke-test predictions; the rollout's state (a canary's starts,
+    a promotion or rollback ends it) before the journal is cleared; release the lock."""
     fake, backend = vertex
     seen = {}
     for name, act in (("first", lambda: deploy_version(backend, "1")),
@@ -111,28 +124,77 @@ def _transition(backend, transition) -> None:
         apply_transition(backend, transition, report=lambda line: None)
 
 
-def test_the_decision_on_vertex_reads_cloud_monitoring_per_deployed_model_and_rolls_back(vertex):
-    """Evidence from timeSeries.list (the stand-in answers only queries in Cloud Monitoring's shape, one
-    answer paged): the canary's errors exceed the champion's, so it is rolled back through the SDK."""
-    from deploy.decision import Thresholds, decide_canary
-    from serving.testing import demo_instances
+@pytest.fixture
+def bigquery(tmp_path, monkeypatch):
+    """The BigQuery stand-in the decision's SQL goes to, the endpoint's request-response log table in it."""
+    stand_in = BigQueryStandIn(tmp_path / "bigquery-cloud")
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", stand_in.url)
+    with bigquery_dialect.connected([PROJECT], stand_in.local_dir) as connection:  # as Terraform makes it
+        bigquery_dialect.run(connection, f"CREATE SCHEMA `{PROJECT}.canary`")
+        bigquery_dialect.run(connection, f"CREATE TABLE `{TABLES.dotted(TABLES.feedback)}` ({FEEDBACK_SCHEMA})")
+    try:
+        yield stand_in, VertexRequestLogging(stand_in.local_dir, TABLES.dotted(TABLES.request_log))
+    finally:
+        stand_in.close()
 
+
+def test_the_decision_on_vertex_reads_cloud_monitoring_per_deployed_model_and_rolls_back(vertex, bigquery):
+    """Step evidence from timeSeries.list (the stand-in answers only queries in Cloud Monitoring's shape, one
+    answer paged): the canary's errors exceed the champion's, so it is rolled back through the SDK."""
     fake, backend = vertex
+    fake.request_logging = bigquery[1]
     deploy_version(backend, "1", report=lambda line: None)
     canary = deploy_version(backend, "2", canary_percent=50, report=lambda line: None)
     fake.failing.add("2")
     for instance in demo_instances(120, seed=5):
         backend.predict([instance])
-    decision = decide_canary(backend, Thresholds(min_requests=20), window_seconds=600, report=lambda line: None)
-    assert decision.action == "rollback" and "error rate" in decision.reasons[0]
+    decision = decide_canary(backend, Thresholds(min_labelled=0), Rollout((50,), 0, 20, 1), TABLES,
+                             report=lambda line: None)
+    assert decision.action == "rollback" and "error rate failed" in decision.reasons[1]
     served = fake.served[canary.deployed_model_id]
-    assert (decision.canary.requests, decision.canary.errors) == (served["requests"], served["errors"])
-    assert decision.canary.p99_ms == 5.0
+    assert (decision.canary.step.requests, decision.canary.step.errors) == (served["requests"], served["errors"])
+    assert decision.canary.step.p99_ms == 5.0
     metrics = {query["filter"].split('"')[1].rsplit("/", 1)[1] for query in fake.monitoring_queries}
     assert metrics == {"prediction_count", "error_count", "prediction_latencies"}
     assert any("pageToken" in query for query in fake.monitoring_queries)
     assert fake.endpoint_state() == {"split": {"1": 100}, "deployed": ["1"]}
     assert backend.registry.get(NAME, REJECTED).version == "2"
+    assert ROLLOUT_LABEL not in next(iter(fake.endpoints.values()))["labels"]  # the rollout ended with it
+    assert "bigquery.jobs.insert" in bigquery[0].server.methods and bigquery[0].server.reply_problems == []
+
+
+def test_a_canary_on_vertex_advances_step_by_step_then_is_promoted(vertex, bigquery):
+    """The advance is one journaled, etag-guarded split; the rollout's state rides on the endpoint as a label;
+    the logged predictions (the request-response log in BigQuery) feed prediction parity."""
+    fake, backend = vertex
+    fake.request_logging = bigquery[1]
+    deploy_version(backend, "1", report=lambda line: None)
+    canary = deploy_version(backend, "2", canary_percent=10, report=lambda line: None)
+    labels = next(iter(fake.endpoints.values()))["labels"]
+    assert labels[ROLLOUT_LABEL].startswith(f"{canary.deployed_model_id}_") and labels[ROLLOUT_LABEL].endswith("_0_0")
+    rollout = Rollout((10, 25), min_bake_minutes=0, min_requests=5, failure_threshold=1)
+    # The smoke test's answers are logged too (as on Vertex): the canary's distribution differs a little.
+    thresholds = Thresholds(min_labelled=0, max_js_divergence=0.5)
+    for instance in demo_instances(100, seed=6):
+        backend.predict([instance])
+    start = len(fake.requests)
+    advanced = decide_canary(backend, thresholds, rollout, TABLES, report=lambda line: None)
+    assert advanced.action == "advance" and fake.endpoint_state()["split"] == {"1": 75, "2": 25}
+    journaled = [body["labels"].get(JOURNAL_LABEL) for method, route, body in fake.requests[start:]
+                 if route.endswith("updateMask=labels")]
+    assert "advance_2_1_25" in journaled
+    assert [_split_shape(body["trafficSplit"]) for method, route, body in fake.requests[start:]
+            if route.endswith("updateMask=trafficSplit")] == ["id:75,id:25"]
+    state = RolloutState.decode(next(iter(fake.endpoints.values()))["labels"][ROLLOUT_LABEL])
+    assert (state.analyses, state.failures) == (1, 0) and state.step_started >= int(advanced.window_end)
+    for instance in demo_instances(100, seed=7):
+        backend.predict([instance])
+    promoted = decide_canary(backend, thresholds, rollout, TABLES, report=lambda line: None)
+    assert promoted.action == "promote", promoted.reasons
+    parity = next(check for check in promoted.checks if check.name == "prediction parity")
+    assert parity.status == "pass" and promoted.canary.logged.predictions >= 5
+    assert fake.endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
+    assert [row["action"] for row in promoted.history] == ["advance", "promote"]
 
 
 def test_of_two_writers_that_read_the_same_endpoint_only_one_takes_the_lock(vertex):

@@ -1,7 +1,8 @@
 """Every command of README.md's deploy walk-through, run as written, in order, as a new user would: in a
 fresh working directory (the sample data linked in, local state of its own), `endpoint serve &` in the
 background. It checks what the README says each step leaves: v1 alone at 100%, v2 a 10% canary beside
-it, the replay's traffic reaching both, and the canary decision's verdict applied to the endpoint."""
+it, each replay's traffic reaching both with its labels written, and the progressive canary going
+10% -> 25% -> 50% -> 100%, one decision run per step, each applied to the endpoint."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
     env = {**os.environ, "MLOPS_LOCAL_DIR": str(tmp_path / "local"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     endpoint = LocalEndpoint(tmp_path / "local" / "endpoint")
-    outputs, server = [], None
+    outputs, server, decisions = [], None, []
     try:
         for command in commands:
             argv = shlex.split(command.removesuffix("&").strip())
@@ -60,14 +61,18 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
                 assert re.search(r'deployed: version 2 \(canary\) as deployed model 2; split \{"1": 90, "2": 10\}',
                                  done.stdout), done.stdout[-2000:]
             if "canary replay" in command:
-                assert re.search(r"replayed 1500 requests in [\d.]+ s: 0 errors", done.stdout)
+                replayed = re.search(r"replayed (\d+) requests in [\d.]+ s: 0 errors; .*; (\d+) labels written",
+                                     done.stdout)
+                assert replayed and replayed.group(1) == replayed.group(2), done.stdout[-1000:]
                 assert "'2'" in done.stdout.rsplit("answered by", 1)[1]  # the canary got traffic
-        decision = next(out for command, out in outputs if "canary_decision" in command)
-        verdict = re.search(r"decide-canary: Output=(\w+)", decision).group(1)
-        split = endpoint.describe()["trafficSplit"]
-        assert {"promote": {"2": 100}, "rollback": {"1": 100}, "wait": {"1": 90, "2": 10}}[verdict] == split
-        report = Path(re.findall(r"^report: (\S+)$", decision, re.M)[-1])
-        assert "Canary decision for chicago-taxi-big-tipper" in report.read_text()
+            if "canary_decision" in command:
+                verdict = re.search(r"decide-canary: Output=(\w+)", done.stdout).group(1)
+                decisions.append((verdict, endpoint.describe()["trafficSplit"]))
+                assert verdict != "rollback", done.stdout[-3000:]
+        steps = [("advance", {"1": 75, "2": 25}), ("advance", {"1": 50, "2": 50}), ("promote", {"2": 100})]
+        assert decisions == steps, outputs[-2][1][-3000:]
+        report = Path(re.findall(r"^report: (\S+)$", outputs[-2][1], re.M)[-1])
+        assert "Canary decision for chicago-taxi-big-tipper" in report.read_text() and "PROMOTE" in report.read_text()
     finally:
         if server is not None and server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)

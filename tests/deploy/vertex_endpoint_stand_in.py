@@ -71,6 +71,9 @@ class FakeVertex(FakeModelRegistry):
         self.bigquery_tables: set[str] = set()
         # Run once, between answering the next read of an endpoint and sending that answer: a competing writer.
         self._after_next_read: list[Callable[[], None]] = []
+        # Called with (endpoint name, deployed model id, instances, predictions) for each answered request, as
+        # the endpoint's request-response logging writes them (tests/deploy/canary_data.VertexRequestLogging).
+        self.request_logging: Callable[[str, str, list, list], None] | None = None
         self._ids = itertools.count(1001)
         self._etags = itertools.count(1)
         self._random = random.Random(3)
@@ -311,9 +314,12 @@ class FakeVertex(FakeModelRegistry):
         recorded = record["predictions"] if payload["instances"] == record["instances"] else \
             [0.5] * len(payload["instances"])
         shift = 0.5 if deployed.model_version_id in self.wrong_answers else 0.0
+        predictions = [{"probability": p + shift} for p in recorded]
+        if self.request_logging is not None:
+            self.request_logging(endpoint.name, deployed_id, payload["instances"], predictions)
         reply = self.types.PredictResponse(deployed_model_id=deployed_id, model=deployed.model,
                                            model_version_id=deployed.model_version_id)
-        reply.predictions.extend([{"probability": p + shift} for p in recorded])
+        reply.predictions.extend(predictions)
         return 200, message_json(reply)
 
     # --- Cloud Monitoring ----------------------------------------------------------------------------

@@ -98,3 +98,19 @@ def test_a_missing_document_says_how_to_get_it(monkeypatch, tmp_path):
     finally:
         monkeypatch.delenv(discovery.DISCOVERY_DIR_ENV)
         discovery.load.cache_clear()
+
+
+def test_what_google_cloud_bigquery_sends_beyond_the_document_is_accepted_where_it_is_sent():
+    """The client's jobs.get carries jobs.list's `projection`, and its paged reads a query-string "True": both
+    answered by BigQuery (fidelity/discovery.py, UNLISTED_PARAMETERS and the boolean rule), nothing wider."""
+    bigquery = discovery.load("bigquery.v2")
+    assert _check(bigquery, "GET", "/bigquery/v2/projects/p/jobs/j?projection=full&location=US").id == \
+        "bigquery.jobs.get"
+    with pytest.raises(discovery.Invalid, match=r"TYPE_ENUM"):
+        _check(bigquery, "GET", "/bigquery/v2/projects/p/jobs/j?projection=everything")
+    with pytest.raises(discovery.Invalid, match='Unknown name "projection"'):
+        _check(bigquery, "GET", "/bigquery/v2/projects/p/queries/j?projection=full")
+    assert _check(bigquery, "GET", "/bigquery/v2/projects/p/queries/j?formatOptions.useInt64Timestamp=True").id == \
+        "bigquery.jobs.getQueryResults"
+    with pytest.raises(discovery.Invalid, match=r"TYPE_BOOL"):
+        _check(bigquery, "GET", "/bigquery/v2/projects/p/queries/j?formatOptions.useInt64Timestamp=yes")

@@ -34,7 +34,7 @@ def test_drifting_traffic_ends_in_one_retraining_run_and_a_new_version(tmp_path:
     assert result.versions == ["1", "2"] and result.runs_created == 1
     # The retraining run deployed its version beside the champion, and the decision had evidence to judge.
     assert sorted(result.canary_split.values()) == [10, 90]
-    assert result.canary_decision in ("promote", "rollback", "wait")
+    assert result.canary_decision in ("advance", "promote", "hold", "rollback")
     # The new version's lineage names the recent data it was trained on.
     version = json.loads((tmp_path / "demo/local/registry/chicago-taxi-big-tipper/versions/2/version.json").read_text())
     assert version["metadata"]["data_uri"] == ",".join(data_uri)

@@ -108,6 +108,38 @@ def test_first_run_trains_evaluates_and_registers_the_champion(first_run, worksp
     assert all(rendered.pixels_near(plot, CANDIDATE_COLOUR) > 100 for plot in range(3))
 
 
+def test_a_run_identical_to_a_registered_version_registers_and_deploys_nothing(first_run, workspace, capsys):
+    """A second `make run` on the same data with the same parameters: its register step (run here on the first
+    run's own artifacts, as the rerun's would be the same) names version 1 instead of registering, and the
+    template deploys only a new version (the deploy sits under `identical_to == ""`)."""
+    from kfp.dsl import Artifact, Dataset, Model
+
+    from components.register_model import register_model
+    from pipelines.settings import SETTINGS
+
+    _, run = first_run
+    registry = LocalModelRegistry(workspace["local"] / "registry")
+    [first] = [version for version in registry.versions(MODEL) if version.version == "1"]
+    same = {"model": Model(uri=str(run / "train-model/model")),
+            "evaluation": Artifact(uri=str(run / "evaluate-model/evaluation")),
+            "examples": Dataset(uri=str(run / "ingest-data/examples")),
+            "schema": Artifact(uri=str(run / "validate-data/schema")), "model_name": MODEL,
+            "registry_uri": str(workspace["local"] / "registry"), "project": "", "location": "",
+            "serving_image": SETTINGS.serving_image, "data_uri": str(workspace["landing"]),
+            "data_version": listing_version(str(workspace["landing"])), "dataset_config": workspace["config"],
+            "learning_rate": 0.001, "hidden_units": [64, 32], "seed": 42, "pipeline_run": "rerun",
+            **SMALL_DATA_HYPERPARAMETERS}
+    versions_before = [(v.version, v.aliases) for v in registry.versions(MODEL)]
+    outcome = register_model.python_func(**same)
+    assert (outcome.version, outcome.identical_to) == ("", "1") and first.metadata["lineage"]
+    assert [(v.version, v.aliases) for v in registry.versions(MODEL)] == versions_before
+    assert "not registered: version 1 of chicago-taxi-small-sample" in capsys.readouterr().out
+    compiled = json.loads((PROJECT_ROOT / "compiled/training_pipeline.json").read_text())
+    guards = [task["triggerPolicy"]["condition"] for component in compiled["components"].values()
+              for task in component.get("dag", {}).get("tasks", {}).values() if "triggerPolicy" in task]
+    assert "inputs.parameter_values['pipelinechannel--register-model-identical_to'] == ''" in guards
+
+
 def test_second_run_is_judged_against_the_champion_and_the_gate_with_its_config_from_gcs(
         first_run, workspace, tmp_path, capfd, gcs_emulator, monkeypatch):
     """One partition holds fewer eval examples than the gate's minimum: refused, and the report says why.

@@ -16,6 +16,7 @@ decision) gets its rehearsal here, in `REHEARSED_TEMPLATES`; a template without 
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -23,10 +24,14 @@ import pytest
 from contract.artifacts import OUTCOME_FILE, SCHEMA_FILE
 from contract.paths import DEFAULT_DATASET_CONFIG, PROJECT_ROOT
 from contract.schema import load_schema
+from deploy.evidence import FEEDBACK_SCHEMA, CanaryTables
 from pipelines.compile import COMPILED_DIR, pipelines_to_compile
 from pipelines.settings import SETTINGS
 from registry.model_registry import CHALLENGER, CHAMPION, VertexModelRegistry
+from storage import bigquery_dialect
 from storage import uri as storage_uri
+from tests.bigquery_stand_in import BigQueryStandIn
+from tests.deploy.canary_data import VertexRequestLogging
 from tests.deploy.vertex_endpoint_stand_in import stand_in_vertex
 from tests.gcs_emulator import EMULATOR_ENV, GcsEmulator
 from tests.pipeline.conftest import SAMPLE, SMALL_DATA_HYPERPARAMETERS, SMALL_PARTITIONS
@@ -43,6 +48,8 @@ REQUEST_LOG_TABLE = f"bq://{PROJECT}.mlops_logs.requests"
 # batch_prediction_pipeline: tests/batch_prediction/test_batch_vertex_rehearsal.py
 # The PipelineJob's serviceAccount (what the triggers set from MLOPS_SERVICE_ACCOUNT).
 RUN_SERVICE_ACCOUNT = f"pipelines@{PROJECT}.iam.gserviceaccount.com"
+# The decision reads the table the deploy template brings the endpoint to log into.
+CANARY_TABLES = CanaryTables(REQUEST_LOG_TABLE, f"bq://{PROJECT}.canary.feedback")
 REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline", "deploy_pipeline", "canary_decision_pipeline",
                        "evaluation_pipeline"}
 
@@ -51,8 +58,10 @@ REHEARSED_TEMPLATES = {"training_pipeline", "batch_prediction_pipeline", "deploy
 def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactory):
     """Two training runs of the compiled template on the Vertex form, shared by the tests below."""
     bucket = gcs_emulator.new_bucket("vertex-rehearsal")
-    with pytest.MonkeyPatch.context() as patch, stand_in_vertex() as model_registry:
+    bigquery = BigQueryStandIn(tmp_path_factory.mktemp("bigquery"))
+    with pytest.MonkeyPatch.context() as patch, stand_in_vertex() as model_registry, contextlib.closing(bigquery):
         patch.setenv(EMULATOR_ENV, gcs_emulator.url)
+        patch.setenv("BIGQUERY_EMULATOR_HOST", bigquery.url)
         for partition in SMALL_PARTITIONS:
             gcs_emulator.upload_file(SAMPLE / partition / "batch.csv",
                                      f"gs://{bucket}/data/processed/{partition}/batch.csv")
@@ -72,7 +81,8 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
         parameters = {"data_uri": f"gs://{bucket}/data/processed", "dataset_config": config_uri,
                       "project": PROJECT, "location": LOCATION, **SMALL_DATA_HYPERPARAMETERS}
         first = runner.run("training-pipeline-rehearsal-1", parameters, service_account=RUN_SERVICE_ACCOUNT)
-        second = runner.run("training-pipeline-rehearsal-2", parameters) if not first.failure else None
+        # Another seed: the same data and parameters again would be the same model, and not registered twice.
+        second = runner.run("training-pipeline-rehearsal-2", parameters | {"seed": 7}) if not first.failure else None
         logging = {"after_training": _request_logging(model_registry)}
         # The deploy template on its own, after both: the canary (version 2) is deployed already; the endpoint
         # is brought to the environment's request log table.
@@ -82,7 +92,8 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                                           "location": LOCATION, "request_log_table": REQUEST_LOG_TABLE,
                                           "request_log_sampling_rate": 0.5}) if second and not second.failure else None
         logging["after_deploy"] = _request_logging(model_registry)
-        # Then traffic through the endpoint, and the canary decision: promote on Cloud Monitoring's evidence.
+        # Then traffic through the endpoint (logged to BigQuery as its request-response logging would), and the
+        # canary decision at its last step: promoted on Cloud Monitoring's and the log's evidence.
         decision, champion_after_training, endpoint_after_training = None, None, None
         if deploy and not deploy.failure:
             from deploy.vertex import VertexBackend
@@ -90,13 +101,21 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
 
             champion_after_training = VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version
             endpoint_after_training = model_registry.endpoint_state()
+            model_registry.request_logging = VertexRequestLogging(bigquery.local_dir, CANARY_TABLES.dotted(
+                CANARY_TABLES.request_log))
+            with bigquery_dialect.connected([PROJECT], bigquery.local_dir) as connection:  # as Terraform makes it
+                bigquery_dialect.run(connection, f"CREATE SCHEMA `{PROJECT}.canary`")
+                bigquery_dialect.run(connection, f"CREATE TABLE `{CANARY_TABLES.dotted(CANARY_TABLES.feedback)}` "
+                                                 f"({FEEDBACK_SCHEMA})")
             endpoint = VertexBackend(PROJECT, LOCATION, NAME, NAME)
             for instance in demo_instances(60, seed=3):
                 endpoint.predict([instance])
             decision = VertexRehearsal(DECISION_TEMPLATE, f"gs://{bucket}/pipeline_root",
                                        tmp_path_factory.mktemp("decision"), gcs_emulator, PROJECT, LOCATION).run(
                 "canary-decision-rehearsal", {"model_name": NAME, "project": PROJECT, "location": LOCATION,
-                                              "min_requests": 3})
+                                              "request_log_table": CANARY_TABLES.request_log,
+                                              "feedback_table": CANARY_TABLES.feedback, "step_weights": [10],
+                                              "min_bake_minutes": 0.0, "min_requests": 3, "min_labelled": 0})
         # Version 1 against the champion on the same partitions, through training's own evaluate component.
         evaluation = VertexRehearsal(EVALUATION_TEMPLATE, f"gs://{bucket}/pipeline_root",
                                      tmp_path_factory.mktemp("evaluation"), gcs_emulator, PROJECT, LOCATION).run(
@@ -104,7 +123,7 @@ def rehearsal(gcs_emulator: GcsEmulator, tmp_path_factory: pytest.TempPathFactor
                                      "candidate": "1", "baseline": CHAMPION, "project": PROJECT,
                                      "location": LOCATION}) if second and not second.failure else None
         yield {"evaluation": evaluation, "bucket": bucket, "config": config_uri, "runs": [first, second],
-               "registry": model_registry,
+               "registry": model_registry, "bigquery": bigquery,
                "spec": runner.spec, "deploy": deploy, "decision": decision,
                "champion_after_training": champion_after_training, "endpoint_after_training": endpoint_after_training,
                "request_logging": logging}
@@ -218,7 +237,7 @@ def test_the_data_set_config_and_its_schema_were_read_from_cloud_storage(rehears
 
 def test_the_first_run_deploys_at_100_percent_and_the_second_as_a_10_percent_canary(rehearsal):
     first, second = (_succeeded(run) for run in rehearsal["runs"])
-    assert first.steps["deploy-model"].task == "condition-1/condition-2/deploy-pipeline/deploy-model"
+    assert first.steps["deploy-model"].task == "condition-1/condition-2/condition-3/deploy-pipeline/deploy-model"
     assert first.steps["deploy-model"].output_parameters["transition"] == "first"
     assert second.steps["deploy-model"].output_parameters["transition"] == "canary"
     assert second.steps["deploy-model"].output_parameters["smoke_test"].startswith("smoke test passed")
@@ -241,11 +260,14 @@ def test_the_endpoint_logs_requests_as_the_templates_parameters_say(rehearsal):
         "after_deploy": {"enabled": True, "samplingRate": 0.5, "bigqueryDestination": {"outputUri": REQUEST_LOG_TABLE}}}
 
 
-def test_the_canary_decision_template_promotes_on_cloud_monitoring_evidence(rehearsal):
+def test_the_canary_decision_template_promotes_on_monitoring_and_bigquery_evidence(rehearsal):
     decision = _succeeded(rehearsal["decision"])
     step = decision.steps["decide-canary"]
     assert step.output_parameters["Output"] == "promote"
-    assert step.outputs["metrics"]["metadata"]["canary_requests"] >= 3
+    metrics = step.outputs["metrics"]["metadata"]
+    assert metrics["canary_requests"] >= 3 and metrics["prediction_parity_value"] == 0.0
+    assert {"bigquery.jobs.insert", "bigquery.jobs.getQueryResults"} <= set(rehearsal["bigquery"].server.methods)
+    assert rehearsal["bigquery"].server.reply_problems == []
     assert rehearsal["registry"].endpoint_state() == {"split": {"2": 100}, "deployed": ["2"]}
     assert VertexModelRegistry(PROJECT, LOCATION, "").get(NAME, CHAMPION).version == "2"
 

@@ -38,19 +38,21 @@ def test_a_nightly_tick_submits_batch_prediction_for_yesterdays_partition(functi
     assert call["body"]["labels"] == {"trigger": "schedule", "partition": "2024-03-10"}
 
 
-def test_a_template_that_reads_no_partition_gets_none_and_one_run_per_day(function_app, trigger_env, monkeypatch,
-                                                                          fake_vertex: FakeVertex) -> None:
+def test_a_template_that_reads_no_partition_gets_none_and_one_run_per_tick(function_app, trigger_env, monkeypatch,
+                                                                           fake_vertex: FakeVertex) -> None:
     """The canary decision reads the endpoint, not data: MLOPS_SCHEDULE_PARAMETER=none sends no partition, and
-    the day still names the job (a redelivered tick is the same run)."""
+    the tick names the job: a redelivered tick is the same run, the next tick (its `interval` later) a new one."""
     monkeypatch.setenv("MLOPS_SCHEDULE_TEMPLATE_URI", str(COMPILED_DIR / "canary_decision_pipeline.json"))
     monkeypatch.setenv("MLOPS_SCHEDULE_PARAMETER", "none")
     monkeypatch.setenv("MLOPS_SCHEDULE_OFFSET", "0")
     monkeypatch.setenv("MLOPS_PIPELINE_PARAMETERS", json.dumps({"project": "test-project", "location": "us-central1"}))
     client = function_app("schedule", "on_schedule_message").test_client()
-    for _ in range(2):
-        headers, body = to_binary(scheduler_message())
+    for publish_time in ("2024-03-11T07:00:03.518Z", "2024-03-11T07:00:03.518Z", "2024-03-11T08:00:02.101Z"):
+        headers, body = to_binary(scheduler_message(publish_time))
         assert client.post("/", headers=headers, data=body).status_code == 200
-    assert [call["status"] for call in fake_vertex.calls] == [200, 409]
+    assert [call["status"] for call in fake_vertex.calls] == [200, 409, 200]
     call = fake_vertex.calls[0]
-    assert call["job_id"] == "canary-decision-pipeline-schedule-20240311"
+    assert call["job_id"] == "canary-decision-pipeline-schedule-202403110700"
+    assert fake_vertex.calls[2]["job_id"] == "canary-decision-pipeline-schedule-202403110800"
+    assert call["body"]["labels"] == {"trigger": "schedule", "tick": "2024-03-11t07-00"}
     assert call["body"]["runtimeConfig"]["parameterValues"] == {"project": "test-project", "location": "us-central1"}

@@ -10,6 +10,10 @@ computes the same partition and the same job id:
   request time is used then.
 - Pub/Sub target: the message's `publishTime` (seconds after the slot; schedule
   away from midnight, e.g. 02:00 local, so the date is unambiguous).
+
+A template that reads no partition (the canary decision, every `interval`) is named by
+its tick instead: the schedule time's minute in UTC, so each tick is one run and a
+redelivered tick is the same run.
 """
 
 from __future__ import annotations
@@ -38,11 +42,15 @@ def run_for_schedule_time(schedule_time: datetime.datetime, config: ScheduleConf
         raise IgnoredEvent(f"no partition for schedule time {schedule_time.isoformat()}: {error}",
                            malformed=True) from None
     template = load_template(config.template_uri, max_age_seconds=config.vertex.template_cache_seconds)
+    if not config.parameter:  # no partition: the tick names the run (one job per tick, whatever the cadence)
+        tick = schedule_time.astimezone(datetime.UTC)
+        return RunRequest(template_uri=config.template_uri, parameter_values=dict(config.vertex.pipeline_parameters),
+                          labels={"trigger": TRIGGER, "tick": f"{tick:%Y-%m-%dt%H-%M}"},
+                          service_account=config.vertex.service_account,
+                          job_id=make_job_id(template.name, TRIGGER, f"{tick:%Y%m%d%H%M}"))
     data_uri = f"gs://{config.data_bucket}/{period_prefix(config.data_prefix, period, config.granularity)}"
     label = period_label(period, config.granularity)
-    # Without a partition parameter the period only names the run (one job id per period, as always).
-    partition = {config.parameter: data_uri, **data_version_value(template, lambda: listing_version(data_uri))
-                 } if config.parameter else {}
+    partition = {config.parameter: data_uri, **data_version_value(template, lambda: listing_version(data_uri))}
     return RunRequest(
         template_uri=config.template_uri,
         parameter_values={**config.vertex.pipeline_parameters, **partition},
