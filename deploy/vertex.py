@@ -308,7 +308,7 @@ class VertexBackend:
         return RolloutState.decode(value) if value else None
 
     def write_rollout(self, state: RolloutState | None) -> None:
-        self._write_labels({ROLLOUT_LABEL: state.encode() if state else None})
+        self._write_while_held({ROLLOUT_LABEL: state.encode() if state else None})
 
     def step_stats(self, live: list[Deployed], since: float, now: float) -> dict[str, Any]:
         from deploy.vertex_evidence import step_stats_from_monitoring

@@ -218,12 +218,15 @@ def _verbs(node: ast.AST) -> set[str]:
     """The HTTP verbs a function sends with: `send("POST", ...)`, `session.get(...)`."""
     verbs = set()
     for call in ast.walk(node):
-        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+        if not isinstance(call, ast.Call):
             continue
-        if call.func.attr in ("send", "request") and call.args and isinstance(call.args[0], ast.Constant) \
-                and str(call.args[0].value).upper() in _VERBS.values():
-            verbs.add(str(call.args[0].value).upper())
-        elif call.func.attr in _VERBS and "session" in ast.unparse(call.func.value).lower():
+        # send("POST", url), session.request("GET", url), or a helper of ours taking the verb first
+        # (_pages("GET", url, ...)): a constant HTTP verb as the first argument.
+        if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str) \
+                and call.args[0].value in _VERBS.values():
+            verbs.add(call.args[0].value)
+        elif isinstance(call.func, ast.Attribute) and call.func.attr in _VERBS \
+                and "session" in ast.unparse(call.func.value).lower():
             verbs.add(_VERBS[call.func.attr])
     return verbs
 

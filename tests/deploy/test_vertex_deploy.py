@@ -159,7 +159,7 @@ def test_the_decision_on_vertex_reads_cloud_monitoring_per_deployed_model_and_ro
     assert any("pageToken" in query for query in fake.monitoring_queries)
     assert fake.endpoint_state() == {"split": {"1": 100}, "deployed": ["1"]}
     assert backend.registry.get(NAME, REJECTED).version == "2"
-    assert ROLLOUT_LABEL not in next(iter(fake.endpoints.values()))["labels"]  # the rollout ended with it
+    assert ROLLOUT_LABEL not in dict(fake.the_endpoint().labels)  # the rollout ended with it
     assert "bigquery.jobs.insert" in bigquery[0].server.methods and bigquery[0].server.reply_problems == []
 
 
@@ -170,7 +170,7 @@ def test_a_canary_on_vertex_advances_step_by_step_then_is_promoted(vertex, bigqu
     fake.request_logging = bigquery[1]
     deploy_version(backend, "1", report=lambda line: None)
     canary = deploy_version(backend, "2", canary_percent=10, report=lambda line: None)
-    labels = next(iter(fake.endpoints.values()))["labels"]
+    labels = dict(fake.the_endpoint().labels)
     assert labels[ROLLOUT_LABEL].startswith(f"{canary.deployed_model_id}_") and labels[ROLLOUT_LABEL].endswith("_0_0")
     rollout = Rollout((10, 25), min_bake_minutes=0, min_requests=5, failure_threshold=1)
     # The smoke test's answers are logged too (as on Vertex): the canary's distribution differs a little.
@@ -185,7 +185,7 @@ def test_a_canary_on_vertex_advances_step_by_step_then_is_promoted(vertex, bigqu
     assert "advance_2_1_25" in journaled
     assert [_split_shape(body["trafficSplit"]) for method, route, body in fake.requests[start:]
             if route.endswith("updateMask=trafficSplit")] == ["id:75,id:25"]
-    state = RolloutState.decode(next(iter(fake.endpoints.values()))["labels"][ROLLOUT_LABEL])
+    state = RolloutState.decode(dict(fake.the_endpoint().labels)[ROLLOUT_LABEL])
     assert (state.analyses, state.failures) == (1, 0) and state.step_started >= int(advanced.window_end)
     for instance in demo_instances(100, seed=7):
         backend.predict([instance])

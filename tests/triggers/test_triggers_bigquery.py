@@ -26,7 +26,7 @@ def test_the_schedule_submits_runs_over_a_table_by_configuration_alone(function_
     # No data_version: each run's snapshot step takes a new snapshot and names it (never cached, so a new
     # tick's ingest is never an old one's).
     assert call["body"]["runtimeConfig"]["parameterValues"] == BIGQUERY_RUN
-    assert call["job_id"] == "training-pipeline-schedule-20240310"
+    assert call["job_id"] == "training-pipeline-schedule-202403110700"  # a no-partition schedule: one run a tick
 
 
 def test_submit_over_a_table_lists_nothing_and_leaves_the_version_to_the_snapshot(trigger_env, capsys,
