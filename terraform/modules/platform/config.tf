@@ -35,11 +35,13 @@ locals {
     batch_predictions = "batch prediction output tables (destination bq://PROJECT.batch_predictions.TABLE)"
     # data_uri=bq://PROJECT.training_data.TABLE: each run snapshots the table into DATASET_snapshots beside
     # it (same location: a snapshot stays in its base table's region) and trains on the snapshot.
+    canary                  = "labels that arrive for logged predictions (feedback) and the canary decision's analyses"
     training_data           = "training tables (data_uri=bq://PROJECT.training_data.TABLE), snapshotted by every run"
     training_data_snapshots = "immutable snapshots the training runs read (each expires after snapshot_expiration_days)"
   }
   request_log_dataset = "bq://${var.project_id}.${google_bigquery_dataset.datasets["serving_logs"].dataset_id}"
   request_log_table   = "${local.request_log_dataset}.request_response_logging"
+  feedback_table      = "bq://${var.project_id}.${google_bigquery_dataset.datasets["canary"].dataset_id}.${google_bigquery_table.feedback.table_id}"
 
   # One identity per role. Each gets only the grants in iam.tf, each of them needed by a row of the
   # permission map (release/permission_map.yaml; tests/delivery/test_permission_map.py).
@@ -64,7 +66,9 @@ locals {
   schedules = {
     training         = { cron = "0 2 * * *", template = "training_pipeline.json", parameter = "data_uri", granularity = "day", offset = 1, parameters = {} }
     batch_prediction = { cron = "0 4 * * *", template = "batch_prediction_pipeline.json", parameter = "source", granularity = "day", offset = 1, parameters = { destination = "gs://${local.bucket_names.pipeline_root}/batch_predictions" } }
-    canary_decision  = { cron = "0 6 * * *", template = "canary_decision_pipeline.json", parameter = "none", granularity = "day", offset = 0, parameters = {} }
+    # The progressive canary's cadence: one decision an hour, each the current step's analysis (advance,
+    # hold or roll back; a step bakes min_bake_minutes first), over the log and the labels come in since.
+    canary_decision = { cron = "0 * * * *", template = "canary_decision_pipeline.json", parameter = "none", granularity = "day", offset = 0, parameters = { request_log_table = local.request_log_table, feedback_table = local.feedback_table } }
   }
 
   template_uri = { for name in distinct(concat(["training_pipeline.json"], [for s in values(local.schedules) : s.template])) :

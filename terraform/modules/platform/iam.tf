@@ -142,6 +142,7 @@ locals {
   dataset_roles = {
     pipelines = {
       serving_logs  = "roles/bigquery.dataViewer", batch_predictions = "roles/bigquery.dataEditor",
+      canary        = "roles/bigquery.dataEditor", # the feedback labels; the decision's analyses
       training_data = "mlopsSnapshotSource", training_data_snapshots = "mlopsSnapshotStore"
     }
   }
