@@ -110,7 +110,7 @@ def test_every_page_shows_the_state_as_server_rendered_html(base_state):
     endpoint = _text(_get(client, "/endpoint"))
     assert "Canary: version 2 (deployed model 2) at 10% beside champion version 1 at 90%" in endpoint
     assert "1: v1 20 0 0" in endpoint and "2: v2 20 1 0" in endpoint  # from the metrics log, errors counted
-    assert f"{decision.name} decision: wait" in endpoint
+    assert f"{decision.name} decision: hold" in endpoint
     assert "<svg" in _get(client, "/endpoint")  # the plot over time
 
     assert "No drift results yet" in _text(_get(client, "/monitoring"))

@@ -126,7 +126,8 @@ def test_a_run_identical_to_a_registered_version_registers_and_deploys_nothing(f
             "schema": Artifact(uri=str(run / "validate-data/schema")), "model_name": MODEL,
             "registry_uri": str(workspace["local"] / "registry"), "project": "", "location": "",
             "serving_image": SETTINGS.serving_image, "data_uri": str(workspace["landing"]),
-            "data_version": listing_version(str(workspace["landing"])), "dataset_config": workspace["config"],
+            "data_version": listing_version(str(workspace["landing"])), "row_filter": "",
+            "dataset_config": workspace["config"],
             "learning_rate": 0.001, "hidden_units": [64, 32], "seed": 42, "pipeline_run": "rerun",
             **SMALL_DATA_HYPERPARAMETERS}
     versions_before = [(v.version, v.aliases) for v in registry.versions(MODEL)]
