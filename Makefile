@@ -39,8 +39,12 @@ $(CHECKOV): requirements-checkov.lock
 .PHONY: tools check-compiled
 tools: $(CHECKOV) ## Build checkov's own venv in .tools/ (done for you by test)
 
-test: $(ENV_STAMP) $(CHECKOV) lint ## Lint, then every test (what CI runs)
-	$(PYTHON) -m pytest
+# Two worker processes (pytest-xdist), each taking a whole test file at a time: a file's module fixtures
+# (a pipeline run, an emulator) are built once, in one worker. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
+test: $(ENV_STAMP) $(CHECKOV) lint ## Lint, then every test (what CI runs; TEST_WORKERS=0 for one process)
+	$(PYTHON) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(ENV_STAMP) ## ruff over the whole tree
 	$(VENV)/bin/ruff check .
