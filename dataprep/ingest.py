@@ -270,27 +270,46 @@ def scan_batches(batch_uris: list[str], missing_values: tuple[str, ...]
         pending, pending_rows = [], 0
 
     for index, uri in enumerate(batch_uris):
-        with shards.open_shard(uri) as stream:
-            size = _blank_size(stream)
-            if size is not None:
-                infos.append(_empty_file(uri, size))
-                continue
-            reader = _BatchReader(stream, uri, CHUNK_ROWS)
-            infos.append(BatchInfo(uri=uri, rows=0, columns=[]))  # completed below, once read
-            for rows, _ in reader.chunks():
-                if reader.problems():
-                    continue  # the batch is left out: its values need no typing
-                pending.append(pd.DataFrame(rows, columns=reader.columns, dtype=object).assign(**{BATCH_COLUMN: index}))
-                pending_rows += len(rows)
-                infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns)
-                if pending_rows >= CHUNK_ROWS:
-                    flush()
-            infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns, problems=reader.problems())
+        infos.append(BatchInfo(uri=uri, rows=0, columns=[]))  # completed as it is read
+        for frame in _checked_chunks(index, uri, infos):
+            pending.append(frame)
+            pending_rows += len(frame)
+            if pending_rows >= CHUNK_ROWS:
+                flush()
     flush()
     return infos, {index: found for index, found in scans.items() if not infos[index].problems}
 
 
-def _scan_chunk(frame: pd.DataFrame, infos: list[BatchInfo], scans: dict[int, dict[str, ColumnScan]],
+def scan_batch(index: int, uri: str, missing_values: tuple[str, ...]) -> tuple[BatchInfo, dict[str, ColumnScan]]:
+    """One batch's problems and, without any, its column scans: what scan_batches finds for it, read alone
+    (the unit of work of the Beam ingest, dataprep.beam_ingest; a CSV file is read whole by one worker, since
+    its header and line checks need the file from its start)."""
+    infos: dict[int, BatchInfo] = {index: BatchInfo(uri=uri, rows=0, columns=[])}
+    scans: dict[int, dict[str, ColumnScan]] = {}
+    for frame in _checked_chunks(index, uri, infos):
+        _scan_chunk(frame.fillna(""), infos, scans, missing_values)
+    return infos[index], ({} if infos[index].problems else scans.get(index, {}))
+
+
+def _checked_chunks(index: int, uri: str, infos: list[BatchInfo] | dict[int, BatchInfo]) -> Iterator[pd.DataFrame]:
+    """A batch's rows as text, chunk by chunk, marked with its index, while no problem is found; infos[index]
+    is kept up to date and holds every problem of the file once the chunks are exhausted."""
+    with shards.open_shard(uri) as stream:
+        size = _blank_size(stream)
+        if size is not None:
+            infos[index] = _empty_file(uri, size)
+            return
+        reader = _BatchReader(stream, uri, CHUNK_ROWS)
+        for rows, _ in reader.chunks():
+            if reader.problems():
+                continue  # the batch is left out: its values need no typing
+            infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns)
+            yield pd.DataFrame(rows, columns=reader.columns, dtype=object).assign(**{BATCH_COLUMN: index})
+        infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns, problems=reader.problems())
+
+
+def _scan_chunk(frame: pd.DataFrame, infos: list[BatchInfo] | dict[int, BatchInfo],
+                scans: dict[int, dict[str, ColumnScan]],
                 missing_values: tuple[str, ...]) -> None:
     """Adds a chunk of text rows from one or more batches (BATCH_COLUMN says which) to each batch's column
     scans: the same counts as ColumnScan.add, grouped by batch."""
@@ -456,7 +475,7 @@ def label_input_columns(expression: str) -> list[str]:
 
 
 @dataclasses.dataclass
-class _Scanned:
+class Scanned:
     """Every batch's BatchInfo and, for the batches still in, their column scans."""
 
     infos: list[BatchInfo]
@@ -479,7 +498,7 @@ class _Scanned:
         return merged
 
 
-def _require_label_inputs(scanned: _Scanned, inputs: list[str], expression: str) -> None:
+def require_label_inputs(scanned: Scanned, inputs: list[str], expression: str) -> None:
     """A readable batch without a column the label reads is left out (or its label would be all 0)."""
     scanned.leave_out({index: [BatchProblem(column, MISSING_COLUMN, f"the batch has no column {column!r}; the "
                                                                     f"label expression {expression!r} reads it")
@@ -488,7 +507,7 @@ def _require_label_inputs(scanned: _Scanned, inputs: list[str], expression: str)
                        if any(column not in scanned.infos[index].columns for column in inputs)})
 
 
-def _text_in(scanned: _Scanned, columns: list[str], why: str) -> dict[int, list[BatchProblem]]:
+def _text_in(scanned: Scanned, columns: list[str], why: str) -> dict[int, list[BatchProblem]]:
     """Per batch index: one problem for each of `columns` holding values that are not numbers."""
     problems: dict[int, list[BatchProblem]] = collections.defaultdict(list)
     for column in columns:
@@ -501,38 +520,52 @@ def _text_in(scanned: _Scanned, columns: list[str], why: str) -> dict[int, list[
     return problems
 
 
-def _typed_chunks(scanned: _Scanned, kinds: dict[str, str],
+def _typed_chunks(scanned: Scanned, kinds: dict[str, str],
                   config: DatasetConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """The kept batches' rows, about CHUNK_ROWS at a time (several small batches make one chunk, so the
     per-call cost of typing is paid per chunk, not per batch): as text (every kept column, "" where a
     batch lacks one) and typed with the kinds decided over all batches, marked with the batch's index."""
-    columns = list(kinds)
     pending: list[pd.DataFrame] = []
     pending_rows = 0
-
-    def typed() -> tuple[pd.DataFrame, pd.DataFrame]:
-        raw = pd.concat(pending, ignore_index=True)
-        frame = pd.DataFrame({column: typed_column(raw[column], kinds[column], config.missing_values)
-                              for column in columns}, index=raw.index)
-        frame[BATCH_COLUMN] = raw[BATCH_COLUMN].to_numpy(dtype="int32")
-        return raw, frame
-
     for index in sorted(scanned.scans):
-        for raw in batch_chunks(scanned.infos[index].uri):
-            pending.append(raw.reindex(columns=columns, fill_value="").assign(**{BATCH_COLUMN: index}))
+        for raw in kept_batch_chunks(index, scanned.infos[index].uri, kinds):
+            pending.append(raw)
             pending_rows += len(raw)
             if pending_rows >= CHUNK_ROWS:
-                yield typed()
+                yield typed_chunk(pd.concat(pending, ignore_index=True), kinds, config)
                 pending, pending_rows = [], 0
     if pending:
-        yield typed()
+        yield typed_chunk(pd.concat(pending, ignore_index=True), kinds, config)
+
+
+def kept_batch_chunks(index: int, uri: str, kinds: dict[str, str]) -> Iterator[pd.DataFrame]:
+    """A kept batch's rows as text with every kept column ("" where the batch lacks one), marked with its index."""
+    for raw in batch_chunks(uri):
+        yield raw.reindex(columns=list(kinds), fill_value="").assign(**{BATCH_COLUMN: index})
+
+
+def typed_chunk(raw: pd.DataFrame, kinds: dict[str, str], config: DatasetConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Text rows (from kept_batch_chunks) and the same rows typed with the kinds decided over all batches."""
+    frame = pd.DataFrame({column: typed_column(raw[column], kinds[column], config.missing_values)
+                          for column in kinds}, index=raw.index)
+    frame[BATCH_COLUMN] = raw[BATCH_COLUMN].to_numpy(dtype="int32")
+    return raw, frame
+
+
+def labelled(typed: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
+    """The typed rows with their label; an expression that fails on numbers throughout is the config's error."""
+    try:
+        typed[config.label.name] = _label(typed, config.label.expression)
+    except Exception as error:  # numbers throughout: the expression itself does not fit the data set
+        raise IngestError(f"label expression {config.label.expression!r} failed on the data: {error}") from error
+    return typed
 
 
 def _label(typed: pd.DataFrame, expression: str) -> pd.Series:
     return pd.Series(typed.eval(expression), index=typed.index).fillna(False).astype("int64")
 
 
-def _decide_types(scanned: _Scanned, inputs: list[str], config: DatasetConfig) -> dict[str, str]:
+def decide_types(scanned: Scanned, inputs: list[str], config: DatasetConfig) -> dict[str, str]:
     """The kind of every kept column, over all kept batches. A batch holding text in a column the label
     reads as numbers is left out first; so is one whose text makes the expression fail."""
     expression = config.label.expression
@@ -559,7 +592,7 @@ def _decide_types(scanned: _Scanned, inputs: list[str], config: DatasetConfig) -
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "missing": pa.float64(), "text": pa.string()}
 
 
-def _examples_schema(kinds: dict[str, str], config: DatasetConfig) -> pa.Schema:
+def examples_schema(kinds: dict[str, str], config: DatasetConfig) -> pa.Schema:
     """The Arrow schema of every shard, with pandas' metadata (so Int64 comes back as Int64)."""
     fields = [pa.field(column, _ARROW_TYPES[kind]) for column, kind in kinds.items()]
     fields += [pa.field(BATCH_COLUMN, pa.int32()), pa.field(config.label.name, pa.int64())]
@@ -587,31 +620,32 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     if row_filter.strip():
         raise IngestError(f"row_filter {row_filter!r} applies to a bq:// table; data_uri {data_uri!r} names files")
     inputs = label_input_columns(config.label.expression)
-    scanned = _Scanned(*scan_batches(find_batches(data_uri), config.missing_values))
-    _require_label_inputs(scanned, inputs, config.label.expression)
-    kinds = _decide_types(scanned, inputs, config)
+    scanned = Scanned(*scan_batches(find_batches(data_uri), config.missing_values))
+    require_label_inputs(scanned, inputs, config.label.expression)
+    kinds = decide_types(scanned, inputs, config)
     if scanned.scans:
         split_assignment(pd.DataFrame(columns=list(kinds)), config.split_key, config.eval_percent)  # names a lack
 
     output = Path(output_dir)
-    schema = _examples_schema(kinds, config)
+    schema = examples_schema(kinds, config)
     label_sum = 0
     with (shards.ShardWriter(output / TRAIN_SPLIT, schema, shard_rows) as train,
           shards.ShardWriter(output / EVAL_SPLIT, schema, shard_rows) as evaluation):
         for raw, typed in _typed_chunks(scanned, kinds, config):
-            try:
-                typed[config.label.name] = _label(typed, config.label.expression)
-            except Exception as error:  # numbers throughout: the expression itself does not fit the data set
-                raise IngestError(f"label expression {config.label.expression!r} failed on the data: "
-                                  f"{error}") from error
+            typed = labelled(typed, config)
             label_sum += int(typed[config.label.name].sum())
             is_eval = split_assignment(raw, config.split_key, config.eval_percent)
             train.write(pa.Table.from_pandas(typed[~is_eval], schema=schema, preserve_index=False))
             evaluation.write(pa.Table.from_pandas(typed[is_eval], schema=schema, preserve_index=False))
-    rows = train.rows + evaluation.rows
-    summary = IngestSummary(data_uri=data_uri, batches=scanned.infos, rows=rows, train_rows=train.rows,
-                            eval_rows=evaluation.rows, label_positive_rate=label_sum / rows if rows else None)
-    (output / MANIFEST_FILE).write_text(json.dumps(dataclasses.asdict(summary), indent=1, allow_nan=False))
+    return write_manifest(output, data_uri, scanned.infos, train.rows, evaluation.rows, label_sum)
+
+
+def write_manifest(output: Path, data_uri: str, batches: list[BatchInfo], train_rows: int, eval_rows: int,
+                   label_sum: int) -> IngestSummary:
+    rows = train_rows + eval_rows
+    summary = IngestSummary(data_uri=data_uri, batches=batches, rows=rows, train_rows=train_rows,
+                            eval_rows=eval_rows, label_positive_rate=label_sum / rows if rows else None)
+    (Path(output) / MANIFEST_FILE).write_text(json.dumps(dataclasses.asdict(summary), indent=1, allow_nan=False))
     return summary
 
 
