@@ -274,6 +274,10 @@ class StatisticsTallies:
 def compute_statistics(source: FrameSource, name: str) -> statistics_pb2.DatasetFeatureStatistics:
     """TFX StatisticsGen's output for one split, in two passes over its chunks (the second fills the
     histograms, whose buckets need the min and max): memory holds one chunk and a tally per column."""
+    return statistics_proto(statistics_tallies(source), name)
+
+
+def statistics_tallies(source: FrameSource) -> StatisticsTallies:
     tallies = StatisticsTallies()
     for number, frame in enumerate(_frames(source)):
         tallies.add(frame, (number,))
@@ -281,7 +285,7 @@ def compute_statistics(source: FrameSource, name: str) -> statistics_pb2.Dataset
         for frame in _frames(source):
             for column, tally in tallies.numeric().items():
                 tally.add_to_histogram(frame[column])
-    return statistics_proto(tallies, name)
+    return tallies
 
 
 def statistics_proto(tallies: StatisticsTallies, name: str) -> statistics_pb2.DatasetFeatureStatistics:
@@ -611,31 +615,49 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
     """The validate step: statistics of both splits, the schema it used, and every
     batch checked against that schema. Raises on a critical anomaly, after writing
     the anomalies, so the artifact explains the stop. Streams the splits' shards:
-    memory holds a chunk and per-column tallies, whatever the data's size."""
+    memory holds a chunk and per-column tallies, whatever the data's size.
+    (dataprep.beam_validation makes the same passes on Beam, then the same calls.)"""
     from dataprep.ingest import load_manifest
 
     train, evaluation = split_frames(examples_dir, "train"), split_frames(examples_dir, "eval")
-    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
-    stats = statistics_list({"train": train, "eval": evaluation})
-    (Path(statistics_dir) / STATISTICS_FILE).write_text(text_format.MessageToString(stats))
+    datasets = [("train", statistics_tallies(train)), ("eval", statistics_tallies(evaluation))]
+    schema = schema_for(examples_dir, config, schema_dir)
+    batches = load_manifest(examples_dir).batches
+    tallies: dict[tuple[int, str], _FeatureTally] = {}
+    for number, frame in enumerate(itertools.chain(train(), evaluation())):
+        add_validation_tallies(tallies, frame, (number,), batches, schema)
+    found = write_outcome(datasets, tallies, batches, schema, config, statistics_dir, anomalies_dir)
+    raise_on_critical(found)
+    return found
 
-    def both() -> Iterable[pd.DataFrame]:
-        return itertools.chain(train(), evaluation())
 
+def schema_for(examples_dir: str | Path, config: DatasetConfig, schema_dir: str | Path) -> schema_pb2.Schema:
+    """The reviewed schema, written to the step's schema artifact; on first use, one inferred from the splits
+    (streamed), with a warning that it needs a review."""
     Path(schema_dir).mkdir(parents=True, exist_ok=True)
     if storage_uri.exists(config.schema_uri):
         schema = load_schema(config.schema_uri)
         write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
-    else:  # first use: infer, use it, and say that it needs a review
-        schema = infer_schema(both, config)
-        write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
-        print(f"WARNING: {config.schema_uri} does not exist; inferred a schema from this data and used it. "
-              f"Review the inferred schema ({Path(schema_dir) / SCHEMA_FILE}), then put it at {config.schema_uri} "
-              "(locally: `python runner.py --infer-schema --dataset-config ...` writes it for review).")
+        return schema
+    train, evaluation = split_frames(examples_dir, "train"), split_frames(examples_dir, "eval")
+    schema = infer_schema(lambda: itertools.chain(train(), evaluation()), config)
+    write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
+    print(f"WARNING: {config.schema_uri} does not exist; inferred a schema from this data and used it. "
+          f"Review the inferred schema ({Path(schema_dir) / SCHEMA_FILE}), then put it at {config.schema_uri} "
+          "(locally: `python runner.py --infer-schema --dataset-config ...` writes it for review).")
+    return schema
 
-    found = validate(both, load_manifest(examples_dir).batches, schema, config)
+
+def write_outcome(datasets: list[tuple[str, StatisticsTallies]], tallies: dict[tuple[int, str], _FeatureTally],
+                  batches: list[BatchInfo], schema: schema_pb2.Schema, config: DatasetConfig,
+                  statistics_dir: str | Path, anomalies_dir: str | Path) -> list[Anomaly]:
+    """The statistics and the anomalies written from the tallies; the anomalies returned."""
+    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
+    stats = statistics_pb2.DatasetFeatureStatisticsList(
+        datasets=[statistics_proto(split_tallies, name) for name, split_tallies in datasets])
+    (Path(statistics_dir) / STATISTICS_FILE).write_text(text_format.MessageToString(stats))
+    found = anomalies_of(tallies, batches, schema, config)
     write_validation_outputs(found, schema, anomalies_dir)
-    raise_on_critical(found)
     return found
 
 
