@@ -64,6 +64,14 @@ class BeamOptions:
         return self.pipeline_options().get_all_options().get("temp_location")
 
 
+def runs_in_process(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ...] | None) -> bool:
+    """Ingest and validation on the DirectRunner with no Beam flag run their plain-Python form in the step's
+    own process: the same functions the Beam graph calls, without the DirectRunner's start-up (a few seconds
+    a step, more than the sample's whole work: docs/scale.md). Any flag (such as
+    `--direct_num_workers=2 --direct_running_mode=multi_processing`) or DataflowRunner runs the Beam graph."""
+    return beam_runner == DIRECT_RUNNER and not beam_pipeline_args
+
+
 def beam_options(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ...] | None) -> BeamOptions:
     """The checked options of a Beam step; BeamOptionsError names what is wrong."""
     from apache_beam.options.pipeline_options import PipelineOptions

@@ -603,7 +603,8 @@ def examples_schema(kinds: dict[str, str], config: DatasetConfig) -> pa.Schema:
 
 
 def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
-           shard_rows: int = shards.DEFAULT_SHARD_ROWS, row_filter: str = "") -> IngestSummary:
+           shard_rows: int = shards.DEFAULT_SHARD_ROWS, row_filter: str = "", beam_runner: str = "DirectRunner",
+           beam_pipeline_args: list[str] | None = None) -> IngestSummary:
     """Reads, types, labels and splits; writes train/eval Parquet shards and a manifest.
 
     Two passes over the batches, each holding one chunk of one batch at a time:
@@ -612,13 +613,21 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     splits and writes. The columns the label expression reads are checked per
     batch before it is computed, so a damaged batch is recorded and left out
     instead of failing it. A `bq://` table (with an optional `row_filter`) is read by
-    dataprep.bigquery_source into the same shards."""
+    dataprep.bigquery_source into the same shards. `beam_runner` and `beam_pipeline_args` choose where the
+    batches are read: in this process (the DirectRunner without flags), or on Beam (dataprep.beam_ingest)."""
+    from dataprep.beam_options import beam_options, runs_in_process
+
+    beam_options(beam_runner, beam_pipeline_args)  # refused by name before any work
     if data_uri.strip().startswith("bq://"):
         from dataprep.bigquery_source import ingest_table
 
         return ingest_table(data_uri, config, output_dir, shard_rows, row_filter)
     if row_filter.strip():
         raise IngestError(f"row_filter {row_filter!r} applies to a bq:// table; data_uri {data_uri!r} names files")
+    if not runs_in_process(beam_runner, beam_pipeline_args):
+        from dataprep.beam_ingest import ingest_on_beam
+
+        return ingest_on_beam(data_uri, config, output_dir, shard_rows, beam_runner, beam_pipeline_args)
     inputs = label_input_columns(config.label.expression)
     scanned = Scanned(*scan_batches(find_batches(data_uri), config.missing_values))
     require_label_inputs(scanned, inputs, config.label.expression)

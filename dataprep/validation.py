@@ -611,13 +611,23 @@ def split_frames(examples_dir: str | Path, split: str) -> Callable[[], Iterable[
 
 
 def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistics_dir: str | Path,
-                      schema_dir: str | Path, anomalies_dir: str | Path) -> list[Anomaly]:
+                      schema_dir: str | Path, anomalies_dir: str | Path, beam_runner: str = "DirectRunner",
+                      beam_pipeline_args: list[str] | None = None) -> list[Anomaly]:
     """The validate step: statistics of both splits, the schema it used, and every
     batch checked against that schema. Raises on a critical anomaly, after writing
     the anomalies, so the artifact explains the stop. Streams the splits' shards:
     memory holds a chunk and per-column tallies, whatever the data's size.
-    (dataprep.beam_validation makes the same passes on Beam, then the same calls.)"""
+    `beam_runner` and `beam_pipeline_args`: as for ingest (dataprep.beam_options.runs_in_process);
+    dataprep.beam_validation makes the same passes on Beam, then the same calls."""
+    from dataprep.beam_options import beam_options, runs_in_process
     from dataprep.ingest import load_manifest
+
+    beam_options(beam_runner, beam_pipeline_args)
+    if not runs_in_process(beam_runner, beam_pipeline_args):
+        from dataprep.beam_validation import validate_on_beam
+
+        return validate_on_beam(examples_dir, config, statistics_dir, schema_dir, anomalies_dir, beam_runner,
+                                beam_pipeline_args)
 
     train, evaluation = split_frames(examples_dir, "train"), split_frames(examples_dir, "eval")
     datasets = [("train", statistics_tallies(train)), ("eval", statistics_tallies(evaluation))]
