@@ -617,7 +617,8 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     batches are read: in this process (the DirectRunner without flags), or on Beam (dataprep.beam_ingest)."""
     from dataprep.beam_options import beam_options, runs_in_process
 
-    beam_options(beam_runner, beam_pipeline_args)  # refused by name before any work
+    if not runs_in_process(beam_runner, beam_pipeline_args):
+        beam_options(beam_runner, beam_pipeline_args)  # refused by name before any work
     if data_uri.strip().startswith("bq://"):
         from dataprep.bigquery_source import ingest_table
 

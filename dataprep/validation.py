@@ -619,10 +619,9 @@ def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistic
     memory holds a chunk and per-column tallies, whatever the data's size.
     `beam_runner` and `beam_pipeline_args`: as for ingest (dataprep.beam_options.runs_in_process);
     dataprep.beam_validation makes the same passes on Beam, then the same calls."""
-    from dataprep.beam_options import beam_options, runs_in_process
+    from dataprep.beam_options import runs_in_process
     from dataprep.ingest import load_manifest
 
-    beam_options(beam_runner, beam_pipeline_args)
     if not runs_in_process(beam_runner, beam_pipeline_args):
         from dataprep.beam_validation import validate_on_beam
 
