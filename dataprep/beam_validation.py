@@ -1,17 +1,21 @@
 """Statistics and validation on Beam: the split shards read by workers, tallied by validation's own code.
 
-    Create(shards) -> [Reshuffle] -> ReadForStatistics    a shard per element, read a chunk at a time
-      -> TallyStatistics -> MergeStatistics (per split)   validation.StatisticsTallies: counts, mean and
-                                                          variance, min/max, distinct texts, quantile sketches
-      -> TallyValidation -> MergeValidation               per (batch, feature): validation's _FeatureTally
-    Create(shards) -> [Reshuffle] -> ReadForHistograms    a second read (the buckets need min and max: the
-      -> Histograms -> MergeHistograms (per split)        merged statistics as a side input)
+    Create(shards) -> [Reshuffle] -> TallyShards          a shard per element, read a chunk at a time into
+                                                          its partial tallies: validation.StatisticsTallies
+                                                          (counts, mean and variance, min/max, distinct
+                                                          texts, quantile sketches) and, per (batch,
+                                                          feature), validation's _FeatureTally
+      -> MergeStatistics (per split), MergeValidation     CombineFns over the shards' partial tallies
+    Create(shards) -> [Reshuffle] -> HistogramShards      a second read (the buckets need min and max: the
+      -> MergeHistograms (per split)                      merged statistics as a side input)
       -> Summarise                                        one small result for the step
 
-Each chunk becomes a partial tally in the stage that read it, and partial tallies
-merge (a CombineFn) in any order into the answer of the sequential pass: the tallies
-keep where each sample and first value was found, so the merged result does not
-depend on which worker read what. The launching step then builds the protos,
+Each shard (at most 250,000 rows) becomes partial tallies in the worker that read
+it, and partial tallies merge in any order into the answer of the sequential pass:
+the tallies keep where each sample and first value was found, so the merged result
+does not depend on which worker read what. (A partial tally per chunk, rather than
+per shard, made the DirectRunner hold every chunk's tallies between stages: memory
+grew with the rows.) The launching step then builds the protos,
 checks the schema and raises on a critical anomaly with the same functions as the
 in-process path (`dataprep.validation`).
 """
@@ -34,17 +38,35 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 _RESULT_FILE = "validation-result.pickle"
 
 
-def _read(shard: tuple[int, str, int, str]):
-    """(split, where, chunk) for each chunk of one shard: where = (split's rank, shard's rank, first row)
-    orders the chunk as the sequential pass reads it (train, then eval)."""
+def _chunks(shard: tuple[int, str, int, str]):
+    """Each chunk of one shard with where it is, (split's rank, shard's rank, first row): the order in which
+    the sequential pass reads it (train, then eval)."""
     from storage import shards
 
-    split_rank, split, shard_rank, uri = shard
+    split_rank, _, shard_rank, uri = shard
     if shard_rank == 0:  # as in-process, an empty first chunk carries the columns and types of an empty split
-        yield split, (split_rank, shard_rank, -1), shards.shard_schema(uri).empty_table().to_pandas()
+        yield (split_rank, shard_rank, -1), shards.shard_schema(uri).empty_table().to_pandas()
     for chunk in shards.iter_chunks([uri]):
         first = int(chunk.rows[0]) if len(chunk.rows) else 0
-        yield split, (split_rank, shard_rank, first), chunk.batch.to_pandas()
+        yield (split_rank, shard_rank, first), chunk.batch.to_pandas()
+
+
+def _tally_shard(shard: tuple[int, str, int, str], batches, schema):
+    """One shard's partial tallies: (split, its statistics, its validation tallies)."""
+    statistics, validation = dv.StatisticsTallies(), {}
+    for where, frame in _chunks(shard):
+        statistics.add(frame, where)
+        dv.add_validation_tallies(validation, frame, where, batches, schema)
+    return shard[1], statistics, validation
+
+
+def _histogram_shard(shard: tuple[int, str, int, str], statistics: dict):
+    split = shard[1]
+    tallies, found = statistics.get(split), {}
+    if tallies is not None and tallies.needs_histograms():
+        for _, frame in _chunks(shard):
+            _sum_histograms(found, tallies.histograms(frame))
+    return split, found
 
 
 class _Merge:
@@ -83,22 +105,6 @@ def _sum_histograms(merged: dict, partial: dict) -> dict:
     return merged
 
 
-def _statistics_of(element):
-    split, where, frame = element
-    return split, dv.StatisticsTallies().add(frame, where)
-
-
-def _validation_of(element, batches, schema):
-    _, where, frame = element
-    return dv.add_validation_tallies({}, frame, where, batches, schema)
-
-
-def _histograms_of(element, statistics: dict):
-    split, _, frame = element
-    tallies = statistics.get(split)
-    return split, (tallies.histograms(frame) if tallies is not None and tallies.needs_histograms() else {})
-
-
 def _result(_, statistics: dict, histograms: dict, validation: dict, result_uri: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
@@ -119,21 +125,19 @@ def build_validation_pipeline(pipeline, options: BeamOptions, examples_dir: str,
     result_uri = storage_uri.join(options.location(work_dir), _RESULT_FILE)
     reshuffle = spread(options)
 
-    def chunks(purpose: str):
+    def shards(purpose: str):
         found = pipeline | f"ListShardsFor{purpose}" >> beam.Create(listed)
-        if reshuffle:
-            found = found | f"SpreadShardsFor{purpose}" >> beam.Reshuffle()
-        return found | f"ReadFor{purpose}" >> beam.FlatMap(_read)
+        return found | f"SpreadShardsFor{purpose}" >> beam.Reshuffle() if reshuffle else found
 
-    first = chunks("Statistics")
-    statistics = (first
-                  | "TallyStatistics" >> beam.Map(_statistics_of)
+    partials = shards("Statistics") | "TallyShards" >> beam.Map(_tally_shard, batches, schema)
+    statistics = (partials
+                  | "StatisticsOfShards" >> beam.Map(lambda partial: (partial[0], partial[1]))
                   | "MergeStatistics" >> beam.CombinePerKey(_Merge(dv.StatisticsTallies, _merge_statistics)))
-    validation = (first
-                  | "TallyValidation" >> beam.Map(_validation_of, batches, schema)
+    validation = (partials
+                  | "ValidationOfShards" >> beam.Map(lambda partial: partial[2])
                   | "MergeValidation" >> beam.CombineGlobally(_Merge(dict, dv.merge_validation_tallies)))
-    histograms = (chunks("Histograms")
-                  | "Histograms" >> beam.Map(_histograms_of, beam.pvalue.AsDict(statistics))
+    histograms = (shards("Histograms")
+                  | "HistogramShards" >> beam.Map(_histogram_shard, beam.pvalue.AsDict(statistics))
                   | "MergeHistograms" >> beam.CombinePerKey(_Merge(dict, _sum_histograms)))
     _ = (pipeline
          | "Start" >> beam.Create([None])

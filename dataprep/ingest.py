@@ -29,7 +29,7 @@ import io
 import json
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -255,10 +255,18 @@ def batch_chunks(uri: str) -> Iterator[pd.DataFrame]:
 def scan_batches(batch_uris: list[str], missing_values: tuple[str, ...]
                  ) -> tuple[list[BatchInfo], dict[int, dict[str, ColumnScan]]]:
     """Every batch's problems and, for each batch without any, what typing needs to know of each of its
-    columns (by batch index). Read chunk by chunk; the rows of several small batches are scanned
-    together (about CHUNK_ROWS at a time), so memory holds one chunk and the per-call cost is paid per
-    chunk, not per batch."""
-    infos: list[BatchInfo] = []
+    columns (by batch index)."""
+    infos, scans = scan_group(list(enumerate(batch_uris)), missing_values)
+    return [infos[index] for index in range(len(batch_uris))], scans
+
+
+def scan_group(batches: list[tuple[int, str]], missing_values: tuple[str, ...]
+               ) -> tuple[dict[int, BatchInfo], dict[int, dict[str, ColumnScan]]]:
+    """scan_batches for some of the batches, given as (index, uri): the unit of work of the Beam ingest
+    (dataprep.beam_ingest), whose workers each scan a group of batches. Read chunk by chunk; the rows of
+    several small batches are scanned together (about CHUNK_ROWS at a time), so memory holds one chunk and
+    the per-call cost is paid per chunk, not per batch."""
+    infos: dict[int, BatchInfo] = {}
     scans: dict[int, dict[str, ColumnScan]] = {}
     pending: list[pd.DataFrame] = []
     pending_rows = 0
@@ -269,8 +277,8 @@ def scan_batches(batch_uris: list[str], missing_values: tuple[str, ...]
             _scan_chunk(pd.concat(pending, ignore_index=True).fillna(""), infos, scans, missing_values)
         pending, pending_rows = [], 0
 
-    for index, uri in enumerate(batch_uris):
-        infos.append(BatchInfo(uri=uri, rows=0, columns=[]))  # completed as it is read
+    for index, uri in batches:
+        infos[index] = BatchInfo(uri=uri, rows=0, columns=[])  # completed as it is read
         for frame in _checked_chunks(index, uri, infos):
             pending.append(frame)
             pending_rows += len(frame)
@@ -280,18 +288,7 @@ def scan_batches(batch_uris: list[str], missing_values: tuple[str, ...]
     return infos, {index: found for index, found in scans.items() if not infos[index].problems}
 
 
-def scan_batch(index: int, uri: str, missing_values: tuple[str, ...]) -> tuple[BatchInfo, dict[str, ColumnScan]]:
-    """One batch's problems and, without any, its column scans: what scan_batches finds for it, read alone
-    (the unit of work of the Beam ingest, dataprep.beam_ingest; a CSV file is read whole by one worker, since
-    its header and line checks need the file from its start)."""
-    infos: dict[int, BatchInfo] = {index: BatchInfo(uri=uri, rows=0, columns=[])}
-    scans: dict[int, dict[str, ColumnScan]] = {}
-    for frame in _checked_chunks(index, uri, infos):
-        _scan_chunk(frame.fillna(""), infos, scans, missing_values)
-    return infos[index], ({} if infos[index].problems else scans.get(index, {}))
-
-
-def _checked_chunks(index: int, uri: str, infos: list[BatchInfo] | dict[int, BatchInfo]) -> Iterator[pd.DataFrame]:
+def _checked_chunks(index: int, uri: str, infos: dict[int, BatchInfo]) -> Iterator[pd.DataFrame]:
     """A batch's rows as text, chunk by chunk, marked with its index, while no problem is found; infos[index]
     is kept up to date and holds every problem of the file once the chunks are exhausted."""
     with shards.open_shard(uri) as stream:
@@ -308,8 +305,7 @@ def _checked_chunks(index: int, uri: str, infos: list[BatchInfo] | dict[int, Bat
         infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns, problems=reader.problems())
 
 
-def _scan_chunk(frame: pd.DataFrame, infos: list[BatchInfo] | dict[int, BatchInfo],
-                scans: dict[int, dict[str, ColumnScan]],
+def _scan_chunk(frame: pd.DataFrame, infos: dict[int, BatchInfo], scans: dict[int, dict[str, ColumnScan]],
                 missing_values: tuple[str, ...]) -> None:
     """Adds a chunk of text rows from one or more batches (BATCH_COLUMN says which) to each batch's column
     scans: the same counts as ColumnScan.add, grouped by batch."""
@@ -486,6 +482,10 @@ class Scanned:
             self.infos[index] = dataclasses.replace(self.infos[index], problems=self.infos[index].problems + found)
             self.scans.pop(index, None)
 
+    def kept(self) -> list[tuple[int, str]]:
+        """The kept batches as (index, uri), in order."""
+        return [(index, self.infos[index].uri) for index in sorted(self.scans)]
+
     def columns(self) -> list[str]:
         """The kept batches' columns, in the order they first appear (as pandas.concat orders them)."""
         return list(dict.fromkeys(column for index in sorted(self.scans) for column in self.infos[index].columns))
@@ -520,15 +520,16 @@ def _text_in(scanned: Scanned, columns: list[str], why: str) -> dict[int, list[B
     return problems
 
 
-def _typed_chunks(scanned: Scanned, kinds: dict[str, str],
-                  config: DatasetConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """The kept batches' rows, about CHUNK_ROWS at a time (several small batches make one chunk, so the
-    per-call cost of typing is paid per chunk, not per batch): as text (every kept column, "" where a
-    batch lacks one) and typed with the kinds decided over all batches, marked with the batch's index."""
+def typed_chunks(kept: Iterable[tuple[int, str]], kinds: dict[str, str],
+                 config: DatasetConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The kept batches' rows, given as (index, uri), about CHUNK_ROWS at a time (several small batches make
+    one chunk, so the per-call cost of typing is paid per chunk, not per batch): as text (every kept column,
+    "" where a batch lacks one) and typed with the kinds decided over all batches, marked with the batch's
+    index."""
     pending: list[pd.DataFrame] = []
     pending_rows = 0
-    for index in sorted(scanned.scans):
-        for raw in kept_batch_chunks(index, scanned.infos[index].uri, kinds):
+    for index, uri in kept:
+        for raw in kept_batch_chunks(index, uri, kinds):
             pending.append(raw)
             pending_rows += len(raw)
             if pending_rows >= CHUNK_ROWS:
@@ -581,7 +582,7 @@ def decide_types(scanned: Scanned, inputs: list[str], config: DatasetConfig) -> 
         if not text:  # numbers throughout: an expression that does not fit fails when labels are written
             return kinds
         try:  # the expression must hold on every row before any row is written
-            for _, typed in _typed_chunks(scanned, kinds, config):
+            for _, typed in typed_chunks(scanned.kept(), kinds, config):
                 _label(typed, expression)
             return kinds
         except Exception as error:  # pandas raises many types here; all mean "the expression does not fit"
@@ -641,7 +642,7 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     label_sum = 0
     with (shards.ShardWriter(output / TRAIN_SPLIT, schema, shard_rows) as train,
           shards.ShardWriter(output / EVAL_SPLIT, schema, shard_rows) as evaluation):
-        for raw, typed in _typed_chunks(scanned, kinds, config):
+        for raw, typed in typed_chunks(scanned.kept(), kinds, config):
             typed = labelled(typed, config)
             label_sum += int(typed[config.label.name].sum())
             is_eval = split_assignment(raw, config.split_key, config.eval_percent)

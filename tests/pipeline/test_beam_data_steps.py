@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from contract.artifacts import ANOMALIES_JSON_FILE, MANIFEST_FILE, STATISTICS_FILE
+from dataprep import beam_ingest
 from dataprep import ingest as in_process
 from dataprep import validation as dv
 from dataprep.beam_ingest import ingest_on_beam
@@ -36,6 +37,7 @@ from tests.pipeline.conftest import (
 
 CHUNK_ROWS = 499  # a prime: chunk edges fall anywhere in a batch
 SHARD_ROWS = 1000
+GROUP_BYTES = 150_000  # about three of the sample's batches a worker's group (a piece per group and split)
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
 
@@ -61,6 +63,7 @@ PARTITIONS = ("2013/01/01/0000", *DAMAGES, "2013/11/01/0000")
 
 def _both_ways(root, data_uri: str, config, beam_args: list[str], chunk_rows: int | None = None):
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(beam_ingest, "GROUP_BYTES", GROUP_BYTES)
         if chunk_rows:
             patch.setattr(in_process, "CHUNK_ROWS", chunk_rows)
         expected = in_process.ingest(data_uri, config, root / "in_process", shard_rows=SHARD_ROWS)
@@ -83,6 +86,7 @@ def damaged_both_ways(tmp_path_factory, dataset_config):
         damage(landing / partition / "batch.csv", change)
     # Through ingest's own switch: a Beam flag runs the Beam graph.
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(beam_ingest, "GROUP_BYTES", GROUP_BYTES)
         calls = []
         patch.setattr("dataprep.beam_ingest.ingest_on_beam", lambda *args, **kwargs: calls.append(1) or
                       ingest_on_beam(*args, **kwargs))
@@ -107,6 +111,7 @@ def _same_shards(root) -> None:
 def test_beam_ingest_writes_the_in_process_shards_and_manifest_on_the_sample(sample_both_ways):
     root, expected, streamed = sample_both_ways
     assert streamed == expected and expected.rows > 15_000
+    assert len(beam_ingest.batch_groups([info.uri for info in expected.batches], GROUP_BYTES)) > 10
     assert len(in_process.split_shards(root / "beam", "train")) > 1
     _same_shards(root)
 
