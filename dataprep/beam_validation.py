@@ -7,15 +7,16 @@
                                                           feature), validation's _FeatureTally
       -> MergeStatistics (per split), MergeValidation     CombineFns over the shards' partial tallies
     Create(shards) -> [Reshuffle] -> HistogramShards      a second read (the buckets need min and max: the
-      -> MergeHistograms (per split)                      merged statistics as a side input)
-      -> Summarise                                        one small result for the step
+      -> MergeHistograms (per split)                      numeric columns' merged tallies as a side input)
+    Write{Statistics,Validation,Histograms}               each merged result written where the step reads it
 
 Each shard (at most 250,000 rows) becomes partial tallies in the worker that read
 it, and partial tallies merge in any order into the answer of the sequential pass:
 the tallies keep where each sample and first value was found, so the merged result
 does not depend on which worker read what. (A partial tally per chunk, rather than
 per shard, made the DirectRunner hold every chunk's tallies between stages: memory
-grew with the rows.) The launching step then builds the protos,
+grew with the rows; so did handing the text columns' distinct values on as a side input
+or to one summarising stage, which each made another copy of them.) The launching step then builds the protos,
 checks the schema and raises on a critical anomaly with the same functions as the
 in-process path (`dataprep.validation`).
 """
@@ -35,7 +36,6 @@ from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options
 from storage import uri as storage_uri
 
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
-_RESULT_FILE = "validation-result.pickle"
 
 
 def _chunks(shard: tuple[int, str, int, str]):
@@ -105,16 +105,28 @@ def _sum_histograms(merged: dict, partial: dict) -> dict:
     return merged
 
 
-def _result(_, statistics: dict, histograms: dict, validation: dict, result_uri: str) -> None:
+def _write(result, work: str, name: str) -> None:
+    """One merged result, for the step to read: (split, tallies) as `{name}-{split}.pickle`, else `{name}.pickle`."""
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.create(result_uri) as stream:
-        stream.write(pickle.dumps((statistics, histograms, validation)))
+    split, result = result if name != "validation" else ("", result)
+    with FileSystems.create(storage_uri.join(work, f"{name}{'-' + split if split else ''}.pickle")) as stream:
+        stream.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _read(work: str, name: str, empty):
+    from apache_beam.io.filesystems import FileSystems
+
+    uri = storage_uri.join(work, f"{name}.pickle")
+    if not FileSystems.exists(uri):
+        return empty
+    with FileSystems.open(uri) as stream:
+        return pickle.loads(stream.read())
 
 
 def build_validation_pipeline(pipeline, options: BeamOptions, examples_dir: str, batches, schema,
                               work_dir: str) -> str:
-    """Adds statistics and validation to a Beam pipeline; returns where its result is written."""
+    """Adds statistics and validation to a Beam pipeline; returns the folder its results are written to."""
     import apache_beam as beam
 
     from dataprep.ingest import split_shards
@@ -122,7 +134,7 @@ def build_validation_pipeline(pipeline, options: BeamOptions, examples_dir: str,
     listed = [(split_rank, split, shard_rank, options.location(uri))
               for split_rank, split in enumerate(SPLITS)
               for shard_rank, uri in enumerate(split_shards(examples_dir, split))]
-    result_uri = storage_uri.join(options.location(work_dir), _RESULT_FILE)
+    work = options.location(work_dir)
     reshuffle = spread(options)
 
     def shards(purpose: str):
@@ -136,14 +148,13 @@ def build_validation_pipeline(pipeline, options: BeamOptions, examples_dir: str,
     validation = (partials
                   | "ValidationOfShards" >> beam.Map(lambda partial: partial[2])
                   | "MergeValidation" >> beam.CombineGlobally(_Merge(dict, dv.merge_validation_tallies)))
+    bounds = statistics | "NumericBounds" >> beam.Map(lambda merged: (merged[0], merged[1].numeric_bounds()))
     histograms = (shards("Histograms")
-                  | "HistogramShards" >> beam.Map(_histogram_shard, beam.pvalue.AsDict(statistics))
+                  | "HistogramShards" >> beam.Map(_histogram_shard, beam.pvalue.AsDict(bounds))
                   | "MergeHistograms" >> beam.CombinePerKey(_Merge(dict, _sum_histograms)))
-    _ = (pipeline
-         | "Start" >> beam.Create([None])
-         | "Summarise" >> beam.Map(_result, beam.pvalue.AsDict(statistics), beam.pvalue.AsDict(histograms),
-                                   beam.pvalue.AsSingleton(validation), result_uri))
-    return result_uri
+    for name, merged in (("statistics", statistics), ("validation", validation), ("histograms", histograms)):
+        _ = merged | f"Write{name.title()}" >> beam.Map(_write, work, name)
+    return work
 
 
 def validate_on_beam(examples_dir: str | Path, config: DatasetConfig, statistics_dir: str | Path,
@@ -164,18 +175,17 @@ def validate_on_beam(examples_dir: str | Path, config: DatasetConfig, statistics
         temp = options.temp_location()
         work = storage_uri.join(temp, f"validation-{time.time_ns()}") if options.on_dataflow and temp else local_work
         pipeline = beam.Pipeline(options=options.pipeline_options())
-        result_uri = build_validation_pipeline(pipeline, options, str(examples_dir), batches, schema, work)
+        results = build_validation_pipeline(pipeline, options, str(examples_dir), batches, schema, work)
         pipeline.run().wait_until_finish()
-        with FileSystems.open(result_uri) as stream:
-            statistics, histograms, tallies = pickle.loads(stream.read())
+        datasets = []
+        for split in SPLITS:
+            split_tallies = _read(results, f"statistics-{split}", dv.StatisticsTallies())
+            for column, counts in _read(results, f"histograms-{split}", {}).items():
+                split_tallies.columns[column].histogram += counts
+            datasets.append((split, split_tallies))
+        tallies = _read(results, "validation", {})
         if work != local_work:
             FileSystems.delete([work])
-    datasets = []
-    for split in SPLITS:
-        split_tallies = statistics.get(split) or dv.StatisticsTallies()
-        for column, counts in histograms.get(split, {}).items():
-            split_tallies.columns[column].histogram += counts
-        datasets.append((split, split_tallies))
     found = dv.write_outcome(datasets, tallies, batches, schema, config, statistics_dir, anomalies_dir)
     print(f"validation on Beam ({beam_runner}): {len(found)} anomalies in {time.perf_counter() - started:.1f} s")
     dv.raise_on_critical(found)

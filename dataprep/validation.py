@@ -267,6 +267,16 @@ class StatisticsTallies:
         """The second pass over one chunk: its values' histogram buckets per numeric column."""
         return {column: tally.histogram_of(frame[column]) for column, tally in self.numeric().items()}
 
+    def numeric_bounds(self) -> StatisticsTallies:
+        """The numeric columns' counts, min and max alone: what the histograms' pass needs (a quantiles sketch
+        holds megabytes at a few hundred thousand values; a copy per worker would be one more)."""
+        slim = StatisticsTallies()
+        slim.rows = self.rows
+        for column, tally in self.numeric().items():
+            bounds = slim.columns[column] = _NumericTally(tally.kind)
+            bounds.present, bounds.low, bounds.high = tally.present, tally.low, tally.high
+        return slim
+
     def needs_histograms(self) -> bool:
         return any(tally.present for tally in self.numeric().values())
 

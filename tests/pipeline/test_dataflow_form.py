@@ -176,7 +176,8 @@ def test_the_validation_pipeline_translates_into_a_dataflow_job(dataflow, datase
     _check_job(request, "validation-job")
     names = set(graph)
     for step in ("ListShardsForStatistics", "SpreadShardsForStatistics", "TallyShards", "MergeStatistics",
-                 "MergeValidation", "ListShardsForHistograms", "HistogramShards", "MergeHistograms", "Summarise"):
+                 "MergeValidation", "ListShardsForHistograms", "HistogramShards", "MergeHistograms",
+                 "WriteStatistics", "WriteValidation", "WriteHistograms"):
         assert any(name.startswith(step) for name in names), f"{step} is not in the Dataflow job"
     # The statistics and validation tallies are merged by combiners (partial tallies on each worker).
     assert "beam:transform:combine_per_key:v1" in {graph[name] for name in names if name.startswith("Merge")}
