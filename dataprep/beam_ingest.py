@@ -187,7 +187,9 @@ def _write_shard(plan: ShardPlan, decision: Decision, config: DatasetConfig, out
         for uri, first, end in plan.parts:
             for chunk in shards.iter_chunks([uri]):
                 low, high = int(chunk.rows[0]), int(chunk.rows[-1]) + 1
-                if high <= first or low >= end:
+                if low >= end:
+                    break
+                if high <= first:
                     continue
                 table = pa.Table.from_batches([chunk.batch])
                 writer.write(table.slice(max(first - low, 0), min(end, high) - max(first, low)))

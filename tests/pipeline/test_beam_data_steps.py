@@ -145,6 +145,16 @@ def test_beam_ingest_types_and_labels_a_text_label_input_as_in_process(tmp_path,
     _same_shards(tmp_path)
 
 
+def test_a_config_that_fits_no_data_is_refused_by_name_on_beam_too(tmp_path, dataset_config):
+    import dataclasses
+
+    config = dataclasses.replace(dataset_config, split_key=("trip_id",))  # not a column of the data
+    landing = copy_partitions(tmp_path / "data")
+    for run in (in_process.ingest, ingest_on_beam):
+        with pytest.raises(in_process.IngestError, match=r"split key column\(s\) \['trip_id'\] not in the data"):
+            run(str(landing), config, tmp_path / run.__name__)
+
+
 def _validated(root, name: str, config, run) -> tuple[list, str]:
     outputs = [root / f"{name}-{kind}" for kind in ("statistics", "schema", "anomalies")]
     try:
