@@ -253,7 +253,7 @@ def ingest_on_beam(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     with tempfile.TemporaryDirectory(prefix="beam-ingest-") as local_work:
         temp = options.temp_location()
         work = storage_uri.join(temp, f"ingest-{time.time_ns()}") if options.on_dataflow and temp else local_work
-        pipeline = beam.Pipeline(options=options.pipeline_options())
+        pipeline = beam.Pipeline(runner=options.local_runner(), options=options.pipeline_options())
         result_uri = build_ingest_pipeline(pipeline, options, batch_uris, config, str(output_dir), work, shard_rows)
         try:
             pipeline.run().wait_until_finish()
