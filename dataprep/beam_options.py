@@ -60,8 +60,31 @@ class BeamOptions:
 
         return PipelineOptions(list(self.args))
 
+    def local_runner(self):
+        """On the DirectRunner, the runner object to give Beam: its FnApiRunner, the one that honours
+        `--direct_num_workers` and `--direct_running_mode`. Beam 2.77's DirectRunner first tries Prism, a Go
+        runner it downloads from GitHub on first use (offline the download fails and it falls back), which
+        ignores them: the same run would differ by machine. None on Dataflow (`--runner` decides)."""
+        if self.on_dataflow:
+            return None
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+        encoded = JobServiceHandle.encode_pipeline_options(self.pipeline_options().get_all_options())
+        return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
     def temp_location(self) -> str | None:
         return self.pipeline_options().get_all_options().get("temp_location")
+
+
+def runs_in_process(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ...] | None) -> bool:
+    """Ingest and validation on the DirectRunner with no Beam flag run their plain-Python form in the step's
+    own process: the same functions the Beam graph calls, without the DirectRunner's start-up (a few seconds
+    a step, more than the sample's whole work: docs/scale.md). Any flag (such as
+    `--direct_num_workers=2 --direct_running_mode=multi_processing`) or DataflowRunner runs the Beam graph."""
+    return beam_runner == DIRECT_RUNNER and not beam_pipeline_args
 
 
 def beam_options(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ...] | None) -> BeamOptions:

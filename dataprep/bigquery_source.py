@@ -584,8 +584,8 @@ def ingest_table(data_uri: str, config, output_dir: str | Path, shard_rows: int,
         BatchProblem,
         IngestError,
         IngestSummary,
-        _examples_schema,
         _label,
+        examples_schema,
         label_input_columns,
         split_assignment,
     )
@@ -601,7 +601,7 @@ def ingest_table(data_uri: str, config, output_dir: str | Path, shard_rows: int,
     inputs = label_input_columns(config.label.expression)
     problems = _source_problems(found, config, inputs)
     kinds = {name: KINDS[kind] for name, kind in found.columns.items() if kind in KINDS}
-    schema = _examples_schema(kinds, config)
+    schema = examples_schema(kinds, config)
     names = list(kinds)
     output = Path(output_dir)
     label_sum = 0

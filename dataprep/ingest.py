@@ -29,7 +29,7 @@ import io
 import json
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -255,10 +255,18 @@ def batch_chunks(uri: str) -> Iterator[pd.DataFrame]:
 def scan_batches(batch_uris: list[str], missing_values: tuple[str, ...]
                  ) -> tuple[list[BatchInfo], dict[int, dict[str, ColumnScan]]]:
     """Every batch's problems and, for each batch without any, what typing needs to know of each of its
-    columns (by batch index). Read chunk by chunk; the rows of several small batches are scanned
-    together (about CHUNK_ROWS at a time), so memory holds one chunk and the per-call cost is paid per
-    chunk, not per batch."""
-    infos: list[BatchInfo] = []
+    columns (by batch index)."""
+    infos, scans = scan_group(list(enumerate(batch_uris)), missing_values)
+    return [infos[index] for index in range(len(batch_uris))], scans
+
+
+def scan_group(batches: list[tuple[int, str]], missing_values: tuple[str, ...]
+               ) -> tuple[dict[int, BatchInfo], dict[int, dict[str, ColumnScan]]]:
+    """scan_batches for some of the batches, given as (index, uri): the unit of work of the Beam ingest
+    (dataprep.beam_ingest), whose workers each scan a group of batches. Read chunk by chunk; the rows of
+    several small batches are scanned together (about CHUNK_ROWS at a time), so memory holds one chunk and
+    the per-call cost is paid per chunk, not per batch."""
+    infos: dict[int, BatchInfo] = {}
     scans: dict[int, dict[str, ColumnScan]] = {}
     pending: list[pd.DataFrame] = []
     pending_rows = 0
@@ -269,28 +277,35 @@ def scan_batches(batch_uris: list[str], missing_values: tuple[str, ...]
             _scan_chunk(pd.concat(pending, ignore_index=True).fillna(""), infos, scans, missing_values)
         pending, pending_rows = [], 0
 
-    for index, uri in enumerate(batch_uris):
-        with shards.open_shard(uri) as stream:
-            size = _blank_size(stream)
-            if size is not None:
-                infos.append(_empty_file(uri, size))
-                continue
-            reader = _BatchReader(stream, uri, CHUNK_ROWS)
-            infos.append(BatchInfo(uri=uri, rows=0, columns=[]))  # completed below, once read
-            for rows, _ in reader.chunks():
-                if reader.problems():
-                    continue  # the batch is left out: its values need no typing
-                pending.append(pd.DataFrame(rows, columns=reader.columns, dtype=object).assign(**{BATCH_COLUMN: index}))
-                pending_rows += len(rows)
-                infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns)
-                if pending_rows >= CHUNK_ROWS:
-                    flush()
-            infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns, problems=reader.problems())
+    for index, uri in batches:
+        infos[index] = BatchInfo(uri=uri, rows=0, columns=[])  # completed as it is read
+        for frame in _checked_chunks(index, uri, infos):
+            pending.append(frame)
+            pending_rows += len(frame)
+            if pending_rows >= CHUNK_ROWS:
+                flush()
     flush()
     return infos, {index: found for index, found in scans.items() if not infos[index].problems}
 
 
-def _scan_chunk(frame: pd.DataFrame, infos: list[BatchInfo], scans: dict[int, dict[str, ColumnScan]],
+def _checked_chunks(index: int, uri: str, infos: dict[int, BatchInfo]) -> Iterator[pd.DataFrame]:
+    """A batch's rows as text, chunk by chunk, marked with its index, while no problem is found; infos[index]
+    is kept up to date and holds every problem of the file once the chunks are exhausted."""
+    with shards.open_shard(uri) as stream:
+        size = _blank_size(stream)
+        if size is not None:
+            infos[index] = _empty_file(uri, size)
+            return
+        reader = _BatchReader(stream, uri, CHUNK_ROWS)
+        for rows, _ in reader.chunks():
+            if reader.problems():
+                continue  # the batch is left out: its values need no typing
+            infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns)
+            yield pd.DataFrame(rows, columns=reader.columns, dtype=object).assign(**{BATCH_COLUMN: index})
+        infos[index] = BatchInfo(uri=uri, rows=reader.rows, columns=reader.columns, problems=reader.problems())
+
+
+def _scan_chunk(frame: pd.DataFrame, infos: dict[int, BatchInfo], scans: dict[int, dict[str, ColumnScan]],
                 missing_values: tuple[str, ...]) -> None:
     """Adds a chunk of text rows from one or more batches (BATCH_COLUMN says which) to each batch's column
     scans: the same counts as ColumnScan.add, grouped by batch."""
@@ -456,7 +471,7 @@ def label_input_columns(expression: str) -> list[str]:
 
 
 @dataclasses.dataclass
-class _Scanned:
+class Scanned:
     """Every batch's BatchInfo and, for the batches still in, their column scans."""
 
     infos: list[BatchInfo]
@@ -466,6 +481,10 @@ class _Scanned:
         for index, found in problems.items():
             self.infos[index] = dataclasses.replace(self.infos[index], problems=self.infos[index].problems + found)
             self.scans.pop(index, None)
+
+    def kept(self) -> list[tuple[int, str]]:
+        """The kept batches as (index, uri), in order."""
+        return [(index, self.infos[index].uri) for index in sorted(self.scans)]
 
     def columns(self) -> list[str]:
         """The kept batches' columns, in the order they first appear (as pandas.concat orders them)."""
@@ -479,7 +498,7 @@ class _Scanned:
         return merged
 
 
-def _require_label_inputs(scanned: _Scanned, inputs: list[str], expression: str) -> None:
+def require_label_inputs(scanned: Scanned, inputs: list[str], expression: str) -> None:
     """A readable batch without a column the label reads is left out (or its label would be all 0)."""
     scanned.leave_out({index: [BatchProblem(column, MISSING_COLUMN, f"the batch has no column {column!r}; the "
                                                                     f"label expression {expression!r} reads it")
@@ -488,7 +507,7 @@ def _require_label_inputs(scanned: _Scanned, inputs: list[str], expression: str)
                        if any(column not in scanned.infos[index].columns for column in inputs)})
 
 
-def _text_in(scanned: _Scanned, columns: list[str], why: str) -> dict[int, list[BatchProblem]]:
+def _text_in(scanned: Scanned, columns: list[str], why: str) -> dict[int, list[BatchProblem]]:
     """Per batch index: one problem for each of `columns` holding values that are not numbers."""
     problems: dict[int, list[BatchProblem]] = collections.defaultdict(list)
     for column in columns:
@@ -501,38 +520,53 @@ def _text_in(scanned: _Scanned, columns: list[str], why: str) -> dict[int, list[
     return problems
 
 
-def _typed_chunks(scanned: _Scanned, kinds: dict[str, str],
-                  config: DatasetConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """The kept batches' rows, about CHUNK_ROWS at a time (several small batches make one chunk, so the
-    per-call cost of typing is paid per chunk, not per batch): as text (every kept column, "" where a
-    batch lacks one) and typed with the kinds decided over all batches, marked with the batch's index."""
-    columns = list(kinds)
+def typed_chunks(kept: Iterable[tuple[int, str]], kinds: dict[str, str],
+                 config: DatasetConfig) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The kept batches' rows, given as (index, uri), about CHUNK_ROWS at a time (several small batches make
+    one chunk, so the per-call cost of typing is paid per chunk, not per batch): as text (every kept column,
+    "" where a batch lacks one) and typed with the kinds decided over all batches, marked with the batch's
+    index."""
     pending: list[pd.DataFrame] = []
     pending_rows = 0
-
-    def typed() -> tuple[pd.DataFrame, pd.DataFrame]:
-        raw = pd.concat(pending, ignore_index=True)
-        frame = pd.DataFrame({column: typed_column(raw[column], kinds[column], config.missing_values)
-                              for column in columns}, index=raw.index)
-        frame[BATCH_COLUMN] = raw[BATCH_COLUMN].to_numpy(dtype="int32")
-        return raw, frame
-
-    for index in sorted(scanned.scans):
-        for raw in batch_chunks(scanned.infos[index].uri):
-            pending.append(raw.reindex(columns=columns, fill_value="").assign(**{BATCH_COLUMN: index}))
+    for index, uri in kept:
+        for raw in kept_batch_chunks(index, uri, kinds):
+            pending.append(raw)
             pending_rows += len(raw)
             if pending_rows >= CHUNK_ROWS:
-                yield typed()
+                yield typed_chunk(pd.concat(pending, ignore_index=True), kinds, config)
                 pending, pending_rows = [], 0
     if pending:
-        yield typed()
+        yield typed_chunk(pd.concat(pending, ignore_index=True), kinds, config)
+
+
+def kept_batch_chunks(index: int, uri: str, kinds: dict[str, str]) -> Iterator[pd.DataFrame]:
+    """A kept batch's rows as text with every kept column ("" where the batch lacks one), marked with its index."""
+    for raw in batch_chunks(uri):
+        yield raw.reindex(columns=list(kinds), fill_value="").assign(**{BATCH_COLUMN: index})
+
+
+def typed_chunk(raw: pd.DataFrame, kinds: dict[str, str], config: DatasetConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Text rows (from kept_batch_chunks) and the same rows typed with the kinds decided over all batches."""
+    frame = pd.DataFrame({column: typed_column(raw[column], kinds[column], config.missing_values)
+                          for column in kinds}, index=raw.index)
+    frame[BATCH_COLUMN] = raw[BATCH_COLUMN].to_numpy(dtype="int32")
+    return raw, frame
+
+
+def labelled(typed: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
+    """The typed rows with their label; an expression that fails on numbers throughout is the config's error."""
+    try:
+        typed[config.label.name] = _label(typed, config.label.expression)
+    except Exception as error:  # numbers throughout: the expression itself does not fit the data set
+        raise IngestError(f"label expression {config.label.expression!r} failed on the data: {error}") from error
+    return typed
 
 
 def _label(typed: pd.DataFrame, expression: str) -> pd.Series:
     return pd.Series(typed.eval(expression), index=typed.index).fillna(False).astype("int64")
 
 
-def _decide_types(scanned: _Scanned, inputs: list[str], config: DatasetConfig) -> dict[str, str]:
+def decide_types(scanned: Scanned, inputs: list[str], config: DatasetConfig) -> dict[str, str]:
     """The kind of every kept column, over all kept batches. A batch holding text in a column the label
     reads as numbers is left out first; so is one whose text makes the expression fail."""
     expression = config.label.expression
@@ -548,7 +582,7 @@ def _decide_types(scanned: _Scanned, inputs: list[str], config: DatasetConfig) -
         if not text:  # numbers throughout: an expression that does not fit fails when labels are written
             return kinds
         try:  # the expression must hold on every row before any row is written
-            for _, typed in _typed_chunks(scanned, kinds, config):
+            for _, typed in typed_chunks(scanned.kept(), kinds, config):
                 _label(typed, expression)
             return kinds
         except Exception as error:  # pandas raises many types here; all mean "the expression does not fit"
@@ -559,7 +593,7 @@ def _decide_types(scanned: _Scanned, inputs: list[str], config: DatasetConfig) -
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "missing": pa.float64(), "text": pa.string()}
 
 
-def _examples_schema(kinds: dict[str, str], config: DatasetConfig) -> pa.Schema:
+def examples_schema(kinds: dict[str, str], config: DatasetConfig) -> pa.Schema:
     """The Arrow schema of every shard, with pandas' metadata (so Int64 comes back as Int64)."""
     fields = [pa.field(column, _ARROW_TYPES[kind]) for column, kind in kinds.items()]
     fields += [pa.field(BATCH_COLUMN, pa.int32()), pa.field(config.label.name, pa.int64())]
@@ -570,7 +604,8 @@ def _examples_schema(kinds: dict[str, str], config: DatasetConfig) -> pa.Schema:
 
 
 def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
-           shard_rows: int = shards.DEFAULT_SHARD_ROWS, row_filter: str = "") -> IngestSummary:
+           shard_rows: int = shards.DEFAULT_SHARD_ROWS, row_filter: str = "", beam_runner: str = "DirectRunner",
+           beam_pipeline_args: list[str] | None = None) -> IngestSummary:
     """Reads, types, labels and splits; writes train/eval Parquet shards and a manifest.
 
     Two passes over the batches, each holding one chunk of one batch at a time:
@@ -579,39 +614,49 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     splits and writes. The columns the label expression reads are checked per
     batch before it is computed, so a damaged batch is recorded and left out
     instead of failing it. A `bq://` table (with an optional `row_filter`) is read by
-    dataprep.bigquery_source into the same shards."""
+    dataprep.bigquery_source into the same shards. `beam_runner` and `beam_pipeline_args` choose where the
+    batches are read: in this process (the DirectRunner without flags), or on Beam (dataprep.beam_ingest)."""
+    from dataprep.beam_options import beam_options, runs_in_process
+
+    if not runs_in_process(beam_runner, beam_pipeline_args):
+        beam_options(beam_runner, beam_pipeline_args)  # refused by name before any work
     if data_uri.strip().startswith("bq://"):
         from dataprep.bigquery_source import ingest_table
 
         return ingest_table(data_uri, config, output_dir, shard_rows, row_filter)
     if row_filter.strip():
         raise IngestError(f"row_filter {row_filter!r} applies to a bq:// table; data_uri {data_uri!r} names files")
+    if not runs_in_process(beam_runner, beam_pipeline_args):
+        from dataprep.beam_ingest import ingest_on_beam
+
+        return ingest_on_beam(data_uri, config, output_dir, shard_rows, beam_runner, beam_pipeline_args)
     inputs = label_input_columns(config.label.expression)
-    scanned = _Scanned(*scan_batches(find_batches(data_uri), config.missing_values))
-    _require_label_inputs(scanned, inputs, config.label.expression)
-    kinds = _decide_types(scanned, inputs, config)
+    scanned = Scanned(*scan_batches(find_batches(data_uri), config.missing_values))
+    require_label_inputs(scanned, inputs, config.label.expression)
+    kinds = decide_types(scanned, inputs, config)
     if scanned.scans:
         split_assignment(pd.DataFrame(columns=list(kinds)), config.split_key, config.eval_percent)  # names a lack
 
     output = Path(output_dir)
-    schema = _examples_schema(kinds, config)
+    schema = examples_schema(kinds, config)
     label_sum = 0
     with (shards.ShardWriter(output / TRAIN_SPLIT, schema, shard_rows) as train,
           shards.ShardWriter(output / EVAL_SPLIT, schema, shard_rows) as evaluation):
-        for raw, typed in _typed_chunks(scanned, kinds, config):
-            try:
-                typed[config.label.name] = _label(typed, config.label.expression)
-            except Exception as error:  # numbers throughout: the expression itself does not fit the data set
-                raise IngestError(f"label expression {config.label.expression!r} failed on the data: "
-                                  f"{error}") from error
+        for raw, typed in typed_chunks(scanned.kept(), kinds, config):
+            typed = labelled(typed, config)
             label_sum += int(typed[config.label.name].sum())
             is_eval = split_assignment(raw, config.split_key, config.eval_percent)
             train.write(pa.Table.from_pandas(typed[~is_eval], schema=schema, preserve_index=False))
             evaluation.write(pa.Table.from_pandas(typed[is_eval], schema=schema, preserve_index=False))
-    rows = train.rows + evaluation.rows
-    summary = IngestSummary(data_uri=data_uri, batches=scanned.infos, rows=rows, train_rows=train.rows,
-                            eval_rows=evaluation.rows, label_positive_rate=label_sum / rows if rows else None)
-    (output / MANIFEST_FILE).write_text(json.dumps(dataclasses.asdict(summary), indent=1, allow_nan=False))
+    return write_manifest(output, data_uri, scanned.infos, train.rows, evaluation.rows, label_sum)
+
+
+def write_manifest(output: Path, data_uri: str, batches: list[BatchInfo], train_rows: int, eval_rows: int,
+                   label_sum: int) -> IngestSummary:
+    rows = train_rows + eval_rows
+    summary = IngestSummary(data_uri=data_uri, batches=batches, rows=rows, train_rows=train_rows,
+                            eval_rows=eval_rows, label_positive_rate=label_sum / rows if rows else None)
+    (Path(output) / MANIFEST_FILE).write_text(json.dumps(dataclasses.asdict(summary), indent=1, allow_nan=False))
     return summary
 
 

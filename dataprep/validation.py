@@ -93,13 +93,29 @@ def _frames(source: FrameSource) -> Iterable[pd.DataFrame]:
     return [source] if isinstance(source, pd.DataFrame) else source()
 
 
-def _sample(samples: list, values: Iterable) -> None:
-    """Keeps the first SAMPLE_COUNT distinct values seen, over any number of chunks."""
-    for value in values:
-        if len(samples) >= SAMPLE_COUNT:
-            return
-        if value not in samples:
-            samples.append(value)
+def _sample(samples: list, values: Iterable, position: tuple) -> None:
+    """Keeps the first SAMPLE_COUNT distinct values by where they are, [(where, value)], whatever order the chunks
+    (and Beam's partial tallies) arrive in: `position` orders a chunk among the others, a value's rank in `values`
+    orders it within the chunk."""
+    found: list = []
+    for rank, value in enumerate(values):
+        if len(found) >= SAMPLE_COUNT:
+            break
+        if value not in (seen for _, seen in found):
+            found.append(((position, rank), value))
+    _merge_samples(samples, found)
+
+
+def _merge_samples(samples: list, other: list) -> None:
+    merged: list = []
+    for where, value in sorted(samples + other, key=lambda item: item[0]):
+        if len(merged) < SAMPLE_COUNT and value not in (seen for _, seen in merged):
+            merged.append((where, value))
+    samples[:] = merged
+
+
+def _values(samples: list) -> list:
+    return [value for _, value in samples]
 
 
 # ---------------------------------------------------------------- statistics
@@ -137,9 +153,27 @@ class _NumericTally:
 
     def add_to_histogram(self, column: pd.Series) -> None:
         """The second pass: with min and max known, the same buckets as np.histogram over all values."""
+        self.histogram += self.histogram_of(column)
+
+    def histogram_of(self, column: pd.Series) -> np.ndarray:
         present = self.values(column)
-        if len(present):
-            self.histogram += np.histogram(present, bins=_HISTOGRAM_BUCKETS, range=(self.low, self.high))[0]
+        if not len(present):
+            return np.zeros(_HISTOGRAM_BUCKETS, dtype=np.int64)
+        return np.histogram(present, bins=_HISTOGRAM_BUCKETS, range=(self.low, self.high))[0]
+
+    def merge(self, other: _NumericTally) -> _NumericTally:
+        """Both tallies' rows in one (Chan et al.'s merge of mean and variance; the sketches merged)."""
+        self.rows += other.rows
+        if other.present:
+            delta, total = other.mean - self.mean, self.present + other.present
+            self.mean += delta * other.present / total
+            self.m2 += other.m2 + delta**2 * self.present * other.present / total
+            self.present = total
+            self.zeros += other.zeros
+            self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+            self.sketch.Merge(other.sketch)
+        self.histogram += other.histogram
+        return self
 
     def proto(self) -> statistics_pb2.NumericStatistics:
         stats = statistics_pb2.NumericStatistics(
@@ -164,14 +198,29 @@ class _StringTally:
 
     def __init__(self) -> None:
         self.rows = self.present = self.length = 0
-        self.counts: collections.Counter = collections.Counter()  # in order of first appearance
+        self.counts: collections.Counter = collections.Counter()
+        self.first: dict[str, tuple] = {}  # where each value first appears: (chunk position, rank in the chunk)
 
-    def add(self, column: pd.Series) -> None:
+    def add(self, column: pd.Series, position: tuple) -> None:
         present = column.dropna().astype(str)
         self.rows += len(column)
         self.present += len(present)
         self.length += int(present.str.len().sum())
-        self.counts.update(present.value_counts(sort=False).to_dict())
+        counts = present.value_counts(sort=False)  # in order of first appearance in the chunk
+        self.counts.update(counts.to_dict())
+        for rank, value in enumerate(counts.index):
+            where = self.first.get(value)
+            if where is None or (position, rank) < where:
+                self.first[value] = (position, rank)
+
+    def merge(self, other: _StringTally) -> _StringTally:
+        self.rows, self.present, self.length = (self.rows + other.rows, self.present + other.present,
+                                                self.length + other.length)
+        self.counts.update(other.counts)
+        for value, where in other.first.items():
+            if value not in self.first or where < self.first[value]:
+                self.first[value] = where
+        return self
 
     def proto(self) -> statistics_pb2.StringStatistics:
         stats = statistics_pb2.StringStatistics(
@@ -180,32 +229,78 @@ class _StringTally:
                                                          max_num_values=1, avg_num_values=1.0),
             unique=len(self.counts), avg_length=self.length / self.present if self.present else 0.0)
         # Sorted as pandas' value_counts sorts (the same counts, in first-appearance order, the same sort).
-        frequencies = pd.Series(list(self.counts.values()), index=list(self.counts), dtype="int64")
+        order = sorted(self.counts, key=self.first.__getitem__)
+        frequencies = pd.Series([self.counts[value] for value in order], index=order, dtype="int64")
         for value, frequency in frequencies.sort_values(ascending=False).head(_TOP_VALUES).items():
             stats.top_values.add(value=value, frequency=float(frequency))
         return stats
 
 
+class StatisticsTallies:
+    """One split's statistics over chunks, before the histograms: its rows and a tally per column. Partial
+    tallies merge (`merge`) in any order into the same answer: a Beam CombineFn merges them per split."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.columns: dict[str, _NumericTally | _StringTally] = {}
+
+    def add(self, frame: pd.DataFrame, position: tuple) -> StatisticsTallies:
+        self.rows += len(frame)
+        for column in data_columns(frame):
+            if column not in self.columns:
+                kind = column_type(frame[column])
+                self.columns[column] = _StringTally() if kind == schema_pb2.BYTES else _NumericTally(kind)
+            tally = self.columns[column]
+            tally.add(frame[column], position) if isinstance(tally, _StringTally) else tally.add(frame[column])
+        return self
+
+    def merge(self, other: StatisticsTallies) -> StatisticsTallies:
+        self.rows += other.rows
+        for column, tally in other.columns.items():  # every chunk of a split has every column
+            self.columns[column] = self.columns[column].merge(tally) if column in self.columns else tally
+        return self
+
+    def numeric(self) -> dict[str, _NumericTally]:
+        return {column: tally for column, tally in self.columns.items() if isinstance(tally, _NumericTally)}
+
+    def histograms(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The second pass over one chunk: its values' histogram buckets per numeric column."""
+        return {column: tally.histogram_of(frame[column]) for column, tally in self.numeric().items()}
+
+    def numeric_bounds(self) -> StatisticsTallies:
+        """The numeric columns' counts, min and max alone: what the histograms' pass needs (a quantiles sketch
+        holds megabytes at a few hundred thousand values; a copy per worker would be one more)."""
+        slim = StatisticsTallies()
+        slim.rows = self.rows
+        for column, tally in self.numeric().items():
+            bounds = slim.columns[column] = _NumericTally(tally.kind)
+            bounds.present, bounds.low, bounds.high = tally.present, tally.low, tally.high
+        return slim
+
+    def needs_histograms(self) -> bool:
+        return any(tally.present for tally in self.numeric().values())
+
+
 def compute_statistics(source: FrameSource, name: str) -> statistics_pb2.DatasetFeatureStatistics:
     """TFX StatisticsGen's output for one split, in two passes over its chunks (the second fills the
     histograms, whose buckets need the min and max): memory holds one chunk and a tally per column."""
-    tallies: dict[str, _NumericTally | _StringTally] = {}
-    rows = 0
-    for frame in _frames(source):
-        rows += len(frame)
-        for column in data_columns(frame):
-            if column not in tallies:
-                kind = column_type(frame[column])
-                tallies[column] = _StringTally() if kind == schema_pb2.BYTES else _NumericTally(kind)
-            tallies[column].add(frame[column])
-    numeric = {column: tally for column, tally in tallies.items() if isinstance(tally, _NumericTally)}
-    if any(tally.present for tally in numeric.values()):
-        for frame in _frames(source):
-            for column, tally in numeric.items():
-                tally.add_to_histogram(frame[column])
+    return statistics_proto(statistics_tallies(source), name)
 
-    dataset = statistics_pb2.DatasetFeatureStatistics(name=name, num_examples=rows)
-    for column, tally in tallies.items():
+
+def statistics_tallies(source: FrameSource) -> StatisticsTallies:
+    tallies = StatisticsTallies()
+    for number, frame in enumerate(_frames(source)):
+        tallies.add(frame, (number,))
+    if tallies.needs_histograms():
+        for frame in _frames(source):
+            for column, tally in tallies.numeric().items():
+                tally.add_to_histogram(frame[column])
+    return tallies
+
+
+def statistics_proto(tallies: StatisticsTallies, name: str) -> statistics_pb2.DatasetFeatureStatistics:
+    dataset = statistics_pb2.DatasetFeatureStatistics(name=name, num_examples=tallies.rows)
+    for column, tally in tallies.columns.items():
         feature = dataset.features.add()
         feature.path.step.append(column)
         if isinstance(tally, _StringTally):
@@ -296,13 +391,24 @@ class _FeatureTally:
     rows: int = 0
     present: int = 0
     non_numeric: int = 0  # text in a numeric feature
-    non_numeric_samples: list = dataclasses.field(default_factory=list)
+    non_numeric_samples: list = dataclasses.field(default_factory=list)  # [(where, value)], see _sample
     fractional: int = 0  # fractions in an INT feature
-    first_fractional: object = None
+    first_fractional: list = dataclasses.field(default_factory=list)  # [(where, value)], at most one
     outside: int = 0  # unseen categories, or numbers outside the range
     outside_samples: list = dataclasses.field(default_factory=list)
 
-    def add(self, feature: schema_pb2.Feature, values: pd.Series, domains: dict[str, set[str]]) -> None:
+    def merge(self, other: _FeatureTally) -> _FeatureTally:
+        self.rows, self.present = self.rows + other.rows, self.present + other.present
+        self.non_numeric, self.fractional, self.outside = (self.non_numeric + other.non_numeric,
+                                                           self.fractional + other.fractional,
+                                                           self.outside + other.outside)
+        _merge_samples(self.non_numeric_samples, other.non_numeric_samples)
+        self.first_fractional = sorted(self.first_fractional + other.first_fractional, key=lambda item: item[0])[:1]
+        _merge_samples(self.outside_samples, other.outside_samples)
+        return self
+
+    def add(self, feature: schema_pb2.Feature, values: pd.Series, domains: dict[str, set[str]],
+            position: tuple) -> None:
         present = values.dropna()
         self.rows += len(values)
         self.present += len(present)
@@ -313,15 +419,15 @@ class _FeatureTally:
             bad = non_numeric_values(present, ())
             if len(bad):
                 self.non_numeric += len(bad)
-                _sample(self.non_numeric_samples, bad)
+                _sample(self.non_numeric_samples, bad, position)
                 return
             present = pd.to_numeric(present)
         elif expected == schema_pb2.INT and actual == schema_pb2.FLOAT:
             fractional = present[present % 1 != 0]
             if len(fractional):
                 self.fractional += len(fractional)
-                if self.first_fractional is None:
-                    self.first_fractional = fractional.iloc[0]
+                _merge_samples(self.first_fractional, [((position, 0), fractional.iloc[0])])
+                del self.first_fractional[1:]
                 return
         # INT data under a FLOAT schema is fine: a batch whose fares are all whole numbers.
         if feature.HasField("domain") and feature.domain in domains:
@@ -335,7 +441,7 @@ class _FeatureTally:
         else:
             return
         self.outside += len(offending)
-        _sample(self.outside_samples, offending)
+        _sample(self.outside_samples, offending, position)
 
     def anomalies(self, feature: schema_pb2.Feature, batch_uri: str, tolerances) -> list[Anomaly]:
         found: list[Anomaly] = []
@@ -350,12 +456,12 @@ class _FeatureTally:
         if self.non_numeric:
             return found + [Anomaly(name, "UNEXPECTED_DATA_TYPE", CRITICAL, batch_uri,
                                     f"expected {_type_name(feature.type)}, found {self.non_numeric} non-numeric "
-                                    f"value(s): {sample_values(self.non_numeric_samples)} (a value meaning 'no "
-                                    "value' belongs in the config's missing_values)")]
+                                    f"value(s): {sample_values(_values(self.non_numeric_samples))} (a value "
+                                    "meaning 'no value' belongs in the config's missing_values)")]
         if self.fractional:
             return found + [Anomaly(name, "UNEXPECTED_DATA_TYPE", CRITICAL, batch_uri,
                                     f"expected INT, found {self.fractional} fractional value(s) "
-                                    f"such as {self.first_fractional!r}")]
+                                    f"such as {_values(self.first_fractional)[0]!r}")]
         if not self.outside:
             return found
         if feature.HasField("domain"):
@@ -369,24 +475,44 @@ class _FeatureTally:
             tolerance = tolerances.out_of_range_tolerance
         share = self.outside / self.present
         severity = CRITICAL if share > tolerance else WARNING
+        examples = sample_values(_values(self.outside_samples))
         return found + [Anomaly(name, rule, severity, batch_uri, f"{share:.1%} {what} (tolerance {tolerance:.0%}), "
-                                                                 f"e.g. {sample_values(self.outside_samples)}")]
+                                                                 f"e.g. {examples}")]
 
 
 def validate(source: FrameSource, batches: list[BatchInfo], schema: schema_pb2.Schema,
              config: DatasetConfig) -> list[Anomaly]:
     """Checks each batch against the schema, in one pass over the rows' chunks (each row carries its
     batch's index). Critical anomalies must stop the run."""
-    domains = {domain.name: set(domain.value) for domain in schema.string_domain}
     tallies: dict[tuple[int, str], _FeatureTally] = {}
-    for frame in _frames(source):
-        for index, rows in frame.groupby(BATCH_COLUMN, sort=True):
-            columns = batches[index].columns
-            for feature in schema.feature:
-                if feature.name in columns and feature.name in rows.columns:
-                    tallies.setdefault((index, feature.name), _FeatureTally()).add(feature, rows[feature.name],
-                                                                                    domains)
+    for number, frame in enumerate(_frames(source)):
+        add_validation_tallies(tallies, frame, (number,), batches, schema)
+    return anomalies_of(tallies, batches, schema, config)
 
+
+def add_validation_tallies(tallies: dict[tuple[int, str], _FeatureTally], frame: pd.DataFrame, position: tuple,
+                           batches: list[BatchInfo], schema: schema_pb2.Schema) -> dict:
+    """One chunk's rows counted into the tallies of (batch index, feature) that validation checks."""
+    domains = {domain.name: set(domain.value) for domain in schema.string_domain}
+    for index, rows in frame.groupby(BATCH_COLUMN, sort=True):
+        columns = batches[index].columns
+        for feature in schema.feature:
+            if feature.name in columns and feature.name in rows.columns:
+                tallies.setdefault((index, feature.name), _FeatureTally()).add(feature, rows[feature.name],
+                                                                                domains, position)
+    return tallies
+
+
+def merge_validation_tallies(tallies: dict[tuple[int, str], _FeatureTally],
+                             other: dict[tuple[int, str], _FeatureTally]) -> dict:
+    for key, tally in other.items():
+        tallies[key] = tallies[key].merge(tally) if key in tallies else tally
+    return tallies
+
+
+def anomalies_of(tallies: dict[tuple[int, str], _FeatureTally], batches: list[BatchInfo],
+                 schema: schema_pb2.Schema, config: DatasetConfig) -> list[Anomaly]:
+    """Every batch's problems (from ingest), missing or new columns, and the checks of its tallies."""
     anomalies: list[Anomaly] = []
     schema_names = {feature.name for feature in schema.feature}
     for index, batch in enumerate(batches):
@@ -495,35 +621,62 @@ def split_frames(examples_dir: str | Path, split: str) -> Callable[[], Iterable[
 
 
 def validate_examples(examples_dir: str | Path, config: DatasetConfig, statistics_dir: str | Path,
-                      schema_dir: str | Path, anomalies_dir: str | Path) -> list[Anomaly]:
+                      schema_dir: str | Path, anomalies_dir: str | Path, beam_runner: str = "DirectRunner",
+                      beam_pipeline_args: list[str] | None = None) -> list[Anomaly]:
     """The validate step: statistics of both splits, the schema it used, and every
     batch checked against that schema. Raises on a critical anomaly, after writing
     the anomalies, so the artifact explains the stop. Streams the splits' shards:
-    memory holds a chunk and per-column tallies, whatever the data's size."""
+    memory holds a chunk and per-column tallies, whatever the data's size.
+    `beam_runner` and `beam_pipeline_args`: as for ingest (dataprep.beam_options.runs_in_process);
+    dataprep.beam_validation makes the same passes on Beam, then the same calls."""
+    from dataprep.beam_options import runs_in_process
     from dataprep.ingest import load_manifest
 
+    if not runs_in_process(beam_runner, beam_pipeline_args):
+        from dataprep.beam_validation import validate_on_beam
+
+        return validate_on_beam(examples_dir, config, statistics_dir, schema_dir, anomalies_dir, beam_runner,
+                                beam_pipeline_args)
+
     train, evaluation = split_frames(examples_dir, "train"), split_frames(examples_dir, "eval")
-    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
-    stats = statistics_list({"train": train, "eval": evaluation})
-    (Path(statistics_dir) / STATISTICS_FILE).write_text(text_format.MessageToString(stats))
+    datasets = [("train", statistics_tallies(train)), ("eval", statistics_tallies(evaluation))]
+    schema = schema_for(examples_dir, config, schema_dir)
+    batches = load_manifest(examples_dir).batches
+    tallies: dict[tuple[int, str], _FeatureTally] = {}
+    for number, frame in enumerate(itertools.chain(train(), evaluation())):
+        add_validation_tallies(tallies, frame, (number,), batches, schema)
+    found = write_outcome(datasets, tallies, batches, schema, config, statistics_dir, anomalies_dir)
+    raise_on_critical(found)
+    return found
 
-    def both() -> Iterable[pd.DataFrame]:
-        return itertools.chain(train(), evaluation())
 
+def schema_for(examples_dir: str | Path, config: DatasetConfig, schema_dir: str | Path) -> schema_pb2.Schema:
+    """The reviewed schema, written to the step's schema artifact; on first use, one inferred from the splits
+    (streamed), with a warning that it needs a review."""
     Path(schema_dir).mkdir(parents=True, exist_ok=True)
     if storage_uri.exists(config.schema_uri):
         schema = load_schema(config.schema_uri)
         write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
-    else:  # first use: infer, use it, and say that it needs a review
-        schema = infer_schema(both, config)
-        write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
-        print(f"WARNING: {config.schema_uri} does not exist; inferred a schema from this data and used it. "
-              f"Review the inferred schema ({Path(schema_dir) / SCHEMA_FILE}), then put it at {config.schema_uri} "
-              "(locally: `python runner.py --infer-schema --dataset-config ...` writes it for review).")
+        return schema
+    train, evaluation = split_frames(examples_dir, "train"), split_frames(examples_dir, "eval")
+    schema = infer_schema(lambda: itertools.chain(train(), evaluation()), config)
+    write_schema(schema, Path(schema_dir) / SCHEMA_FILE)
+    print(f"WARNING: {config.schema_uri} does not exist; inferred a schema from this data and used it. "
+          f"Review the inferred schema ({Path(schema_dir) / SCHEMA_FILE}), then put it at {config.schema_uri} "
+          "(locally: `python runner.py --infer-schema --dataset-config ...` writes it for review).")
+    return schema
 
-    found = validate(both, load_manifest(examples_dir).batches, schema, config)
+
+def write_outcome(datasets: list[tuple[str, StatisticsTallies]], tallies: dict[tuple[int, str], _FeatureTally],
+                  batches: list[BatchInfo], schema: schema_pb2.Schema, config: DatasetConfig,
+                  statistics_dir: str | Path, anomalies_dir: str | Path) -> list[Anomaly]:
+    """The statistics and the anomalies written from the tallies; the anomalies returned."""
+    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
+    stats = statistics_pb2.DatasetFeatureStatisticsList(
+        datasets=[statistics_proto(split_tallies, name) for name, split_tallies in datasets])
+    (Path(statistics_dir) / STATISTICS_FILE).write_text(text_format.MessageToString(stats))
+    found = anomalies_of(tallies, batches, schema, config)
     write_validation_outputs(found, schema, anomalies_dir)
-    raise_on_critical(found)
     return found
 
 

@@ -49,7 +49,8 @@ def build_evaluation_pipeline():
                                ).set_display_name("0. Snapshot a BigQuery table (files: as given)")
         pinned.set_caching_options(False)  # a table changes under its name: every run snapshots it anew
         ingest = ingest_data(data_uri=pinned.outputs["data_uri"], data_version=pinned.outputs["data_version"],
-                             dataset_config=dataset_config, row_filter=row_filter).set_display_name("1. Ingest data")
+                             dataset_config=dataset_config, row_filter=row_filter, beam_runner=beam_runner,
+                             beam_pipeline_args=beam_pipeline_args).set_display_name("1. Ingest data")
         versions = resolve_versions(model_name=model_name, dataset_config=dataset_config, candidate=candidate,
                                     baseline=baseline, registry_uri=registry_uri, project=project, location=location
                                     ).set_display_name("2. Resolve the versions").set_caching_options(False)

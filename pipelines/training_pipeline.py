@@ -15,10 +15,12 @@ Steps, in the order they run:
 2. Validate: statistics of both splits; each batch checked against the reviewed
    schema; a critical anomaly stops the run here, before training.
 3. Transform: tf.Transform analyzes the train split and transforms both; its
-   graph becomes part of the serving model. Transform and evaluate run on Beam:
-   `beam_runner` (DirectRunner by default; DataflowRunner at scale) and
-   `beam_pipeline_args` (Beam flags, as TFX passes them: project, region,
-   temp location, service account, network, worker settings) reach both steps.
+   graph becomes part of the serving model. Ingest, validate, transform and
+   evaluate run on Beam: `beam_runner` (DirectRunner by default; DataflowRunner
+   at scale) and `beam_pipeline_args` (Beam flags, as TFX passes them: project,
+   region, temp location, service account, network, worker settings) reach all
+   four steps (ingest and validate on the DirectRunner without flags run their
+   plain-Python form in the step: docs/scale.md).
 4. Train: the Keras model on the transformed data; exported as a SavedModel
    whose signature takes raw instances as Vertex sends them.
 5. Look up the champion: resolve the model name (the data set config's
@@ -100,8 +102,10 @@ def build_training_pipeline(platform: Platform):
                                ).set_display_name("0. Snapshot a BigQuery table (files: as given)")
         pinned.set_caching_options(False)  # a table changes under its name: every run snapshots it anew
         ingest = ingest_data(data_uri=pinned.outputs["data_uri"], data_version=pinned.outputs["data_version"],
-                             dataset_config=dataset_config, row_filter=row_filter).set_display_name("1. Ingest data")
-        validate = validate_data(examples=ingest.outputs["examples"], dataset_config=dataset_config
+                             dataset_config=dataset_config, row_filter=row_filter, beam_runner=beam_runner,
+                             beam_pipeline_args=beam_pipeline_args).set_display_name("1. Ingest data")
+        validate = validate_data(examples=ingest.outputs["examples"], dataset_config=dataset_config,
+                                 beam_runner=beam_runner, beam_pipeline_args=beam_pipeline_args
                                  ).set_display_name("2. Validate data against the schema")
         transform = transform_data(examples=ingest.outputs["examples"], schema=validate.outputs["schema"],
                                    dataset_config=dataset_config, beam_runner=beam_runner,

@@ -309,32 +309,49 @@ class ShardWriter:
     with no row at all it writes one empty shard, so a reader still finds the
     columns and their types. A shard is written under a temporary name
     (`.{name}.tmp`, which `list_shards` ignores) and renamed when complete.
+    `first_shard` numbers the first shard (a Beam worker writing one shard of many).
+
+    A `gs://` folder (a Dataflow worker, which has no `/gcs/` mount) is written through a local temporary
+    file, uploaded when the shard is complete: disk holds one shard, memory one row group.
     """
 
     def __init__(self, folder: str | Path, schema: pa.Schema, max_rows: int = DEFAULT_SHARD_ROWS,
-                 prefix: str = "part") -> None:
+                 prefix: str = "part", first_shard: int = 0) -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows={max_rows}; expected a positive number of rows per shard")
-        self.folder = Path(storage_uri.checked(str(folder)))
-        if storage_uri.is_gcs(str(folder)):
-            raise ValueError(f"{folder}: ShardWriter writes to a local folder or the /gcs/ mount, not gs://")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.schema, self.max_rows, self.prefix = schema, max_rows, prefix
+        folder = storage_uri.checked(str(folder))
+        self._gcs = storage_uri.is_gcs(folder) and not storage_uri.gcs_mount().is_dir()
+        if self._gcs:
+            import tempfile
+
+            self._uri = folder.rstrip("/")
+            self._scratch = tempfile.TemporaryDirectory(prefix="shards-")
+            self.folder = Path(self._scratch.name)
+        else:
+            self.folder = storage_uri.mounted_path(folder) if storage_uri.is_gcs(folder) else Path(folder)
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.schema, self.max_rows, self.prefix, self.first_shard = schema, max_rows, prefix, first_shard
         self.rows = 0
         self._shards: list[str] = []
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_shard = 0
 
     def _open(self) -> None:
-        name = f"{self.prefix}-{len(self._shards):05d}.parquet"
+        name = f"{self.prefix}-{self.first_shard + len(self._shards):05d}.parquet"
         self._temporary = self.folder / f".{name}.tmp"
         self._writer = pq.ParquetWriter(self._temporary, self.schema)
-        self._shards.append(str(self.folder / name))
+        self._shards.append(f"{self._uri}/{name}" if self._gcs else str(self.folder / name))
         self._rows_in_shard = 0
 
     def _finish(self) -> None:
         self._writer.close()
-        self._temporary.rename(self._shards[-1])
+        if self._gcs:
+            bucket, name = storage_uri.split_gcs(self._shards[-1])
+            storage_uri._client(self._shards[-1]).bucket(bucket).blob(name).upload_from_filename(  # noqa: SLF001
+                str(self._temporary))
+            self._temporary.unlink()
+        else:
+            self._temporary.rename(self._shards[-1])
         self._writer = None
 
     def write(self, rows: pa.RecordBatch | pa.Table) -> None:

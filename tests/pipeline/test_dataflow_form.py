@@ -1,6 +1,6 @@
-"""The Dataflow form of the two Beam steps, offline: transform and evaluation pipelines built with
-DataflowRunner and the pipeline's Beam settings, translated into a Dataflow job by Beam's own runner
-with `--template_location` (the job request is written to a file instead of being sent). Staging
+"""The Dataflow form of the four Beam steps, offline: the ingest, validation, transform and evaluation
+pipelines built with DataflowRunner and the pipeline's Beam settings, translated into a Dataflow job by
+Beam's own runner with `--template_location` (the job request is written to a file instead of being sent). Staging
 goes to the GCS emulator; nothing reaches Google Cloud. The test reads the job and the pipeline
 graph Beam staged for it.
 
@@ -130,3 +130,54 @@ def test_the_evaluation_pipeline_translates_into_a_dataflow_job(dataflow, datase
     for step in ("ListEvalShards", "SpreadEvalShards", "Score", "CountConfusion", "Evaluatecandidate",
                  "Evaluatechampion"):
         assert any(name.startswith(step) for name in names), f"{step} is not in the Dataflow job"
+
+
+def test_the_ingest_pipeline_translates_into_a_dataflow_job(dataflow, dataset_config):
+    import apache_beam as beam
+
+    from dataprep.beam_ingest import build_ingest_pipeline
+    from dataprep.ingest import find_batches
+    from tests.pipeline.conftest import copy_partitions
+
+    options = _options(dataflow, "ingest-job")
+    mounted = dataflow["mounted"]
+    batches = find_batches(str(copy_partitions(mounted / "ingest-landing")))
+    assert all(uri.startswith(f"gs://{dataflow['bucket']}/") for uri in batches)  # the workers' view: no mount
+    pipeline = beam.Pipeline(options=options.pipeline_options())
+    result = build_ingest_pipeline(pipeline, options, batches, dataset_config, str(mounted / "ingested"),
+                                   f"gs://{dataflow['bucket']}/dataflow/tmp/ingest")
+    assert result == f"gs://{dataflow['bucket']}/dataflow/tmp/ingest/ingest-result.pickle"
+    pipeline.run()
+    request, graph = _job_and_graph(dataflow, "ingest-job")
+    _check_job(request, "ingest-job")
+    names = set(graph)
+    # Batches and shards spread over the workers (Reshuffle), the kinds decided once and handed to every worker.
+    for step in ("ListBatchesForScan", "SpreadBatchesForScan", "ScanBatches", "Decide", "ListBatchesForTyping",
+                 "SpreadBatchesForTyping", "TypeLabelSplit", "PlanShards", "SpreadShards", "WriteShards", "Summarise"):
+        assert any(name.startswith(step) for name in names), f"{step} is not in the Dataflow job"
+    assert "beam:transform:group_by_key:v1" in {graph[name] for name in names if name.startswith("SpreadShards")}
+
+
+def test_the_validation_pipeline_translates_into_a_dataflow_job(dataflow, dataset_config):
+    import apache_beam as beam
+
+    from contract.schema import load_schema
+    from dataprep.beam_validation import build_validation_pipeline
+    from dataprep.ingest import load_manifest
+
+    options = _options(dataflow, "validation-job")
+    mounted = dataflow["mounted"]
+    pipeline = beam.Pipeline(options=options.pipeline_options())
+    build_validation_pipeline(pipeline, options, str(mounted / "examples"),
+                              load_manifest(mounted / "examples").batches, load_schema(dataset_config.schema_uri),
+                              f"gs://{dataflow['bucket']}/dataflow/tmp/validation")
+    pipeline.run()
+    request, graph = _job_and_graph(dataflow, "validation-job")
+    _check_job(request, "validation-job")
+    names = set(graph)
+    for step in ("ListShardsForStatistics", "SpreadShardsForStatistics", "TallyShards", "MergeStatistics",
+                 "MergeValidation", "ListShardsForHistograms", "HistogramShards", "MergeHistograms",
+                 "WriteStatistics", "WriteValidation", "WriteHistograms"):
+        assert any(name.startswith(step) for name in names), f"{step} is not in the Dataflow job"
+    # The statistics and validation tallies are merged by combiners (partial tallies on each worker).
+    assert "beam:transform:combine_per_key:v1" in {graph[name] for name in names if name.startswith("Merge")}

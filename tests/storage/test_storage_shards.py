@@ -136,10 +136,22 @@ def test_shard_writer_keeps_the_schema_without_rows_and_refuses_other_columns(tm
         writer.write(pa.table({"trip_id": ["t1"]}))
     [shard] = shards.list_shards(str(tmp_path / "eval"))
     assert shards.shard_schema(shard) == schema and list(shards.iter_chunks(shard)) == []
-    with pytest.raises(ValueError, match="gs://"):
-        shards.ShardWriter("gs://bucket/eval", schema)
     with pytest.raises(ValueError, match="max_rows=0"):
         shards.ShardWriter(tmp_path / "x", schema, max_rows=0)
+
+
+def test_shard_writer_uploads_gs_shards_where_there_is_no_mount(gcs_emulator: GcsEmulator, gcs_bucket: str,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dataflow worker's case (no /gcs/ mount): each shard is written to a local file, then uploaded; the
+    first shard's number is given (one worker writes shards 3 and 4 of a split)."""
+    monkeypatch.setenv("MLOPS_GCS_MOUNT", str(tmp_path / "no-mount"))
+    schema = pa.schema([("trip_id", pa.int64())])
+    with shards.ShardWriter(f"gs://{gcs_bucket}/train", schema, max_rows=4, first_shard=3) as writer:
+        writer.write(pa.table({"trip_id": list(range(6))}, schema=schema))
+    assert gcs_emulator.names(f"gs://{gcs_bucket}/train") == ["train/part-00003.parquet", "train/part-00004.parquet"]
+    read = [row["trip_id"] for chunk in shards.iter_chunks(f"gs://{gcs_bucket}/train")
+            for row in chunk.batch.to_pylist()]
+    assert read == list(range(6)) and not (tmp_path / "no-mount").exists()
 
 
 def test_a_failed_shard_writer_leaves_no_complete_looking_shard(tmp_path: Path) -> None:
