@@ -99,7 +99,7 @@ def analyze_and_transform(examples_dir: str, dataset_config: str, schema_path: s
     options = beam_options(beam_runner, beam_pipeline_args)
     with (tempfile.TemporaryDirectory(prefix="tft-") as local_temp,
           tft_beam.Context(temp_dir=options.temp_location() or local_temp)):
-        pipeline = beam.Pipeline(options=options.pipeline_options())
+        pipeline = beam.Pipeline(runner=options.local_runner(), options=options.pipeline_options())
         build_transform_pipeline(pipeline, options, examples_dir, dataset_config, schema_path,
                                  transform_graph_dir, transformed_dir)
         run = pipeline.run()

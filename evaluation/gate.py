@@ -302,7 +302,7 @@ def evaluate_examples(examples_dir: str, model_uri: str, champion_uri: str, conf
     options = beam_options(beam_runner, beam_pipeline_args)
     if not load_manifest(examples_dir).eval_rows:
         raise _empty_eval_split(config, thresholds)
-    pipeline = beam.Pipeline(options=options.pipeline_options())
+    pipeline = beam.Pipeline(runner=options.local_runner(), options=options.pipeline_options())
     outputs = build_evaluation_pipeline(pipeline, options, examples_dir, model_uri, champion_uri, config, output_dir)
     results, confusion = _run_tfma(pipeline, outputs)
     return _outcome(results, confusion, config, thresholds)
@@ -339,7 +339,7 @@ def evaluate(eval_frame: pd.DataFrame, candidate: np.ndarray, champion: np.ndarr
     predictions = {CANDIDATE: candidate} | ({CHAMPION: champion} if champion is not None else {})
     batch = scored_batch(eval_frame, predictions, config)
     outputs = {model: str(Path(output_dir) / model) for model in predictions}
-    pipeline = beam.Pipeline()
+    pipeline = beam.Pipeline(runner=beam_options(DIRECT_RUNNER, []).local_runner())
     add_tfma(pipeline | "Rows" >> beam.Create([batch]), list(predictions), config, outputs)
     results, confusion = _run_tfma(pipeline, outputs)
     return _outcome(results, confusion, config, thresholds)
