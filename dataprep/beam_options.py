@@ -89,7 +89,6 @@ def runs_in_process(beam_runner: str, beam_pipeline_args: list[str] | tuple[str,
 
 def beam_options(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ...] | None) -> BeamOptions:
     """The checked options of a Beam step; BeamOptionsError names what is wrong."""
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     if beam_runner not in RUNNERS:
         raise BeamOptionsError(f"beam_runner {beam_runner!r}; expected one of {', '.join(RUNNERS)}")
@@ -100,7 +99,7 @@ def beam_options(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ..
                                "'--temp_location=gs://my-bucket/tmp'")
     if any(arg.split("=", 1)[0] == "--runner" for arg in args):
         raise BeamOptionsError("beam_pipeline_args sets --runner; set the pipeline parameter beam_runner instead")
-    options = PipelineOptions(args).get_all_options()
+    options = _parsed(args)
     if beam_runner == DATAFLOW_RUNNER:
         missing = [example for name, example in DATAFLOW_REQUIRED.items() if not options.get(name)]
         if missing:
@@ -109,6 +108,28 @@ def beam_options(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ..
             raise BeamOptionsError(f"--temp_location={options['temp_location']}: Dataflow needs a gs:// location")
         _check_network(options)
     return BeamOptions(beam_runner, (f"--runner={beam_runner}", *args))
+
+
+def _parsed(args: list[str]) -> dict:
+    """Beam's own reading of the flags. Beam ends the process on a bad value (argparse) and drops a flag it
+    does not know with a warning: a misspelled `--direct_num_worker=2` would silently run one worker."""
+    import contextlib
+    import io
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            known = PipelineOptions(args).get_all_options()
+    except SystemExit:
+        reason = (said.getvalue().strip().splitlines() or ["not accepted"])[-1].split("error: ", 1)[-1]
+        raise BeamOptionsError(f"beam_pipeline_args {args!r}: {reason}") from None
+    unknown = sorted(set(PipelineOptions(args).get_all_options(retain_unknown_options=True)) - set(known))
+    if unknown:
+        raise BeamOptionsError(f"beam_pipeline_args: {', '.join('--' + name for name in unknown)} is not a Beam "
+                               "flag (https://cloud.google.com/dataflow/docs/reference/pipeline-options)")
+    return known
 
 
 def _check_network(options: dict) -> None:

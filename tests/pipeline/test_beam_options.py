@@ -37,6 +37,10 @@ def test_dataflow_gets_every_setting_and_gs_locations_for_mounted_paths(monkeypa
     ("DirectRunner", ["--runner=DataflowRunner"], "set the pipeline parameter beam_runner instead"),
     ("DirectRunner", ["temp_location=gs://b"], "each must be a Beam flag"),
     ("DirectRunner", [3], "each must be a Beam flag"),
+    # Beam itself would end the process on a bad value, and drop a flag it does not know with a warning.
+    ("DirectRunner", ["--direct_num_workers=two"], "--direct_num_workers: invalid int value: 'two'"),
+    ("DirectRunner", ["--direct_running_mode=threads"], "invalid choice: 'threads'"),
+    ("DirectRunner", ["--direct_num_worker=2"], "--direct_num_worker is not a Beam flag"),
     # Without a network Dataflow assumes the VPC network `default`, which a project may not have.
     ("DataflowRunner", DATAFLOW_ARGS[:-1], "needs the workers' network in beam_pipeline_args: --subnetwork="),
     ("DataflowRunner", [*DATAFLOW_ARGS[:-1], "--network=projects/p/global/networks/n"],
@@ -67,7 +71,7 @@ def test_the_transform_step_refuses_bad_settings_before_starting_its_child(tmp_p
                       "DataflowRunner", [])
 
 
-def test_both_beam_steps_receive_the_pipeline_parameters():
+def test_every_beam_step_receives_the_pipeline_parameters():
     import json
 
     from pipelines.compile import COMPILED_DIR
@@ -77,7 +81,7 @@ def test_both_beam_steps_receive_the_pipeline_parameters():
     assert defaults["beam_runner"]["defaultValue"] == "DirectRunner"
     assert defaults["beam_pipeline_args"]["defaultValue"] == []
     tasks = spec["root"]["dag"]["tasks"]
-    for task in ("transform-data", "evaluate-model"):
+    for task in ("ingest-data", "validate-data", "transform-data", "evaluate-model"):
         inputs = tasks[task]["inputs"]["parameters"]
         assert inputs["beam_runner"]["componentInputParameter"] == "beam_runner"
         assert inputs["beam_pipeline_args"]["componentInputParameter"] == "beam_pipeline_args"
