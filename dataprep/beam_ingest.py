@@ -38,7 +38,7 @@ from pathlib import Path
 
 from contract.artifacts import EVAL_SPLIT, TRAIN_SPLIT
 from contract.dataset import DatasetConfig
-from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options
+from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options, release_freed_memory
 from dataprep.ingest import (
     BatchInfo,
     ColumnScan,
@@ -130,10 +130,16 @@ def _decide(scanned: list[tuple[dict[int, BatchInfo], dict[int, dict[str, Column
     return Decision(state.infos, sorted(state.scans), kinds)
 
 
+def _scan_group(group: list[tuple[int, str]], missing_values: tuple[str, ...]):
+    release_freed_memory()  # a worker's first group: the peak stays flat however many it reads
+    return scan_group(group, missing_values)
+
+
 def _write_pieces(group: list[tuple[int, str]], decision: Decision, config: DatasetConfig, pieces_dir: str):
     """A group's kept batches typed, labelled and split, chunk by chunk, into one piece per split."""
     import pyarrow as pa
 
+    release_freed_memory()
     kept = set(decision.kept)
     batches = [(index, uri) for index, uri in group if index in kept]
     if not batches:
@@ -180,6 +186,7 @@ def _write_shard(plan: ShardPlan, decision: Decision, config: DatasetConfig, out
     """One shard from its pieces' row ranges, read a chunk at a time."""
     import pyarrow as pa
 
+    release_freed_memory()
     schema = examples_schema(decision.kinds, config)
     writer = shards.ShardWriter(storage_uri.join(output_dir, plan.split), schema, max_rows=shard_rows,
                                 first_shard=plan.number)
@@ -221,7 +228,7 @@ def build_ingest_pipeline(pipeline, options: BeamOptions, batch_uris: list[str],
         return found | f"SpreadBatchesFor{purpose}" >> beam.Reshuffle() if reshuffle else found
 
     decision = (listed("Scan")
-                | "ScanBatches" >> beam.Map(scan_group, config.missing_values)
+                | "ScanBatches" >> beam.Map(_scan_group, config.missing_values)
                 | "CollectScans" >> beam.combiners.ToList()
                 | "Decide" >> beam.Map(_decide, config))
     pieces = (listed("Typing")
@@ -247,6 +254,7 @@ def ingest_on_beam(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     from apache_beam.io.filesystems import FileSystems
 
     options = beam_options(beam_runner, beam_pipeline_args)
+    release_freed_memory()  # before Beam starts its workers: they inherit it
     batch_uris = find_batches(data_uri)
     label_input_columns(config.label.expression)  # a malformed expression is refused before the job starts
     started = time.perf_counter()

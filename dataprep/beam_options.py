@@ -17,7 +17,9 @@ has it says `--network=default`.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import os
 import re
 
 from storage import uri as storage_uri
@@ -77,6 +79,36 @@ class BeamOptions:
 
     def temp_location(self) -> str | None:
         return self.pipeline_options().get_all_options().get("temp_location")
+
+
+# glibc's mallopt parameters (malloc.h) and what the Beam steps set them to: see release_freed_memory.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES = 64 * 1024
+_FREED_MEMORY_RELEASED = False
+
+
+def release_freed_memory() -> None:
+    """Makes this process, and the Beam worker processes it starts, hand freed memory back to the system.
+
+    The data steps' Beam workers turn each chunk into pandas columns of a few hundred KB and free them. With
+    glibc's defaults those blocks come from the heap, whose freed space fragments and stays resident: a
+    worker's peak grew with the rows it had read (validation: 1.33-1.44x from 1x to 20x the sample). Blocks
+    of 64 KiB and more mapped on their own, and the heap's free top trimmed at once, keep the peak flat
+    (1.20-1.29x; docs/scale.md) at the same speed. Called once per process, where a worker's work starts
+    (a Dataflow worker too); the environment variables reach worker processes Beam starts here. Nothing
+    to do off glibc."""
+    global _FREED_MEMORY_RELEASED
+    if _FREED_MEMORY_RELEASED:
+        return
+    _FREED_MEMORY_RELEASED = True
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(_MMAP_THRESHOLD_BYTES))
+    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "0")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl)
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    libc.mallopt(_M_TRIM_THRESHOLD, 0)
 
 
 def runs_in_process(beam_runner: str, beam_pipeline_args: list[str] | tuple[str, ...] | None) -> bool:

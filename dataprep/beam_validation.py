@@ -32,7 +32,7 @@ from contract.artifacts import EVAL_SPLIT, TRAIN_SPLIT
 from contract.dataset import DatasetConfig
 from dataprep import validation as dv
 from dataprep.beam_ingest import spread
-from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options
+from dataprep.beam_options import DIRECT_RUNNER, BeamOptions, beam_options, release_freed_memory
 from storage import uri as storage_uri
 
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
@@ -43,6 +43,7 @@ def _chunks(shard: tuple[int, str, int, str]):
     the sequential pass reads it (train, then eval)."""
     from storage import shards
 
+    release_freed_memory()  # a worker's first shard: the peak stays flat however many it reads
     split_rank, _, shard_rank, uri = shard
     if shard_rank == 0:  # as in-process, an empty first chunk carries the columns and types of an empty split
         yield (split_rank, shard_rank, -1), shards.shard_schema(uri).empty_table().to_pandas()
@@ -168,6 +169,7 @@ def validate_on_beam(examples_dir: str | Path, config: DatasetConfig, statistics
     from dataprep.ingest import load_manifest
 
     options = beam_options(beam_runner, beam_pipeline_args)
+    release_freed_memory()  # before Beam starts its workers: they inherit it
     started = time.perf_counter()
     batches = load_manifest(examples_dir).batches
     schema = dv.schema_for(examples_dir, config, schema_dir)

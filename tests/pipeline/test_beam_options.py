@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 
 from dataprep.beam_options import BeamOptionsError, beam_options
@@ -85,3 +90,30 @@ def test_every_beam_step_receives_the_pipeline_parameters():
         inputs = tasks[task]["inputs"]["parameters"]
         assert inputs["beam_runner"]["componentInputParameter"] == "beam_runner"
         assert inputs["beam_pipeline_args"]["componentInputParameter"] == "beam_pipeline_args"
+
+
+_FRAGMENTED_HEAP = """
+import sys
+from dataprep.beam_options import release_freed_memory
+if sys.argv[1] == "released":
+    release_freed_memory()
+def resident_mb():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 1024
+blocks = [bytearray(100_000) for _ in range(1000)]  # 100 MB of a chunk's column-sized blocks
+before = resident_mb()
+del blocks[::2]  # every other one freed: holes between live blocks, as a worker's chunks leave them
+print(before - resident_mb())
+"""
+
+
+@pytest.mark.parametrize("mode, handed_back", [("released", True), ("glibc defaults", False)])
+def test_a_worker_hands_freed_chunk_memory_back(mode, handed_back):
+    """What keeps the Beam data steps' peak flat (docs/scale.md): blocks of a chunk's size freed between live
+    ones leave the process with release_freed_memory(), and stay resident under glibc's defaults."""
+    from tests.conftest import require_or_skip
+
+    require_or_skip(platform.libc_ver()[0] == "glibc", "glibc's mallopt: this machine's C library is not glibc")
+    glibc_defaults = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+    returned = float(subprocess.run([sys.executable, "-c", _FRAGMENTED_HEAP, mode], capture_output=True, text=True,
+                                    check=True, env=glibc_defaults).stdout)
+    assert (returned > 40) is handed_back, f"{mode}: {returned:.0f} MB of 50 freed went back"
