@@ -259,8 +259,7 @@ def ingest_on_beam(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     label_input_columns(config.label.expression)  # a malformed expression is refused before the job starts
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="beam-ingest-") as local_work:
-        temp = options.temp_location()
-        work = storage_uri.join(temp, f"ingest-{time.time_ns()}") if options.on_dataflow and temp else local_work
+        work = options.work_location(local_work, "ingest")
         pipeline = beam.Pipeline(runner=options.local_runner(), options=options.pipeline_options())
         result_uri = build_ingest_pipeline(pipeline, options, batch_uris, config, str(output_dir), work, shard_rows)
         try:

@@ -21,6 +21,7 @@ import ctypes
 import dataclasses
 import os
 import re
+import time
 
 from storage import uri as storage_uri
 
@@ -76,6 +77,12 @@ class BeamOptions:
         encoded = JobServiceHandle.encode_pipeline_options(self.pipeline_options().get_all_options())
         return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
             beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+    def work_location(self, local_scratch: str, name: str) -> str:
+        """Where a step's Beam stages leave results for the launching process: a fresh folder under the job's
+        temp_location on Dataflow (its workers cannot see this machine), else the step's local scratch."""
+        temp = self.temp_location()
+        return storage_uri.join(temp, f"{name}-{time.time_ns()}") if self.on_dataflow and temp else local_scratch
 
     def temp_location(self) -> str | None:
         return self.pipeline_options().get_all_options().get("temp_location")

@@ -174,8 +174,7 @@ def validate_on_beam(examples_dir: str | Path, config: DatasetConfig, statistics
     batches = load_manifest(examples_dir).batches
     schema = dv.schema_for(examples_dir, config, schema_dir)
     with tempfile.TemporaryDirectory(prefix="beam-validation-") as local_work:
-        temp = options.temp_location()
-        work = storage_uri.join(temp, f"validation-{time.time_ns()}") if options.on_dataflow and temp else local_work
+        work = options.work_location(local_work, "validation")
         pipeline = beam.Pipeline(runner=options.local_runner(), options=options.pipeline_options())
         results = build_validation_pipeline(pipeline, options, str(examples_dir), batches, schema, work)
         pipeline.run().wait_until_finish()

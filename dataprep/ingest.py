@@ -618,15 +618,16 @@ def ingest(data_uri: str, config: DatasetConfig, output_dir: str | Path,
     batches are read: in this process (the DirectRunner without flags), or on Beam (dataprep.beam_ingest)."""
     from dataprep.beam_options import beam_options, runs_in_process
 
-    if not runs_in_process(beam_runner, beam_pipeline_args):
-        beam_options(beam_runner, beam_pipeline_args)  # refused by name before any work
+    on_beam = not runs_in_process(beam_runner, beam_pipeline_args)
+    if on_beam:
+        beam_options(beam_runner, beam_pipeline_args)  # refused by name before any work, bq:// included
     if data_uri.strip().startswith("bq://"):
         from dataprep.bigquery_source import ingest_table
 
         return ingest_table(data_uri, config, output_dir, shard_rows, row_filter)
     if row_filter.strip():
         raise IngestError(f"row_filter {row_filter!r} applies to a bq:// table; data_uri {data_uri!r} names files")
-    if not runs_in_process(beam_runner, beam_pipeline_args):
+    if on_beam:
         from dataprep.beam_ingest import ingest_on_beam
 
         return ingest_on_beam(data_uri, config, output_dir, shard_rows, beam_runner, beam_pipeline_args)
